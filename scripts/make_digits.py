@@ -14,7 +14,7 @@ The argument may also be the ``mnist_5k.csv.gz`` file itself (or a plain ``.csv`
 Output (``np.savez_compressed``):
   images    uint8 [5000, 28, 28]  original 28x28 grey images (padding to 32x32 is done at load time)
   labels    uint8 [5000]          class 0..9
-  train_idx int64 [4000]          fixed stratified split: 400 per class
+  train_idx int64 [4000]          fixed stratified split: 400 per class, in a fixed shuffled order
   test_idx  int64 [1000]          100 per class
   source    str                   provenance line (file name + sha256 of the csv)
 """
@@ -68,14 +68,19 @@ def parse(raw: bytes) -> tuple[np.ndarray, np.ndarray]:
 
 
 def stratified_split(labels: np.ndarray, seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndarray]:
-    """Per class, shuffle that class's indices with a fixed seed; first 400 -> train, next 100 -> test."""
+    """Per class, shuffle that class's indices with a fixed seed; first 400 -> train, next 100 -> test.
+
+    Each split is then stored in one fixed shuffled order (not sorted by class: the source csv is
+    ordered by label), so that the first N items of a split mix all classes.
+    """
     rng = np.random.default_rng(seed)
     train, test = [], []
     for c in range(10):
         idx = rng.permutation(np.flatnonzero(labels == c))
         train.append(idx[:TRAIN_PER_CLASS])
         test.append(idx[TRAIN_PER_CLASS:TRAIN_PER_CLASS + TEST_PER_CLASS])
-    return np.sort(np.concatenate(train)).astype(np.int64), np.sort(np.concatenate(test)).astype(np.int64)
+    train_idx, test_idx = np.concatenate(train), np.concatenate(test)
+    return rng.permutation(train_idx).astype(np.int64), rng.permutation(test_idx).astype(np.int64)
 
 
 def main() -> None:

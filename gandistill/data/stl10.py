@@ -1,0 +1,83 @@
+"""STL-10 from a local root in the torchvision layout (the official binary files).
+
+Layout (``<root>/stl10_binary/``): ``train_X.bin``, ``train_y.bin``, ``test_X.bin``, ``test_y.bin``,
+``unlabeled_X.bin`` (and ``class_names.txt``). ``*_X.bin`` are uint8 images of 3x96x96 each,
+stored channel by channel in column-major order; ``*_y.bin`` are uint8 labels 1..10 (we return 0..9).
+Images are memory-mapped (the unlabeled file is 2.7 GB), so only the items used are read.
+We read the files ourselves because torchvision's STL10 checks md5 sums (rejecting test fixtures);
+``download=True`` delegates the fetch to torchvision.
+Splits: ``train`` (5k), ``test`` (8k), ``unlabeled`` (100k, y = -1), ``train+unlabeled`` (105k).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+
+from .base import ArrayDataset, ConcatImageDataset, check_img_size
+from .stats import NORM_STATS
+
+FOLDER = "stl10_binary"
+SIDE = 96
+IMAGE_BYTES = 3 * SIDE * SIDE
+STL10_SPLITS = ("train", "test", "unlabeled", "train+unlabeled")
+CLASSES = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]
+
+
+def _hint(root: Path) -> str:
+    return (f"expected {root}/{FOLDER}/{{train_X.bin, train_y.bin, test_X.bin, test_y.bin, unlabeled_X.bin}} "
+            f"(torchvision STL10 format); pass download=True to fetch it")
+
+
+def _read_images(path: Path, root: Path) -> np.ndarray:
+    """Memory-map ``*_X.bin`` as a uint8 view [N, 3, 96, 96] in (C, H, W) order."""
+    if not path.is_file():
+        raise FileNotFoundError(f"stl10: missing {path}; {_hint(root)}")
+    size = path.stat().st_size
+    if size == 0 or size % IMAGE_BYTES:
+        raise ValueError(f"{path}: size {size} bytes is not a positive multiple of 3*96*96={IMAGE_BYTES}; {_hint(root)}")
+    mm = np.memmap(path, dtype=np.uint8, mode="r", shape=(size // IMAGE_BYTES, 3, SIDE, SIDE))
+    return mm.transpose(0, 1, 3, 2)  # stored column-major: swap to (H, W)
+
+
+def _read_labels(path: Path, root: Path, n: int) -> torch.Tensor:
+    if not path.is_file():
+        raise FileNotFoundError(f"stl10: missing {path}; {_hint(root)}")
+    y = np.fromfile(path, dtype=np.uint8).astype(np.int64)
+    if len(y) != n:
+        raise ValueError(f"{path}: {len(y)} labels for {n} images; {_hint(root)}")
+    if len(y) and (y.min() < 1 or y.max() > 10):
+        raise ValueError(f"{path}: labels must be 1..10 (1-based), got range [{y.min()}, {y.max()}]")
+    return torch.from_numpy(y - 1)
+
+
+def _part(root: Path, part: str, img_size: Optional[int]) -> ArrayDataset:
+    folder = root / FOLDER
+    images = _read_images(folder / f"{part}_X.bin", root)
+    if part == "unlabeled":
+        labels, num_classes = torch.full((images.shape[0],), -1, dtype=torch.long), 0
+    else:
+        labels, num_classes = _read_labels(folder / f"{part}_y.bin", root, images.shape[0]), 10
+    mean, std = NORM_STATS["stl10"]
+    return ArrayDataset(images, labels, name="stl10", split=part, num_classes=num_classes, mean=mean, std=std,
+                        img_size=img_size, classes=CLASSES if num_classes else [])
+
+
+def load_stl10(root: Path, split: str = "train", download: bool = False,
+               img_size: Optional[int] = None) -> Union[ArrayDataset, ConcatImageDataset]:
+    """STL-10 ``split`` from ``root`` (96x96 unless ``img_size``; SnS trains at 64 px)."""
+    if split not in STL10_SPLITS:
+        raise ValueError(f"stl10 has splits {', '.join(STL10_SPLITS)}; got split={split!r}")
+    img_size = check_img_size(img_size)
+    root = Path(root)
+    if download:
+        import torchvision.datasets as tvd
+
+        root.mkdir(parents=True, exist_ok=True)
+        tvd.STL10(str(root), split="train", download=True)
+    if split == "train+unlabeled":
+        parts = [_part(root, "train", img_size), _part(root, "unlabeled", img_size)]
+        return ConcatImageDataset(parts, split=split, num_classes=10)
+    return _part(root, split, img_size)
