@@ -1,2 +1,67 @@
-"""gandistill: distil representations from pretrained GANs into ordinary backbones (Squeeze and Span)."""
-__version__ = "0.1.0"
+"""gandistill: distil image representations from pretrained StyleGAN2-ADA generators into timm backbones.
+
+>>> import gandistill as gd
+>>> result = gd.fit(gd.FitConfig(method="sns", steps=100))      # doctest: +SKIP
+>>> gd.evaluate(result.run_dir, protocol="knn")                  # doctest: +SKIP
+
+Public names are imported lazily, so ``import gandistill`` stays cheap (no torch/timm import).
+"""
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+try:  # the installed distribution's version
+    from importlib.metadata import PackageNotFoundError, version as _version
+
+    __version__ = _version("gandistill")
+except Exception:  # pragma: no cover - source checkout without metadata
+    __version__ = "0.1.0"
+
+_EXPORTS = {
+    # teachers
+    "create_teacher": "gandistill.teachers",
+    "list_teachers": "gandistill.teachers",
+    "register_teacher": "gandistill.teachers",
+    "Teacher": "gandistill.teachers",
+    "TeacherSample": "gandistill.teachers",
+    # students
+    "create_student": "gandistill.students",
+    "list_students": "gandistill.students",
+    # distillation
+    "SqueezeModule": "gandistill.squeeze",
+    "MethodSpec": "gandistill.methods",
+    "get_method": "gandistill.methods",
+    "list_methods": "gandistill.methods",
+    "register_method": "gandistill.methods",
+    "FitConfig": "gandistill.engine",
+    "FitResult": "gandistill.engine",
+    "TrainingStopped": "gandistill.engine",
+    "fit": "gandistill.engine",
+    # evaluation
+    "evaluate": "gandistill.evaluate",
+    "linear_probe": "gandistill.evaluate",
+    "knn_eval": "gandistill.evaluate",
+    # data and augmentation
+    "load_dataset": "gandistill.data",
+    "list_datasets": "gandistill.data",
+    "build_augment": "gandistill.augment",
+    # StyleGAN2 checkpoints
+    "load_sg2": "gandistill.teachers.stylegan2",
+    "save_sg2": "gandistill.teachers.stylegan2",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    mod = _EXPORTS.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'gandistill' has no attribute {name!r}")
+    value = getattr(import_module(mod), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

@@ -1,6 +1,90 @@
-"""Command registration for this area (placeholder until implemented)."""
+"""``gandistill gan train`` and ``gandistill gan sample``."""
+from __future__ import annotations
+
+import json
+from typing import List, Optional
+
 import typer
 
+gan_app = typer.Typer(help="Train a StyleGAN2-ADA teacher on your data, or sample one.", no_args_is_help=True)
 
-def register(app: typer.Typer) -> None:  # noqa: D401
-    return None
+
+def _parse_overrides(items: Optional[List[str]]) -> dict:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--net expects KEY=VALUE (e.g. channel_max=64), got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            out[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k.strip()] = v
+    return out
+
+
+@gan_app.command("train")
+def train_cmd(
+    data: str = typer.Option("digits", help="dataset name (gandistill list datasets)"),
+    config: str = typer.Option("tiny", help="preset: tiny | cifar | stl"),
+    out: str = typer.Option("runs/gan", help="run folder (snapshots, grids, metrics.jsonl)"),
+    kimg: Optional[float] = typer.Option(None, help="training length in thousands of real images"),
+    data_root: Optional[str] = typer.Option(None, help="dataset root (imagefolder / torchvision sets)"),
+    split: Optional[str] = typer.Option(None, help="dataset split (default train)"),
+    resolution: Optional[int] = typer.Option(None, help="resize images to this power-of-two size"),
+    cond: bool = typer.Option(False, "--cond", help="class-conditional G/D (one-hot labels)"),
+    batch: Optional[int] = typer.Option(None),
+    glr: Optional[float] = typer.Option(None, help="G learning rate"),
+    dlr: Optional[float] = typer.Option(None, help="D learning rate"),
+    gamma: Optional[float] = typer.Option(None, help="R1 weight gamma"),
+    ema_kimg: Optional[float] = typer.Option(None, help="G EMA half-life in kimg"),
+    mixing: Optional[float] = typer.Option(None, help="style mixing probability"),
+    augment: Optional[str] = typer.Option(None, help="ada | fixed | none"),
+    augment_p: Optional[float] = typer.Option(None, help="initial (ada) or fixed augmentation probability"),
+    ada_target: Optional[float] = typer.Option(None, help="ADA target of r_t = mean sign(D(real))"),
+    ada_kimg: Optional[float] = typer.Option(None, help="ADA speed: p can go 0 -> 1 in this many kimg"),
+    snap_kimg: Optional[float] = typer.Option(None, help="snapshot every N kimg"),
+    keep_snapshots: Optional[int] = typer.Option(None, help="keep only the newest N snapshots (0 = all)"),
+    tick_kimg: Optional[float] = typer.Option(None, help="log a metrics line every N kimg"),
+    net: Optional[List[str]] = typer.Option(None, help="network override KEY=VALUE (channel_base, channel_max, "
+                                            "map_layers, z_dim, w_dim, mbstd_group), repeatable"),
+    resume: Optional[str] = typer.Option(None, help="run folder or snapshot to continue from"),
+    seed: Optional[int] = typer.Option(None),
+    threads: Optional[int] = typer.Option(None, help="torch CPU threads"),
+    device: Optional[str] = typer.Option(None, help="cpu | cuda"),
+) -> None:
+    """Train StyleGAN2 (ADA objective) on a dataset; resumable, snapshots every --snap-kimg."""
+    from gandistill.gan.config import gan_config
+    from gandistill.gan.loop import train_gan
+
+    cfg = gan_config(
+        config, data=data, out=out, kimg=kimg, data_root=data_root, split=split, resolution=resolution,
+        cond=cond or None, batch=batch, glr=glr, dlr=dlr, r1_gamma=gamma, ema_kimg=ema_kimg,
+        style_mixing_prob=mixing, augment=augment, augment_p=augment_p, ada_target=ada_target, ada_kimg=ada_kimg, keep_snapshots=keep_snapshots,
+        snap_kimg=snap_kimg, tick_kimg=tick_kimg, resume=resume, seed=seed, threads=threads, device=device,
+        net_overrides=_parse_overrides(net) or None,
+    )
+    run = train_gan(cfg)
+    typer.echo(f"done: {run}")
+
+
+@gan_app.command("sample")
+def sample_cmd(
+    ckpt: str = typer.Argument(..., help="gandistill SG2 folder, NVlabs .pkl, or a GAN run folder"),
+    n: int = typer.Option(64, help="number of samples"),
+    out: str = typer.Option("grid.png", help="output PNG"),
+    seed: int = typer.Option(0),
+    trunc: float = typer.Option(1.0, help="truncation psi"),
+) -> None:
+    """Write a PNG grid of generated samples."""
+    from gandistill.gan.sample import sample_grid
+
+    path = sample_grid(ckpt, n=n, out=out, seed=seed, truncation_psi=trunc)
+    typer.echo(f"wrote {path}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``gan`` sub-app (``gan train``, ``gan sample``) to the main CLI."""
+    app.add_typer(gan_app, name="gan")
+
+
+__all__ = ["register", "gan_app"]

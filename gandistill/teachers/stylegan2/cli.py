@@ -1,6 +1,29 @@
-"""Command registration for this area (placeholder until implemented)."""
+"""``gandistill convert IN OUT``: NVlabs StyleGAN2-ADA snapshot -> gandistill checkpoint folder."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
 import typer
 
 
-def register(app: typer.Typer) -> None:  # noqa: D401
-    return None
+def register(app: typer.Typer) -> None:
+    """Add the ``convert`` command to the main app."""
+
+    @app.command("convert")
+    def convert_cmd(
+        src: Path = typer.Argument(..., help="NVlabs StyleGAN2-ADA .pkl snapshot (or a gandistill checkpoint)"),
+        out: Path = typer.Argument(..., help="output folder (safetensors weights + gandistill_sg2.json)"),
+        nets: Optional[str] = typer.Option(None, help="comma-separated subset of G_ema,G,D (default: all present)"),
+        half: bool = typer.Option(False, "--half", help="store weights as float16 (halves the size)"),
+    ) -> None:
+        """Convert a StyleGAN2-ADA snapshot to gandistill's safe format (nothing in the pickle is executed)."""
+        import json
+
+        from .checkpoint import JSON_NAME, convert
+
+        chosen = tuple(n.strip() for n in nets.split(",") if n.strip()) if nets else None
+        out_dir = convert(src, out, nets=chosen, half=half)
+        info = json.loads((out_dir / JSON_NAME).read_text())
+        typer.echo(f"wrote {out_dir}: {', '.join(info['nets'])}"
+                   f" ({'float16' if half else 'float32'})")

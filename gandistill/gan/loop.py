@@ -1,0 +1,334 @@
+"""The StyleGAN2-ADA training loop: ``train_gan(cfg) -> run folder``.
+
+One step (as in StyleGAN2-ADA, phases in this order):
+
+1. G main:  ``L_G = sp(-D(aug(G(z))))``, Adam step on G (D frozen);
+2. D main:  ``L_D = sp(D(aug(G(z')))) + sp(-D(aug(x)))``, Adam step on D; ``sign(D(aug(x)))``
+   feeds the ADA heuristic;
+3. D reg:   every ``r1_interval`` steps, lazy R1 ``gamma/2 * ||grad_x D||^2 * interval``, Adam step on D
+   (D's lr and betas scaled by ``interval/(interval+1)``);
+4. G EMA:   ``beta = 0.5 ** (batch / min(ema_kimg*1000, cur_nimg*rampup))``;
+5. ADA:     every ``ada_interval`` steps ``p += sign(r_t - target) * batch*interval/(ada_kimg*1000)``.
+
+Everything random draws from the global torch RNG (saved in every snapshot) except the data
+indices (their own ``torch.Generator``, also saved), so ``--resume`` continues bit-identically.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gandistill.gan.ada import AdaAugment, AdaController
+from gandistill.gan.config import GanConfig
+from gandistill.gan.loss import StyleGAN2Loss, ema_beta, update_ema
+from gandistill.gan.snapshot import (load_state, resolve_snapshot, save_snapshot, snapshot_name,
+                                     write_json_atomic)
+
+
+# ----------------------------------------------------------------------------------------------- networks
+
+def network_kwargs(cfg: GanConfig, resolution: int, c_dim: int) -> Tuple[dict, dict]:
+    """G and D constructor kwargs: ``sg2_kwargs(cfg.arch, ...)`` plus ``cfg.net_overrides``."""
+    from gandistill.teachers.stylegan2.configs import sg2_kwargs
+
+    G_kw, D_kw = sg2_kwargs(cfg.arch, img_resolution=resolution, c_dim=c_dim, img_channels=3)
+    G_kw, D_kw = copy.deepcopy(dict(G_kw)), copy.deepcopy(dict(D_kw))
+    ov = dict(cfg.net_overrides)
+    known = {"channel_base", "channel_max", "map_layers", "z_dim", "w_dim", "mbstd_group", "num_fp16_res",
+             "d_architecture", "conv_clamp"}
+    unknown = sorted(set(ov) - known)
+    if unknown:
+        raise ValueError(f"unknown net_overrides {unknown}; known: {sorted(known)}")
+    for key in ("channel_base", "channel_max", "num_fp16_res", "conv_clamp"):
+        if key in ov:
+            G_kw.setdefault("synthesis_kwargs", {})[key] = ov[key]
+            D_kw[key] = ov[key]
+    if "map_layers" in ov:
+        G_kw.setdefault("mapping_kwargs", {})["num_layers"] = int(ov["map_layers"])
+    for key in ("z_dim", "w_dim"):
+        if key in ov:
+            G_kw[key] = int(ov[key])
+    if "mbstd_group" in ov:
+        D_kw.setdefault("epilogue_kwargs", {})["mbstd_group_size"] = int(ov["mbstd_group"])
+    if "d_architecture" in ov:
+        D_kw["architecture"] = ov["d_architecture"]
+    return G_kw, D_kw
+
+
+def build_networks(G_kw: dict, D_kw: dict, device: str = "cpu") -> Tuple[nn.Module, nn.Module]:
+    """Construct G and D from their kwargs (fp32, on ``device``)."""
+    from gandistill.teachers.stylegan2.networks import Discriminator, Generator
+
+    return Generator(**G_kw).to(device), Discriminator(**D_kw).to(device)
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+class InMemoryImages:
+    """The training images as uint8 [N,3,H,W] (+ labels), sampled with replacement by a private generator."""
+
+    def __init__(self, cfg: GanConfig):
+        from gandistill.data import load_all, load_dataset
+
+        ds = load_dataset(cfg.data, root=cfg.data_root, split=cfg.split, img_size=cfg.resolution)
+        x, y = load_all(ds, max_items=cfg.max_items)
+        if len(x) < 1:
+            raise ValueError(f"dataset {cfg.data!r} split {cfg.split!r} is empty")
+        if x.shape[-1] != x.shape[-2] or x.shape[-1] & (x.shape[-1] - 1) or x.shape[-1] < 4:
+            raise ValueError(f"StyleGAN2 needs square power-of-two images >= 4 px, got {tuple(x.shape[1:])}; "
+                             "pass --resolution")
+        self.name = getattr(ds, "name", cfg.data)
+        self.x = (x.clamp(0, 1) * 255).round().to(torch.uint8)
+        self.y = y.long()
+        self.resolution = int(x.shape[-1])
+        self.num_classes = int(getattr(ds, "num_classes", 0) or 0)
+        if cfg.cond:
+            if self.num_classes < 1 or (self.y < 0).any():
+                raise ValueError(f"--cond needs a labelled dataset; {cfg.data!r} has no labels")
+        self.c_dim = self.num_classes if cfg.cond else 0
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def labels_to_c(self, y: torch.Tensor) -> torch.Tensor:
+        if self.c_dim == 0:
+            return torch.zeros(len(y), 0)
+        return F.one_hot(y, self.c_dim).float()
+
+    def batch(self, n: int, device: str = "cpu") -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(real images in [-1,1], their c, c for generated images drawn from the label distribution)."""
+        idx = torch.randint(len(self.x), (n,), generator=self.gen)
+        gidx = torch.randint(len(self.x), (n,), generator=self.gen)
+        real = self.x[idx].float().div(127.5).sub(1.0)
+        return real.to(device), self.labels_to_c(self.y[idx]).to(device), self.labels_to_c(self.y[gidx]).to(device)
+
+
+# ----------------------------------------------------------------------------------------------- grid
+
+@torch.no_grad()
+def save_grid(G_ema: nn.Module, path: Path, n: int = 64, seed: int = 0, c_dim: int = 0,
+              truncation_psi: float = 1.0, device: str = "cpu") -> Path:
+    """A PNG grid of ``n`` G_ema samples from a private generator (the global RNG is untouched)."""
+    from torchvision.utils import save_image
+
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, G_ema.z_dim, generator=g).to(device)
+    c = F.one_hot(torch.arange(n) % c_dim, c_dim).float().to(device) if c_dim else torch.zeros(n, 0, device=device)
+    img = G_ema(z, c, truncation_psi=truncation_psi, noise_mode="const", force_fp32=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    save_image(img.float().add(1).div(2).clamp(0, 1), tmp, nrow=int(math.ceil(math.sqrt(n))), padding=1)
+    import os
+
+    os.replace(tmp, path)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------- progress
+
+class _Progress:
+    """rich progress on a TTY, a plain log line per tick otherwise."""
+
+    def __init__(self, total_kimg: float, enabled: Optional[bool]):
+        self.enabled = sys.stdout.isatty() if enabled is None else enabled
+        self.bar = None
+        if self.enabled:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("[bold]gan train"), BarColumn(), TextColumn("{task.completed:.1f}/"
+                                f"{total_kimg:g} kimg"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+            self.task = self.bar.add_task("train", total=total_kimg, info="")
+            self.bar.start()
+
+    def update(self, kimg: float, info: str, tick: bool) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=kimg, info=info)
+        elif tick:
+            print(f"kimg {kimg:8.3f}  {info}", flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+# ----------------------------------------------------------------------------------------------- loop
+
+def _nan_to_num_grads(module: nn.Module) -> None:
+    for p in module.parameters():
+        if p.grad is not None:
+            torch.nan_to_num_(p.grad, nan=0.0, posinf=1e5, neginf=-1e5)
+
+
+def train_gan(cfg: GanConfig) -> Path:
+    """Train (or resume) a StyleGAN2-ADA run described by ``cfg``; returns the run folder.
+
+    Stops when ``cfg.kimg`` thousand real images have been shown to D; a snapshot is written every
+    ``cfg.snap_kimg`` and at the end.
+    """
+    cfg.validate()
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    device = cfg.device
+    run_dir = Path(cfg.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+
+    data = InMemoryImages(cfg)
+    resume_state: Optional[Dict[str, Any]] = None
+    if cfg.resume:
+        from gandistill.teachers.stylegan2.checkpoint import load_sg2
+
+        snap = resolve_snapshot(cfg.resume)
+        ck = load_sg2(snap, nets=("G", "D", "G_ema"), device=device)
+        if ck.G is None or ck.D is None or ck.G_ema is None:
+            raise ValueError(f"{snap} lacks G, D or G_ema; cannot resume training from it")
+        G, D, G_ema = ck.G.float(), ck.D.float(), ck.G_ema.float()
+        if G.img_resolution != data.resolution or G.c_dim != data.c_dim:
+            raise ValueError(f"snapshot {snap} is {G.img_resolution}px/c_dim={G.c_dim} but the data is "
+                             f"{data.resolution}px/c_dim={data.c_dim}")
+        G_kw, D_kw = ck.kwargs.get("G", {}), ck.kwargs.get("D", {})
+        resume_state = load_state(snap)
+    else:
+        G_kw, D_kw = network_kwargs(cfg, data.resolution, data.c_dim)
+        G, D = build_networks(G_kw, D_kw, device)
+        G_ema = copy.deepcopy(G)
+    G.train().requires_grad_(False)
+    D.train().requires_grad_(False)
+    G_ema.eval().requires_grad_(False)
+
+    aug = AdaAugment(cfg.augment_ops, p=cfg.augment_p if cfg.augment != "none" else 0.0).to(device)
+    ada = AdaController(aug, cfg.ada_target, cfg.ada_interval, cfg.ada_kimg) if cfg.augment == "ada" else None
+    loss = StyleGAN2Loss(G, D, aug, r1_gamma=cfg.r1_gamma, style_mixing_prob=cfg.style_mixing_prob)
+
+    ratio = cfg.r1_interval / (cfg.r1_interval + 1) if (cfg.r1_interval and cfg.lazy_adjust) else 1.0
+    opt_G = torch.optim.Adam(G.parameters(), lr=cfg.glr, betas=(float(cfg.betas[0]), float(cfg.betas[1])), eps=1e-8)
+    opt_D = torch.optim.Adam(D.parameters(), lr=cfg.dlr * ratio,
+                             betas=(float(cfg.betas[0]) ** ratio, float(cfg.betas[1]) ** ratio), eps=1e-8)
+
+    cur_nimg, step, wall_prev = 0, 0, 0.0
+    if resume_state is not None:
+        opt_G.load_state_dict(resume_state["opt_G"])
+        opt_D.load_state_dict(resume_state["opt_D"])
+        torch.set_rng_state(resume_state["rng_cpu"])
+        data.gen.set_state(resume_state["rng_data"])
+        aug.p.fill_(float(resume_state["augment_p"]))
+        if ada is not None and "ada" in resume_state:
+            ada.load_state_dict(resume_state["ada"])
+        cur_nimg, step = int(resume_state["cur_nimg"]), int(resume_state["step"])
+        wall_prev = float(resume_state.get("wall_s", 0.0))
+
+    write_json_atomic(run_dir / "config.json", cfg.to_dict())
+    total_nimg = int(round(cfg.kimg * 1000))
+    snap_nimg = max(int(round(cfg.snap_kimg * 1000)), 1)
+    tick_nimg = max(int(round(cfg.tick_kimg * 1000)), 1)
+    next_snap = (cur_nimg // snap_nimg + 1) * snap_nimg
+    next_tick = (cur_nimg // tick_nimg + 1) * tick_nimg
+    t_start = time.time()
+    t_tick, nimg_tick = t_start, cur_nimg
+    sums: Dict[str, float] = {}
+    nsum = 0
+    progress = _Progress(cfg.kimg, cfg.progress)
+    if resume_state is None:
+        save_grid(G_ema, run_dir / "grid-init.png", cfg.grid_n, cfg.seed, data.c_dim, device=device)
+
+    def snapshot() -> None:
+        wall = wall_prev + time.time() - t_start
+        state = {
+            "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(),
+            "rng_cpu": torch.get_rng_state(), "rng_data": data.gen.get_state(),
+            "augment_p": float(aug.p), "cur_nimg": cur_nimg, "step": step, "wall_s": wall,
+        }
+        if ada is not None:
+            state["ada"] = ada.state_dict()
+        meta = {"kimg": cur_nimg / 1000, "augment_p": float(aug.p), "dataset": data.name,
+                "split": cfg.split, "resolution": data.resolution, "c_dim": data.c_dim,
+                "cond": cfg.cond, "wall_s": round(wall, 1), "config": cfg.to_dict(),
+                "trainer": "gandistill gan train (StyleGAN2-ADA objective)"}
+        save_snapshot(run_dir, cur_nimg, G=G, D=D, G_ema=G_ema, state=state, meta=meta,
+                      keep=cfg.keep_snapshots)
+        save_grid(G_ema, run_dir / f"grid-{cur_nimg:09d}.png", cfg.grid_n, cfg.seed, data.c_dim, device=device)
+
+    try:
+        while cur_nimg < total_nimg:
+            real, real_c, gen_c = data.batch(cfg.batch, device)
+            z_g = torch.randn(cfg.batch, G.z_dim, device=device)
+            z_d = torch.randn(cfg.batch, G.z_dim, device=device)
+
+            # 1. G main
+            G.requires_grad_(True)
+            opt_G.zero_grad(set_to_none=True)
+            loss_g, logs = loss.g_main(z_g, gen_c)
+            loss_g.backward()
+            _nan_to_num_grads(G)
+            opt_G.step()
+            G.requires_grad_(False)
+
+            # 2. D main
+            D.requires_grad_(True)
+            opt_D.zero_grad(set_to_none=True)
+            loss_d, logs_d, real_logits = loss.d_main(z_d, gen_c, real, real_c)
+            loss_d.backward()
+            _nan_to_num_grads(D)
+            opt_D.step()
+            logs.update(logs_d)
+            if ada is not None:
+                ada.accumulate(real_logits)
+
+            # 3. lazy R1
+            if cfg.r1_interval and cfg.r1_gamma > 0 and step % cfg.r1_interval == 0:
+                opt_D.zero_grad(set_to_none=True)
+                loss_r, logs_r = loss.d_reg(real, real_c, gain=cfg.r1_interval)
+                loss_r.backward()
+                _nan_to_num_grads(D)
+                opt_D.step()
+                logs.update(logs_r)
+            D.requires_grad_(False)
+
+            # 4. G EMA
+            update_ema(G_ema, G, ema_beta(cfg.batch, cur_nimg, cfg.ema_kimg, cfg.ema_rampup))
+            cur_nimg += cfg.batch
+            step += 1
+            # 5. ADA
+            if ada is not None:
+                ada.step(cfg.batch)
+
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + v
+            nsum += 1
+            tick = cur_nimg >= next_tick or cur_nimg >= total_nimg
+            info = f"G {logs['loss_G']:.3f} D {logs['loss_D']:.3f} p {float(aug.p):.3f}"
+            if tick:
+                now = time.time()
+                rec = {k: v / nsum for k, v in sums.items()}
+                rec.update(kimg=round(cur_nimg / 1000, 3), step=step, augment_p=round(float(aug.p), 4),
+                           rt=ada.last_rt if ada is not None else None,
+                           img_per_s=round((cur_nimg - nimg_tick) / max(now - t_tick, 1e-9), 2),
+                           wall_s=round(wall_prev + now - t_start, 1))
+                with open(run_dir / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+                info = (f"G {rec['loss_G']:.3f} D {rec['loss_D']:.3f} p {rec['augment_p']:.3f} "
+                        f"rt {rec['rt'] if rec['rt'] is not None else float('nan'):.2f} {rec['img_per_s']:.0f} img/s")
+                t_tick, nimg_tick, sums, nsum = now, cur_nimg, {}, 0
+                while next_tick <= cur_nimg:
+                    next_tick += tick_nimg
+            progress.update(cur_nimg / 1000, info, tick)
+            if cur_nimg >= next_snap or cur_nimg >= total_nimg:
+                snapshot()
+                while next_snap <= cur_nimg:
+                    next_snap += snap_nimg
+    finally:
+        progress.close()
+    if resume_state is not None and cur_nimg >= total_nimg and not (run_dir / snapshot_name(cur_nimg)).exists():
+        snapshot()  # resumed from a snapshot already at/after the end: still leave one in this run folder
+    return run_dir

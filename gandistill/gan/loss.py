@@ -1,0 +1,97 @@
+"""The StyleGAN2-ADA objective: non-saturating logistic loss and lazy R1.
+
+With D logits ``D(.)`` and softplus ``sp(t) = log(1 + e^t)``:
+
+* G:  ``L_G = E_z[ sp(-D(aug(G(z)))) ]``                      (non-saturating)
+* D:  ``L_D = E_z[ sp(D(aug(G(z)))) ] + E_x[ sp(-D(aug(x))) ]``
+* R1: ``L_R1 = gamma/2 * E_x[ ||grad_x D(aug(x))||^2 ] * interval``, evaluated every ``interval``
+  D steps ("lazy" regularisation), the gradient taken w.r.t. the un-augmented real image.
+
+G draws ``ws = G.mapping(z, c)``; with probability ``style_mixing_prob`` the ws after a random
+cut-off layer come from a second latent (style mixing). Training synthesis uses random noise.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def generate(G: nn.Module, z: Tensor, c: Tensor, style_mixing_prob: float = 0.0,
+             update_emas: bool = False) -> Tensor:
+    """Training-time G forward: mapping (+ optional style mixing), synthesis with random noise."""
+    ws = G.mapping(z, c, update_emas=update_emas)
+    if style_mixing_prob > 0:
+        num_ws = ws.shape[1]
+        cutoff = torch.randint(1, num_ws, (), device=ws.device)
+        use_mix = torch.rand((), device=ws.device) < style_mixing_prob
+        cutoff = torch.where(use_mix, cutoff, torch.full_like(cutoff, num_ws))
+        ws2 = G.mapping(torch.randn_like(z), c, update_emas=False)
+        layer = torch.arange(num_ws, device=ws.device).view(1, num_ws, 1)
+        ws = torch.where(layer < cutoff, ws, ws2)
+    return G.synthesis(ws, noise_mode="random", force_fp32=True, update_emas=update_emas)
+
+
+def r1_penalty(D: nn.Module, real: Tensor, c: Tensor, augment: Callable[[Tensor], Tensor]) -> tuple[Tensor, Tensor]:
+    """Per-sample ``||grad_x D(aug(x))||^2`` (summed over C,H,W) and the logits, with a graph for backprop."""
+    x = real.detach().requires_grad_(True)
+    logits = D(augment(x), c)
+    (g,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
+    return g.square().sum(dim=(1, 2, 3)), logits
+
+
+@dataclass
+class StyleGAN2Loss:
+    """Holds G, D, the augmentation and the loss weights; each method returns (loss, logs)."""
+
+    G: nn.Module
+    D: nn.Module
+    augment: Callable[[Tensor], Tensor]
+    r1_gamma: float = 0.05
+    style_mixing_prob: float = 0.0
+
+    def g_main(self, z: Tensor, c: Tensor) -> tuple[Tensor, dict]:
+        """Non-saturating G loss ``mean softplus(-D(aug(G(z))))``."""
+        fake = generate(self.G, z, c, self.style_mixing_prob)
+        logits = self.D(self.augment(fake), c)
+        loss = F.softplus(-logits).mean()
+        return loss, {"loss_G": float(loss.detach()), "score_fake_G": float(logits.detach().mean())}
+
+    def d_main(self, z: Tensor, gen_c: Tensor, real: Tensor, real_c: Tensor) -> tuple[Tensor, dict, Tensor]:
+        """Logistic D loss; also returns the real logits (for the ADA heuristic)."""
+        with torch.no_grad():
+            fake = generate(self.G, z, gen_c, self.style_mixing_prob, update_emas=True)
+        logits_fake = self.D(self.augment(fake), gen_c)
+        logits_real = self.D(self.augment(real), real_c)
+        loss_fake = F.softplus(logits_fake).mean()
+        loss_real = F.softplus(-logits_real).mean()
+        loss = loss_fake + loss_real
+        logs = {"loss_D": float(loss.detach()), "score_real": float(logits_real.detach().mean()),
+                "score_fake": float(logits_fake.detach().mean())}
+        return loss, logs, logits_real.detach()
+
+    def d_reg(self, real: Tensor, real_c: Tensor, gain: float) -> tuple[Tensor, dict]:
+        """Lazy R1: ``gamma/2 * mean ||grad||^2 * gain`` (gain = the R1 interval)."""
+        pen, logits = r1_penalty(self.D, real, real_c, self.augment)
+        loss = (pen.mean() * (self.r1_gamma / 2) + logits.mean() * 0) * gain
+        return loss, {"r1_penalty": float(pen.detach().mean())}
+
+
+def ema_beta(batch: int, cur_nimg: int, ema_kimg: float, rampup: Optional[float]) -> float:
+    """G EMA decay per step: ``0.5 ** (batch / ema_nimg)``, ``ema_nimg = min(ema_kimg*1000, cur_nimg*rampup)``."""
+    ema_nimg = ema_kimg * 1000.0
+    if rampup is not None:
+        ema_nimg = min(ema_nimg, cur_nimg * rampup)
+    return 0.5 ** (batch / max(ema_nimg, 1e-8))
+
+
+@torch.no_grad()
+def update_ema(G_ema: nn.Module, G: nn.Module, beta: float) -> None:
+    """``theta_ema <- theta + beta (theta_ema - theta)`` for parameters; buffers are copied."""
+    for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+        p_ema.copy_(p.detach().lerp(p_ema, beta))
+    for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+        b_ema.copy_(b)

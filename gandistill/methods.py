@@ -1,0 +1,218 @@
+"""Methods as small specs: which parts of the training step are on, with their default weights.
+
+Every row of the paper's Tables 1, 2 and 5 is the same step with parts switched on or off
+(reference.md §1.6). A :class:`MethodSpec` names the objective, the default teacher, the synthetic
+share alpha of the batch, the loss weights, the squeeze depth, augmentation and optimiser defaults;
+:func:`method_loss` turns the student's outputs into the loss for that objective.
+
+Objectives:
+
+* ``distill``  -- squeeze (Eq. 11) on synthetic images vs T_phi(teacher targets), plus span (Eq. 12,
+  VICReg on two real views) when alpha < 1: ``L = alpha * L_squeeze + (1 - alpha) * L_span``.
+* ``vicreg``   -- VICReg between two augmented views of real / synthetic / mixed images.
+* ``simsiam``  -- SimSiam: predictor MLP, symmetric negative cosine with stop-gradient.
+* ``encoder``  -- the post-hoc encoder of Eq. 3 (L1 + perceptual + lambda*MSE(E(x), w+)).
+* ``probe``    -- no training: a linear probe on the frozen discriminator's features.
+
+>>> from gandistill.methods import get_method
+>>> get_method("sns").alpha
+0.5
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Dict, List, Optional
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from gandistill.registry import Registry
+
+OBJECTIVES = ("distill", "vicreg", "simsiam", "encoder", "probe")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One method: what the training step does and its default hyper-parameters (SnS values)."""
+
+    name: str
+    objective: str
+    help: str = ""
+    teacher: Optional[str] = "sg2-generator"   # default teacher (None: real data only)
+    alpha: float = 1.0                         # synthetic share of the batch and weight of the synthetic loss
+    sim: float = 25.0                          # lambda (invariance / L_RD)
+    var: float = 25.0                          # mu
+    cov: float = 1.0                           # nu
+    var_cov_on: str = "student"                # squeeze_loss: var/cov on the student only (SnS) or "both" (Eq. 11)
+    squeeze_depth: int = 3                     # T_phi MLP depth; 0 = pooled concatenation (vanilla)
+    augment: bool = True                       # augment the synthetic images
+    proj_layers: int = 5                       # student projector depth
+    proj_hidden: int = 512
+    dim: int = 2048                            # embedding width (projector / squeeze output)
+    predictor: bool = False                    # SimSiam predictor head
+    base_lr: float = 0.03                      # lr = base_lr * batch / 256
+    weight_decay: float = 5e-4
+    fixed_head_lr: bool = False                # SimSiam: the predictor's lr is not decayed
+    paper: str = ""                            # the table row this reproduces
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha must lie in [0, 1], got {self.alpha}")
+
+    @property
+    def uses_synthetic(self) -> bool:
+        return self.alpha > 0 and self.objective != "probe"
+
+    @property
+    def uses_real(self) -> bool:
+        return self.alpha < 1 or self.objective == "probe"
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+METHODS: Registry = Registry("method")
+
+
+def register_method(spec: MethodSpec, overwrite: bool = False) -> MethodSpec:
+    """Add ``spec`` to :data:`METHODS` under ``spec.name``."""
+    METHODS.register(spec.name, help=spec.help, overwrite=overwrite)(lambda: spec)
+    return spec
+
+
+def get_method(name: str, **overrides: Any) -> MethodSpec:
+    """The spec registered as ``name`` (``KeyError`` with close matches if unknown), with overrides."""
+    spec = METHODS.create(name)
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    return replace(spec, **overrides) if overrides else spec
+
+
+def list_methods() -> List[str]:
+    return METHODS.names()
+
+
+for _spec in [
+    MethodSpec("sns", "distill", "Squeeze and Span: squeeze on synthetic + VICReg span on real (alpha 0.5)",
+               alpha=0.5, paper="Table 1 'Squeeze and span' (92.54 / 67.87)"),
+    MethodSpec("squeeze", "distill", "Squeeze: T_phi target + var/cov, synthetic only",
+               alpha=1.0, paper="Table 1 'Squeeze' (87.67 / 57.35); Table 5 e"),
+    MethodSpec("vanilla", "distill", "vanilla distillation with augmentation: MSE to pooled h^g (depth 0)",
+               alpha=1.0, sim=1.0, var=0.0, cov=0.0, squeeze_depth=0, paper="Table 1 'Vanilla (w/ aug)'; Table 5 b"),
+    MethodSpec("vanilla-noaug", "distill", "vanilla distillation without augmentation (Table 5 a)",
+               alpha=1.0, sim=1.0, var=0.0, cov=0.0, squeeze_depth=0, augment=False, paper="Table 5 a (74.20)"),
+    MethodSpec("squeeze-novarcov", "distill", "ablation: T_phi without var/cov (collapses)",
+               alpha=1.0, sim=25.0, var=0.0, cov=0.0, paper="Table 5 c (10.00, collapse)"),
+    MethodSpec("squeeze-var", "distill", "ablation: T_phi + variance only (25/25/0)",
+               alpha=1.0, sim=25.0, var=25.0, cov=0.0, paper="Table 5 d (79.10)"),
+    MethodSpec("vicreg-real", "vicreg", "VICReg on real images", teacher=None, alpha=0.0, paper="Table 2 VICReg real"),
+    MethodSpec("vicreg-syn", "vicreg", "VICReg on synthetic images", alpha=1.0, paper="Table 2 VICReg syn"),
+    MethodSpec("vicreg-mixed", "vicreg", "VICReg on a half synthetic, half real batch", alpha=0.5,
+               paper="Table 2 VICReg real & syn"),
+    MethodSpec("simsiam-real", "simsiam", "SimSiam on real images", teacher=None, alpha=0.0, proj_layers=2,
+               proj_hidden=2048, predictor=True, fixed_head_lr=True, paper="Table 2 SimSiam real"),
+    MethodSpec("simsiam-syn", "simsiam", "SimSiam on synthetic images", alpha=1.0, proj_layers=2,
+               proj_hidden=2048, predictor=True, fixed_head_lr=True, paper="Table 2 SimSiam syn"),
+    MethodSpec("simsiam-mixed", "simsiam", "SimSiam on a half synthetic, half real batch", alpha=0.5, proj_layers=2,
+               proj_hidden=2048, predictor=True, fixed_head_lr=True, paper="Table 2 SimSiam real & syn"),
+    MethodSpec("encoder", "encoder", "post-hoc encoder E against frozen G (Eq. 3), synthetic only",
+               teacher="sg2-encoder", alpha=1.0, sim=1.0, var=0.0, cov=0.0, augment=False, proj_layers=2,
+               base_lr=0.01, paper="Table 1 'Encoding' syn (57.15 / 32.19)"),
+    MethodSpec("encoder-mixed", "encoder", "post-hoc encoder with real images too (reconstruction only)",
+               teacher="sg2-encoder", alpha=0.5, sim=1.0, var=0.0, cov=0.0, augment=False, proj_layers=2,
+               base_lr=0.01, paper="Table 1 'Encoding' syn & real (50.27 / 28.43)"),
+    MethodSpec("d-direct", "probe", "discriminator direct use: linear probe on frozen D features (no training)",
+               teacher="sg2-discriminator", alpha=0.0, sim=0.0, var=0.0, cov=0.0, augment=False, proj_layers=0,
+               paper="Table 1 'Direct use' (single 63.81 / multi 77.58)"),
+]:
+    register_method(_spec)
+
+
+# --- heads and losses the specs switch on ---------------------------------------------------------
+
+class SimSiamPredictor(nn.Module):
+    """SimSiam's predictor h: Linear(dim, hidden, no bias)-BN-ReLU-Linear(hidden, dim)."""
+
+    def __init__(self, dim: int = 2048, hidden: int = 512) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
+                                 nn.Linear(hidden, dim))
+        self.out_dim = dim
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z)
+
+
+def negative_cosine(p: Tensor, z: Tensor) -> Tensor:
+    """D(p, z) = -cos(p, stopgrad(z)), averaged over the batch (in fp32)."""
+    return -F.cosine_similarity(p.float(), z.detach().float(), dim=1).mean()
+
+
+def simsiam_loss(p1: Tensor, p2: Tensor, z1: Tensor, z2: Tensor) -> Dict[str, Tensor]:
+    """L = D(p1, z2)/2 + D(p2, z1)/2 (symmetric, stop-gradient on z)."""
+    loss = 0.5 * negative_cosine(p1, z2) + 0.5 * negative_cosine(p2, z1)
+    return {"loss": loss, "sim": loss.detach()}
+
+
+@dataclass
+class LossWeights:
+    """Resolved loss weights of a run (method defaults overridden by the config)."""
+
+    sim: float
+    var: float
+    cov: float
+    alpha: float
+    var_cov_on: str = "student"
+    gather: bool = False          # var/cov over the global batch under DDP
+
+
+def method_loss(spec: MethodSpec, w: LossWeights, out: Dict[str, Tensor], teacher: Any = None,
+                batch: Optional[Dict[str, Tensor]] = None) -> Dict[str, Tensor]:
+    """The loss dict (``loss`` + logged components) for the step outputs ``out`` of objective ``spec``.
+
+    ``out`` keys by objective: distill ``z_syn, z_target, z_real1, z_real2``; vicreg ``z1, z2``;
+    simsiam ``z1, z2, p1, p2``; encoder ``e_syn, e_real``. ``batch`` carries the encoder's
+    reconstruction targets ``x_syn, ws, x_real`` (in [-1, 1]).
+    """
+    from gandistill.losses import mix_losses, squeeze_loss, vicreg_loss
+
+    obj = spec.objective
+    logs: Dict[str, Tensor] = {}
+    if obj == "distill":
+        sq = sp = None
+        if "z_syn" in out:
+            d = squeeze_loss(out["z_syn"], out["z_target"], w.sim, w.var, w.cov, var_cov_on=w.var_cov_on,
+                             gather=w.gather)
+            sq = d["loss"]
+            logs.update({f"squeeze/{k}": v.detach() for k, v in d.items()})
+        if "z_real1" in out:
+            d = vicreg_loss(out["z_real1"], out["z_real2"], w.sim, w.var, w.cov, gather=w.gather)
+            sp = d["loss"]
+            logs.update({f"span/{k}": v.detach() for k, v in d.items()})
+        loss = mix_losses(sq, sp, w.alpha)
+    elif obj == "vicreg":
+        d = vicreg_loss(out["z1"], out["z2"], w.sim, w.var, w.cov, gather=w.gather)
+        loss = d["loss"]
+        logs.update({k: v.detach() for k, v in d.items() if k != "loss"})
+    elif obj == "simsiam":
+        d = simsiam_loss(out["p1"], out["p2"], out["z1"], out["z2"])
+        loss = d["loss"]
+    elif obj == "encoder":
+        if teacher is None or batch is None:
+            raise ValueError("the encoder objective needs the sg2-encoder teacher and the batch images")
+        syn = real = None
+        if "e_syn" in out:
+            d = teacher.loss(out["e_syn"], batch["x_syn"], batch["ws"])
+            syn = d["loss"]
+            logs.update({f"syn/{k}": v.detach() for k, v in d.items()})
+        if "e_real" in out:
+            d = teacher.loss(out["e_real"], batch["x_real"])
+            real = d["loss"]
+            logs.update({f"real/{k}": v.detach() for k, v in d.items()})
+        loss = mix_losses(syn, real, w.alpha)
+    else:
+        raise ValueError(f"objective {obj!r} has no training loss")
+    logs["loss"] = loss
+    return logs

@@ -1,0 +1,21 @@
+"""Teachers: frozen pretrained GAN parts that produce distillation targets, selected by name.
+
+>>> from gandistill.teachers import list_teachers
+>>> list_teachers()
+['sg2-discriminator', 'sg2-encoder', 'sg2-generator', 'sg2-latent']
+
+``create_teacher(name, ckpt=None, device="cpu", **kw)`` builds one (default checkpoint: the bundled
+digits teacher); ``register_teacher`` plugs in your own (see :mod:`gandistill.teachers.registry`).
+"""
+from gandistill.teachers.base import Teacher, TeacherSample
+from gandistill.teachers.registry import TEACHERS, create_teacher, describe_teacher, list_teachers, register_teacher
+
+__all__ = [
+    "Teacher",
+    "TeacherSample",
+    "TEACHERS",
+    "create_teacher",
+    "describe_teacher",
+    "list_teachers",
+    "register_teacher",
+]

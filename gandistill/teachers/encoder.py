@@ -1,0 +1,209 @@
+"""``sg2-encoder``: the post-hoc encoder baseline (Eq. 3, Table 1 "Encoding" rows).
+
+An encoder E (a student whose projector outputs w_dim * num_ws numbers, read as w+) is trained
+against the frozen G:
+
+    L_syn  = ||G(E(x)) - x||_1 + L_percep(G(E(x)), x) + lambda * MSE(E(x), w+),   x = G(w+)
+    L_real = ||G(E(x)) - x||_1 + L_percep(G(E(x)), x)                             (real x in [-1,1])
+
+(SnS's encode.py uses the mean squared error for the latent term, lambda = 1.) Gradients pass
+through the frozen synthesis network. The perceptual loss is LPIPS-AlexNet when the ``lpips``
+package and its backbone weights are present locally (nothing is downloaded); otherwise an offline
+stand-in with the same form -- unit-normalise each spatial feature vector over channels, squared
+distance summed over channels, averaged over positions and layers -- on
+``"d-features"``: the block outputs of the checkpoint's own frozen D, when it has one, else
+``"random-conv"``: a fixed, seeded random 3-stage conv net. ``teacher.perceptual_name`` records
+which one ran.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from gandistill.teachers.base import TeacherSample, resolve_ckpt
+from gandistill.teachers.generator import SG2SamplingTeacher
+from gandistill.teachers.registry import register_teacher
+
+PERCEPTUAL = ("auto", "lpips", "d-features", "random-conv", "none")
+
+
+def _unit(x: Tensor, eps: float = 1e-10) -> Tensor:
+    return x / (x.pow(2).sum(dim=1, keepdim=True) + eps).sqrt()
+
+
+def feature_distance(fa: List[Tensor], fb: List[Tensor]) -> Tensor:
+    """LPIPS-form distance without learned weights: mean over layers of mean_hw sum_c (unit(a) - unit(b))^2."""
+    per_layer = [(_unit(a.float()) - _unit(b.float())).pow(2).sum(dim=1).mean() for a, b in zip(fa, fb)]
+    return torch.stack(per_layer).mean()
+
+
+class RandomConvPerceptual(nn.Module):
+    """A fixed random conv net (seeded, Kaiming init) whose three stage outputs define a feature distance."""
+
+    name = "random-conv"
+
+    def __init__(self, in_channels: int = 3, widths=(32, 64, 128), seed: int = 0) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        layers, c = [], in_channels
+        for w in widths:
+            conv = nn.Conv2d(c, w, 3, padding=1)
+            with torch.no_grad():
+                conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) * (2.0 / (c * 9)) ** 0.5)
+                conv.bias.zero_()
+            layers.append(conv)
+            c = w
+        self.convs = nn.ModuleList(layers)
+        self.requires_grad_(False).eval()
+
+    def feats(self, x: Tensor) -> List[Tensor]:
+        out = []
+        for i, conv in enumerate(self.convs):
+            x = F.relu(conv(x))
+            out.append(x)
+            if i < len(self.convs) - 1:
+                x = F.avg_pool2d(x, 2)
+        return out
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return feature_distance(self.feats(a), self.feats(b))
+
+
+class DFeaturePerceptual(nn.Module):
+    """Distance between the frozen discriminator's block outputs (all blocks before the epilogue)."""
+
+    name = "d-features"
+
+    def __init__(self, D: nn.Module) -> None:
+        super().__init__()
+        self.D = D.float().requires_grad_(False).eval()
+        self.c_dim = int(getattr(D, "c_dim", 0))
+        self.blocks = [f"b{r}" for r in D.block_resolutions if r != 4]
+
+    def feats(self, x: Tensor) -> List[Tensor]:
+        c = torch.zeros(x.shape[0], self.c_dim, device=x.device)
+        _, f = self.D(x, c, return_features=True)
+        return [f[b] for b in self.blocks]
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return feature_distance(self.feats(a), self.feats(b))
+
+
+class LpipsPerceptual(nn.Module):
+    """LPIPS (AlexNet) from the ``lpips`` package, only when its weights are already on disk."""
+
+    name = "lpips"
+
+    def __init__(self) -> None:
+        super().__init__()
+        import lpips  # noqa: F401  (optional dependency)
+
+        self.net = lpips.LPIPS(net="alex", verbose=False).requires_grad_(False).eval()
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return self.net(a, b).mean()
+
+
+def lpips_available() -> bool:
+    """True when ``lpips`` is importable and torchvision's AlexNet weights are in the torch hub cache."""
+    try:
+        import lpips  # noqa: F401
+    except Exception:
+        return False
+    ckpt_dir = Path(torch.hub.get_dir()) / "checkpoints"
+    return any(ckpt_dir.glob("alexnet-*.pth"))
+
+
+def build_perceptual(kind: str, D: Optional[nn.Module]) -> Optional[nn.Module]:
+    """Pick the perceptual loss (see module docstring); ``auto`` prefers lpips > d-features > random-conv."""
+    if kind not in PERCEPTUAL:
+        raise ValueError(f"perceptual must be one of {PERCEPTUAL}, got {kind!r}")
+    if kind == "none":
+        return None
+    if kind in ("auto", "lpips") and lpips_available():
+        return LpipsPerceptual()
+    if kind == "lpips":
+        raise RuntimeError("perceptual='lpips' needs the lpips package and AlexNet weights in the torch hub cache (offline)")
+    if kind in ("auto", "d-features") and D is not None:
+        return DFeaturePerceptual(D)
+    if kind == "d-features":
+        raise ValueError("perceptual='d-features' needs a teacher checkpoint that contains D")
+    return RandomConvPerceptual()
+
+
+@register_teacher("sg2-encoder", help="post-hoc encoder E against the frozen G (Eq. 3: L1 + perceptual + lambda*||E(x)-w||^2)")
+class EncoderTeacher(SG2SamplingTeacher):
+    """Samples (x = G(w+), w+) and scores an encoder output e = E(x) with :meth:`loss` (Eq. 3).
+
+    ``target_dims = (num_ws * w_dim,)``: the student's projector output size.
+    """
+
+    def __init__(
+        self,
+        ckpt: Optional[str] = None,
+        device: Any = "cpu",
+        latent_weight: float = 1.0,
+        perceptual: str = "auto",
+        G: Optional[nn.Module] = None,
+        D: Optional[nn.Module] = None,
+        **kw: Any,
+    ) -> None:
+        path = None
+        if G is None:
+            from gandistill.teachers.stylegan2.checkpoint import load_sg2
+
+            path = resolve_ckpt(ckpt)
+            try:
+                ck = load_sg2(path, nets=("G_ema", "D"), device="cpu")
+            except Exception:  # checkpoints without D
+                ck = load_sg2(path, nets=("G_ema",), device="cpu")
+            G = ck.G_ema if ck.G_ema is not None else ck.G
+            if G is None:
+                raise ValueError(f"{path} holds no generator (G_ema or G)")
+            D = D if D is not None else getattr(ck, "D", None)
+        super().__init__(ckpt=None, device=device, G=G, **kw)
+        self.ckpt_path = str(path) if path is not None else None
+        self.latent_weight = float(latent_weight)
+        self.target_names = ("ws",)
+        self.target_dims = (self.num_ws * self.w_dim,)
+        self.perceptual = build_perceptual(perceptual, D)
+        if self.perceptual is not None:
+            self.perceptual.to(self.device)
+        self.perceptual_name = getattr(self.perceptual, "name", "none")
+        self.freeze()
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: Optional[torch.Generator] = None) -> TeacherSample:
+        ws, labels, _ = self._latents(n, generator)
+        img = self.synthesize(ws, return_features=False)
+        return TeacherSample(images=img.float().clamp(-1, 1), targets=[ws.float().flatten(1)], labels=labels, ws=ws.float())
+
+    def reconstruct(self, e: Tensor) -> Tensor:
+        """G.synthesis(E(x)) with gradients flowing back into ``e`` ([N, num_ws*w_dim])."""
+        if e.ndim != 2 or e.shape[1] != self.num_ws * self.w_dim:
+            raise ValueError(f"encoder output must be [N, {self.num_ws * self.w_dim}] (num_ws*w_dim), got {tuple(e.shape)}")
+        return self.synthesize(e.float().view(-1, self.num_ws, self.w_dim)).float()
+
+    def loss(self, e: Tensor, x: Tensor, ws: Optional[Tensor] = None) -> Dict[str, Tensor]:
+        """Eq. 3 for a batch: ``x`` in [-1,1]; ``ws`` (synthetic only) adds lambda * MSE(e, w+).
+
+        Returns ``loss, l1, percep, latent`` (latent is 0 for real images).
+        """
+        recon = self.reconstruct(e)
+        x = x.float()
+        if recon.shape[-2:] != x.shape[-2:]:
+            x = F.interpolate(x, size=recon.shape[-2:], mode="bilinear", align_corners=False)
+        l1 = (recon - x).abs().mean()
+        percep = self.perceptual(recon, x) if self.perceptual is not None else l1.new_zeros(())
+        latent = F.mse_loss(e.float(), ws.float().flatten(1)) if ws is not None else l1.new_zeros(())
+        loss = l1 + percep + self.latent_weight * latent
+        return {"loss": loss, "l1": l1.detach(), "percep": percep.detach(), "latent": latent.detach()}
+
+    def describe(self) -> dict:
+        d = super().describe()
+        d.update(perceptual=self.perceptual_name, latent_weight=self.latent_weight)
+        return d

@@ -1,0 +1,333 @@
+"""Load and save StyleGAN2-ADA networks: NVlabs snapshot pickles (safely) and gandistill's own format.
+
+gandistill's format is a folder holding ``<net>.safetensors`` (weights) per network and
+``gandistill_sg2.json`` (constructor kwargs, dtype, metadata). NVlabs ``.pkl`` snapshots are read with
+the restricted unpickler of ``nvlabs_pickle``: nothing from the file is imported or executed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from .networks import Discriminator, Generator
+from .nvlabs_pickle import (
+    PersistentRecord,
+    SG2LoadError,
+    UnsafePickleError,
+    flatten_state,
+    plain,
+    read_snapshot,
+    record_kwargs,
+)
+
+__all__ = ["SG2Checkpoint", "load_sg2", "save_sg2", "convert", "SG2LoadError", "UnsafePickleError",
+           "FORMAT_NAME", "JSON_NAME", "available_nets"]
+
+FORMAT_NAME = "gandistill-sg2"
+FORMAT_VERSION = 1
+JSON_NAME = "gandistill_sg2.json"
+NET_NAMES = ("G_ema", "G", "D")
+NET_CLASSES = {"G_ema": Generator, "G": Generator, "D": Discriminator}
+PathLike = Union[str, os.PathLike]
+
+
+@dataclass
+class SG2Checkpoint:
+    """Networks read from a checkpoint (``None`` where not requested), their kwargs and metadata."""
+
+    G_ema: Optional[Generator] = None
+    G: Optional[Generator] = None
+    D: Optional[Discriminator] = None
+    kwargs: Dict[str, dict] = field(default_factory=dict)
+    meta: Dict[str, Any] = field(default_factory=dict)
+    source: str = "gandistill"
+
+    def _gen_kwargs(self) -> dict:
+        for name in ("G_ema", "G"):
+            if name in self.kwargs:
+                return self.kwargs[name]
+        if "D" in self.kwargs:
+            return self.kwargs["D"]
+        raise SG2LoadError("checkpoint holds no networks")
+
+    @property
+    def generator(self) -> Optional[Generator]:
+        """G_ema if loaded, else G."""
+        return self.G_ema if self.G_ema is not None else self.G
+
+    @property
+    def c_dim(self) -> int:
+        return int(self._gen_kwargs()["c_dim"])
+
+    @property
+    def z_dim(self) -> Optional[int]:
+        return self._gen_kwargs().get("z_dim")
+
+    @property
+    def w_dim(self) -> Optional[int]:
+        return self._gen_kwargs().get("w_dim")
+
+    @property
+    def img_resolution(self) -> int:
+        return int(self._gen_kwargs()["img_resolution"])
+
+    @property
+    def img_channels(self) -> int:
+        return int(self._gen_kwargs()["img_channels"])
+
+
+def _check_nets(nets: Union[str, Iterable[str]]) -> tuple:
+    nets = (nets,) if isinstance(nets, str) else tuple(nets)
+    bad = [n for n in nets if n not in NET_NAMES]
+    if bad or not nets:
+        raise ValueError(f"nets must be a non-empty subset of {NET_NAMES}, got {nets}")
+    return nets
+
+
+def _build(name: str, kwargs: dict, state: Dict[str, torch.Tensor], where: str) -> nn.Module:
+    cls = NET_CLASSES[name]
+    try:
+        net = cls(**kwargs)
+    except (TypeError, ValueError, KeyError) as e:
+        raise SG2LoadError(f"{where}: cannot build {name} ({cls.__name__}) from its kwargs {kwargs}: {e}") from None
+    own = net.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in own.items()
+             if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing[:4]}{'...' if len(missing) > 4 else ''}")
+        if unexpected:
+            parts.append(f"unexpected {unexpected[:4]}{'...' if len(unexpected) > 4 else ''}")
+        if wrong:
+            parts.append(f"shape mismatch {wrong[:3]}")
+        raise SG2LoadError(f"{where}: {name} weights do not fit a StyleGAN2-ADA {cls.__name__} "
+                           f"(not an SG2-ADA network?): {'; '.join(parts)}")
+    net.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+    return net.eval().requires_grad_(False)
+
+
+# ------------------------------------------------------------------------------------------------ NVlabs pickles
+
+
+def _load_nvlabs(path: Path, nets: tuple, device: Union[str, torch.device]) -> SG2Checkpoint:
+    try:
+        snap = read_snapshot(path.read_bytes())
+    except SG2LoadError as e:
+        raise type(e)(f"{path}: {e}") from None
+    ckpt = SG2Checkpoint(source="nvlabs-pkl")
+    for name in nets:
+        rec = snap.get(name)
+        want = NET_CLASSES[name].__name__
+        if rec is None:
+            have = [k for k in NET_NAMES if isinstance(snap.get(k), PersistentRecord)]
+            raise SG2LoadError(f"{path}: the snapshot has no '{name}' (it has {', '.join(have)})")
+        if not isinstance(rec, PersistentRecord) or rec.class_name != want:
+            got = f"a '{rec.class_name}'" if isinstance(rec, PersistentRecord) else type(rec).__name__
+            raise SG2LoadError(f"{path}: '{name}' is {got}, expected a StyleGAN2-ADA '{want}'")
+        kwargs = record_kwargs(rec)
+        net = _build(name, kwargs, flatten_state(rec), str(path))
+        for attr in ("num_ws", "z_dim", "w_dim", "c_dim", "img_resolution"):
+            if attr in rec.state and hasattr(net, attr) and rec.state[attr] != getattr(net, attr):
+                raise SG2LoadError(f"{path}: {name}.{attr} is {rec.state[attr]} in the file but the rebuilt "
+                                   f"network has {getattr(net, attr)}")
+        setattr(ckpt, name, net.to(device))
+        ckpt.kwargs[name] = kwargs
+    for name in NET_NAMES:  # record every network's kwargs even if not built
+        rec = snap.get(name)
+        if name not in ckpt.kwargs and isinstance(rec, PersistentRecord) and rec.class_name == NET_CLASSES[name].__name__:
+            try:
+                ckpt.kwargs[name] = record_kwargs(rec)
+            except SG2LoadError:
+                pass
+    ckpt.meta = {
+        "path": str(path),
+        "training_set_kwargs": plain(snap.get("training_set_kwargs")) if isinstance(snap.get("training_set_kwargs"),
+                                                                                    dict) else None,
+        "networks": [k for k in NET_NAMES if isinstance(snap.get(k), PersistentRecord)],
+        "has_augment_pipe": isinstance(snap.get("augment_pipe"), PersistentRecord),
+        "extra_keys": [str(k) for k in snap if k not in NET_NAMES + ("training_set_kwargs", "augment_pipe")],
+    }
+    return ckpt
+
+
+# ------------------------------------------------------------------------------------------------ our format
+
+
+def _resolve_ours(path: Path) -> Path:
+    if path.is_dir():
+        path = path / JSON_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"no {JSON_NAME} in {path.parent}: not a gandistill StyleGAN2 checkpoint folder")
+    return path
+
+
+def _load_ours(path: Path, nets: tuple, device: Union[str, torch.device]) -> SG2Checkpoint:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    jpath = _resolve_ours(path)
+    try:
+        info = json.loads(jpath.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SG2LoadError(f"{jpath}: corrupt JSON ({e})") from None
+    if not isinstance(info, dict) or info.get("format") != FORMAT_NAME:
+        raise SG2LoadError(f"{jpath}: not a {FORMAT_NAME} checkpoint (format field is {info.get('format')!r})"
+                           if isinstance(info, dict) else f"{jpath}: not a {FORMAT_NAME} checkpoint")
+    if int(info.get("version", 0)) > FORMAT_VERSION:
+        raise SG2LoadError(f"{jpath}: format version {info.get('version')} is newer than this gandistill "
+                           f"understands ({FORMAT_VERSION}); upgrade gandistill")
+    entries = info.get("nets") or {}
+    ckpt = SG2Checkpoint(source="gandistill", meta=dict(info.get("meta") or {}))
+    for name in nets:
+        if name not in entries:
+            raise SG2LoadError(f"{jpath}: the checkpoint has no '{name}' (it has {', '.join(entries) or 'nothing'})")
+        entry = entries[name]
+        want = NET_CLASSES[name].__name__
+        if entry.get("class") != want:
+            raise SG2LoadError(f"{jpath}: '{name}' is a '{entry.get('class')}', expected '{want}'")
+        wfile = jpath.parent / entry.get("file", f"{name}.safetensors")
+        if not wfile.is_file():
+            raise SG2LoadError(f"{jpath}: weights file {wfile.name} is missing")
+        try:
+            state = load_file(str(wfile), device="cpu")
+        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+            raise SG2LoadError(f"{wfile}: corrupt or truncated safetensors file ({e})") from None
+        net = _build(name, entry["kwargs"], state, str(wfile))
+        setattr(ckpt, name, net.to(device))
+    ckpt.kwargs = {k: v["kwargs"] for k, v in entries.items() if isinstance(v, dict) and "kwargs" in v}
+    ckpt.meta["path"] = str(jpath.parent)
+    return ckpt
+
+
+# ------------------------------------------------------------------------------------------------ public API
+
+
+def load_sg2(path: PathLike, nets: Union[str, Sequence[str]] = ("G_ema",),
+             device: Union[str, torch.device] = "cpu") -> SG2Checkpoint:
+    """Load StyleGAN2-ADA networks from an NVlabs ``.pkl`` snapshot or a gandistill checkpoint folder/JSON.
+
+    ``nets`` picks which of ``G_ema``, ``G``, ``D`` to build. Networks come back in ``eval()`` mode with
+    ``requires_grad=False`` and fp32 weights (call ``.train().requires_grad_(True)`` to fine-tune).
+    Raises ``FileNotFoundError`` for a missing path, ``UnsafePickleError`` for a pickle that wants
+    anything outside the StyleGAN2-ADA format, ``SG2LoadError`` for corrupt/truncated files and wrong
+    kinds of file or network.
+    """
+    nets = _check_nets(nets)
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise FileNotFoundError(f"no such StyleGAN2 checkpoint: {p}")
+    if p.is_dir() or p.suffix == ".json":
+        return _load_ours(p, nets, device)
+    with open(p, "rb") as f:
+        head = f.read(2)
+    if head == b"PK":
+        raise SG2LoadError(f"{p}: this is a zip archive (a torch.save file?), not a StyleGAN2-ADA snapshot pickle; "
+                           "gandistill never unpickles torch.save files")
+    if head[:1] == b"\x80" or p.suffix == ".pkl":
+        return _load_nvlabs(p, nets, device)
+    if p.suffix == ".safetensors" and (p.parent / JSON_NAME).is_file():
+        return _load_ours(p.parent, nets, device)
+    raise SG2LoadError(f"{p}: unrecognised checkpoint (expected an NVlabs .pkl snapshot or a folder with {JSON_NAME})")
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=lambda o: repr(o)))
+
+
+def save_sg2(out_dir: PathLike, *, G_ema: Optional[Generator] = None, G: Optional[Generator] = None,
+             D: Optional[Discriminator] = None, meta: Optional[dict] = None, half: bool = False) -> Path:
+    """Write ``<net>.safetensors`` + ``gandistill_sg2.json`` into ``out_dir`` atomically; returns ``out_dir``.
+
+    ``half=True`` stores floating tensors as fp16 (loading casts back to fp32). The JSON is written last,
+    so a folder with a JSON is always complete.
+    """
+    from safetensors.torch import save_file
+
+    nets = {"G_ema": G_ema, "G": G, "D": D}
+    nets = {k: v for k, v in nets.items() if v is not None}
+    if not nets:
+        raise ValueError("save_sg2 needs at least one of G_ema, G, D")
+    for name, net in nets.items():
+        want = NET_CLASSES[name]
+        if not isinstance(net, want) or not hasattr(net, "init_kwargs"):
+            raise ValueError(f"{name} must be a gandistill {want.__name__}, got {type(net).__name__}")
+    out = Path(out_dir).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".sg2-tmp-", dir=out))
+    try:
+        entries = {}
+        for name, net in nets.items():
+            state = {}
+            for k, v in net.state_dict().items():
+                v = v.detach().to("cpu")
+                if half and v.is_floating_point():
+                    v = v.to(torch.float16)
+                state[k] = v.contiguous().clone()
+            fname = f"{name}.safetensors"
+            save_file(state, str(tmp / fname), metadata={"format": FORMAT_NAME, "net": name})
+            os.chmod(tmp / fname, 0o644)
+            entries[name] = {"class": type(net).__name__, "file": fname, "kwargs": _jsonable(net.init_kwargs),
+                             "dtype": "float16" if half else "float32"}
+        info = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "nets": entries, "meta": _jsonable(meta or {})}
+        (tmp / JSON_NAME).write_text(json.dumps(info, indent=1))
+        if (out / JSON_NAME).exists():  # the old JSON goes first so a crash never pairs it with new weights
+            os.replace(out / JSON_NAME, tmp / f"old-{uuid.uuid4().hex}.json")
+        for name in nets:
+            os.replace(tmp / f"{name}.safetensors", out / f"{name}.safetensors")
+        for stale in set(NET_NAMES) - set(nets):
+            (out / f"{stale}.safetensors").unlink(missing_ok=True)
+        os.replace(tmp / JSON_NAME, out / JSON_NAME)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def available_nets(path: PathLike) -> tuple:
+    """Which of ``G_ema``, ``G``, ``D`` a checkpoint holds (errors as ``load_sg2``)."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise FileNotFoundError(f"no such StyleGAN2 checkpoint: {p}")
+    if p.is_dir() or p.suffix == ".json":
+        jpath = _resolve_ours(p)
+        try:
+            entries = json.loads(jpath.read_text()).get("nets") or {}
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
+            raise SG2LoadError(f"{jpath}: corrupt JSON ({e})") from None
+        return tuple(n for n in NET_NAMES if n in entries)
+    try:
+        snap = read_snapshot(p.read_bytes())
+    except SG2LoadError as e:
+        raise type(e)(f"{p}: {e}") from None
+    return tuple(n for n in NET_NAMES
+                 if isinstance(snap.get(n), PersistentRecord) and snap[n].class_name == NET_CLASSES[n].__name__)
+
+
+def convert(src: PathLike, out_dir: PathLike, nets: Union[str, Sequence[str], None] = None,
+            half: bool = False) -> Path:
+    """Convert an NVlabs snapshot (or one of our checkpoints) to gandistill's format in ``out_dir``.
+
+    ``nets=None`` converts every network the snapshot holds (G_ema, G, D).
+    """
+    p = Path(src).expanduser()
+    if nets is None:
+        nets = available_nets(p)
+        if not nets:
+            raise SG2LoadError(f"{p}: holds no StyleGAN2-ADA Generator or Discriminator")
+    ckpt = load_sg2(p, nets=nets)
+    meta = dict(ckpt.meta)
+    meta["converted_from"] = str(p)
+    meta["source"] = ckpt.source
+    meta.pop("path", None)
+    return save_sg2(out_dir, G_ema=ckpt.G_ema, G=ckpt.G, D=ckpt.D, meta=meta, half=half)

@@ -1,0 +1,109 @@
+"""StyleGAN2-ADA objective: logistic losses, lazy R1, style mixing, G EMA (against hand-written formulas)."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from gandistill.gan.loss import StyleGAN2Loss, ema_beta, generate, r1_penalty, update_ema
+
+
+class StubMapping(nn.Module):
+    def __init__(self, num_ws=4):
+        super().__init__()
+        self.num_ws = num_ws
+        self.scale = nn.Parameter(torch.tensor(1.5))
+
+    def forward(self, z, c, update_emas=False):
+        return (z * self.scale).unsqueeze(1).repeat(1, self.num_ws, 1)
+
+
+class StubSynthesis(nn.Module):
+    def forward(self, ws, noise_mode="random", force_fp32=True, update_emas=False):
+        return ws.unsqueeze(1)  # [N,1,num_ws,z] "image"
+
+
+class StubG(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.mapping, self.synthesis = StubMapping(), StubSynthesis()
+
+
+class LinearD(nn.Module):
+    def __init__(self, shape):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(shape, generator=torch.Generator().manual_seed(3)))
+
+    def forward(self, x, c):
+        return (x * self.w).flatten(1).sum(1, keepdim=True)
+
+
+def softplus(t):
+    return torch.log1p(torch.exp(t))
+
+
+def test_g_and_d_losses_are_logistic():
+    G, D = StubG(), LinearD((1, 4, 5))
+    loss = StyleGAN2Loss(G, D, augment=lambda x: x, r1_gamma=0.0)
+    z, z2, c = torch.randn(6, 5), torch.randn(6, 5), torch.zeros(6, 0)
+    real = torch.randn(6, 1, 4, 5)
+    fake_logits = D(G.synthesis(G.mapping(z, c)), c)
+    lg, logs = loss.g_main(z, c)
+    assert lg.item() == pytest.approx(softplus(-fake_logits).mean().item(), rel=1e-6)
+    ld, logs_d, real_logits = loss.d_main(z2, c, real, c)
+    expect = softplus(D(G.synthesis(G.mapping(z2, c)), c)).mean() + softplus(-D(real, c)).mean()
+    assert ld.item() == pytest.approx(expect.item(), rel=1e-6)
+    assert torch.equal(real_logits, D(real, c).detach())
+    # D loss sends no gradient into G (fakes generated under no_grad)
+    ld.backward()
+    assert G.mapping.scale.grad is None
+
+
+def test_r1_is_gamma_half_grad_norm_times_interval():
+    D = LinearD((1, 3, 4, 4))
+    real = torch.randn(5, 3, 4, 4)
+    pen, _ = r1_penalty(D, real, torch.zeros(5, 0), augment=lambda x: x)
+    # for D(x) = <w, x> the gradient is w for every sample
+    assert torch.allclose(pen, D.w.detach().square().sum().expand(5))
+    loss = StyleGAN2Loss(StubG(), D, augment=lambda x: 2 * x, r1_gamma=0.4)
+    lr1, _ = loss.d_reg(real, torch.zeros(5, 0), gain=16)
+    # through augment x -> 2x the gradient doubles: ||2w||^2
+    assert lr1.item() == pytest.approx(0.4 / 2 * 4 * D.w.square().sum().item() * 16, rel=1e-5)
+    lr1.backward()  # grad of grad reaches D's weights: d/dw (c * ||2w||^2) = c * 8 w
+    assert torch.allclose(D.w.grad, 0.2 * 16 * 8 * D.w.detach(), rtol=1e-5)
+
+
+def test_style_mixing_takes_a_suffix_from_the_second_latent():
+    G = StubG()
+    z = torch.ones(3, 2)
+    torch.manual_seed(0)
+    for _ in range(5):
+        ws = generate(G, z, torch.zeros(3, 0), style_mixing_prob=1.0)[:, 0, :, 0]  # [N, num_ws]
+        same = torch.isclose(ws, torch.full_like(ws, 1.5))
+        assert same[:, 0].all() and not same[:, -1].any()          # cut-off in [1, num_ws)
+        k = int(same[0].sum())
+        assert same[:, :k].all() and not same[:, k:].any()         # one cut-off for the batch
+    ws = generate(G, z, torch.zeros(3, 0), style_mixing_prob=0.0)
+    assert torch.allclose(ws, torch.full_like(ws, 1.5))
+
+
+def test_ema_beta_formula():
+    # beta = 0.5 ** (batch / ema_nimg), ema_nimg = min(ema_kimg * 1000, cur_nimg * rampup)
+    assert ema_beta(32, 0, 10.0, 0.05) == 0.0                       # first step copies G
+    assert ema_beta(32, 10_000, 10.0, 0.05) == pytest.approx(0.5 ** (32 / 500))
+    assert ema_beta(32, 10_000_000, 10.0, 0.05) == pytest.approx(0.5 ** (32 / 10_000))
+    assert ema_beta(64, 5, 500.0, None) == pytest.approx(0.5 ** (64 / 500_000))
+    # half-life: after ema_kimg thousand images the old weights have weight 1/2
+    assert ema_beta(100, 10 ** 9, 2.0, 0.05) ** (2000 / 100) == pytest.approx(0.5)
+
+
+def test_update_ema_lerps_parameters_and_copies_buffers():
+    a, b = nn.BatchNorm1d(3), nn.BatchNorm1d(3)
+    with torch.no_grad():
+        a.weight.fill_(1.0)
+        b.weight.fill_(3.0)
+        b.running_mean.fill_(7.0)
+    update_ema(a, b, beta=0.25)
+    assert torch.allclose(a.weight, torch.full((3,), 0.25 * 1.0 + 0.75 * 3.0))
+    assert torch.equal(a.running_mean, b.running_mean)
+    assert not math.isnan(a.weight.sum().item())

@@ -1,0 +1,134 @@
+"""End-to-end GAN trainer on toy networks (8x8 digits, 8 channels): smoke run, exact resume, ADA wiring, CLI."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from gandistill.gan import gan_config, sample_grid, train_gan
+from gandistill.gan import loop as gan_loop
+
+B = 4
+TOY = dict(resolution=8, batch=B, net_overrides=dict(channel_base=64, channel_max=8, z_dim=8, w_dim=8, map_layers=1),
+           grid_n=4, threads=1, tick_kimg=B / 1000, progress=False, ema_kimg=0.01)
+
+
+def toy(out, steps, **kw):
+    return gan_config("tiny", out=str(out), kimg=steps * B / 1000, **{**TOY, **kw})
+
+
+def weights(snap: Path):
+    return {net: load_file(str(snap / f"{net}.safetensors")) for net in ("G", "D", "G_ema")}
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def test_two_step_smoke_run(tmp_path):
+    run = train_gan(toy(tmp_path / "run", steps=2, snap_kimg=B / 1000, r1_interval=1))
+    snaps = sorted(run.glob("snapshot-*"))
+    assert [s.name for s in snaps] == ["snapshot-000000004", "snapshot-000000008"]
+    assert json.loads((run / "latest.json").read_text())["snapshot"] == "snapshot-000000008"
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["kimg"] for r in lines] == [0.004, 0.008]
+    for r in lines:
+        assert all(k in r for k in ("loss_G", "loss_D", "augment_p", "img_per_s"))
+        assert torch.isfinite(torch.tensor([r["loss_G"], r["loss_D"]])).all()
+    assert "r1_penalty" in lines[0] and "r1_penalty" in lines[1]  # r1_interval=1: every step
+    assert (run / "grid-000000008.png").stat().st_size > 0 and (run / "config.json").is_file()
+    w = weights(snaps[-1])
+    assert set(w["G"]) == set(w["G_ema"]) and not any(k.startswith(".") for k in w["D"])
+    # the networks moved away from their init (G_ema equals G only at step 0: beta = 0 at cur_nimg = 0)
+    w0 = weights(snaps[0])
+    assert any(not torch.equal(w0["G"][k], w["G"][k]) for k in w["G"])
+    assert not list(run.glob(".tmp-*"))  # atomic writes leave no temp folders behind
+
+
+def test_resume_is_bit_identical(tmp_path):
+    kw = dict(snap_kimg=2 * B / 1000, r1_interval=2, augment_p=0.2, ada_interval=1, ada_kimg=0.05,
+              style_mixing_prob=0.5, keep_snapshots=0)
+    full = train_gan(toy(tmp_path / "full", steps=4, **kw))
+    half = train_gan(toy(tmp_path / "half", steps=2, **kw))
+    resumed = train_gan(toy(tmp_path / "resumed", steps=4, resume=str(half), **kw))
+    a, b = weights(full / "snapshot-000000016"), weights(resumed / "snapshot-000000016")
+    for net in a:
+        assert a[net].keys() == b[net].keys()
+        for k in a[net]:
+            assert torch.equal(a[net][k], b[net][k]), f"{net}.{k} differs after resume"
+    sa = torch.load(full / "snapshot-000000016" / "training_state.pt", weights_only=True)
+    sb = torch.load(resumed / "snapshot-000000016" / "training_state.pt", weights_only=True)
+    assert sa["augment_p"] == sb["augment_p"] and sa["augment_p"] != 0.2  # ADA moved p, identically
+    assert torch.equal(sa["rng_cpu"], sb["rng_cpu"])
+    ma = json.loads((full / "snapshot-000000016" / "gandistill_sg2.json").read_text())["meta"]
+    assert ma["kimg"] == 0.016
+
+
+@pytest.mark.parametrize("offset,direction", [(+100.0, 1), (-100.0, -1)])
+def test_ada_p_follows_an_overfitting_discriminator(tmp_path, monkeypatch, offset, direction):
+    """A D that is sure every real is real (logits +100) must get more augmentation; one sure of the
+    opposite less. The offset is added to D's output by a forward hook."""
+    build = gan_loop.build_networks
+
+    def biased(G_kw, D_kw, device="cpu"):
+        G, D = build(G_kw, D_kw, device)
+        D.register_forward_hook(lambda mod, inp, out: out + offset)
+        return G, D
+
+    monkeypatch.setattr(gan_loop, "build_networks", biased)
+    run = train_gan(toy(tmp_path / "ada", steps=3, augment_p=0.5, ada_interval=1, ada_kimg=0.1,
+                        ada_target=0.6, snap_kimg=1.0))
+    ps = [json.loads(x)["augment_p"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    step = B * 1 / 100  # batch * interval / (ada_kimg * 1000)
+    assert ps == pytest.approx([0.5 + direction * step * i for i in (1, 2, 3)])
+
+
+def test_fixed_and_no_augmentation_keep_p(tmp_path):
+    run = train_gan(toy(tmp_path / "fixed", steps=2, augment="fixed", augment_p=0.3, snap_kimg=1.0))
+    assert {json.loads(x)["augment_p"] for x in (run / "metrics.jsonl").read_text().splitlines()} == {0.3}
+
+
+def test_conditional_run_and_sampling(tmp_path):
+    run = train_gan(toy(tmp_path / "cond", steps=1, cond=True, snap_kimg=1.0))
+    meta = json.loads(next(run.glob("snapshot-*/gandistill_sg2.json")).read_text())
+    assert meta["nets"]["G"]["kwargs"]["c_dim"] == 10 and meta["nets"]["D"]["kwargs"]["c_dim"] == 10
+    out = sample_grid(run, n=10, out=tmp_path / "g.png")
+    from PIL import Image
+
+    im = Image.open(out)
+    assert im.size[0] > 8 * 3 and im.mode == "RGB"
+
+
+def test_bad_config_errors(tmp_path):
+    with pytest.raises(KeyError, match="unknown GAN config"):
+        gan_config("tinyy")
+    with pytest.raises(ValueError, match="batch"):
+        gan_config("tiny", batch=1)
+    with pytest.raises(ValueError, match="path-length"):
+        gan_config("tiny", pl_weight=2.0)
+    with pytest.raises(ValueError, match="unknown GanConfig"):
+        gan_config("tiny", lr=0.1)
+    with pytest.raises(FileNotFoundError, match="resume"):
+        train_gan(toy(tmp_path / "r", steps=1, resume=str(tmp_path / "missing")))
+    with pytest.raises(ValueError, match="net_overrides"):
+        train_gan(toy(tmp_path / "n", steps=1, net_overrides=dict(chanel_base=4)))
+
+
+def test_cli_train_and_sample(tmp_path):
+    from typer.testing import CliRunner
+
+    from gandistill.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["gan", "train", "--data", "digits", "--config", "tiny", "--kimg", str(B / 1000),
+                              "--out", str(tmp_path / "cli"), "--resolution", "8", "--batch", str(B),
+                              "--net", "channel_base=64", "--net", "channel_max=8", "--net", "z_dim=8",
+                              "--net", "w_dim=8", "--snap-kimg", "1", "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["gan", "sample", str(tmp_path / "cli"), "--n", "4", "--out", str(tmp_path / "s.png")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "s.png").stat().st_size > 0
