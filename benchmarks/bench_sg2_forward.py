@@ -66,7 +66,8 @@ def main() -> None:
           f"threads {torch.get_num_threads()}, {args.repeats} rounds")
     print(f"{'variant':<12}{'images/s':>12}{'ms/batch':>12}{'vs fused':>10}")
     for name in variants:
-        print(f"{name:<12}{rate[name]:>12.2f}{1000 * args.batch / rate[name]:>12.1f}{rate[name] / rate['fused']:>9.2f}x")
+        ms = 1000 * args.batch / rate[name]
+        print(f"{name:<12}{rate[name]:>12.2f}{ms:>12.1f}{rate[name] / rate['fused']:>9.2f}x")
 
 
 if __name__ == "__main__":

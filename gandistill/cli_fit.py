@@ -16,8 +16,6 @@ from rich.table import Table
 
 console = Console()
 
-# the default run: sized to finish (training + fast probe) in about 3 minutes on 2 CPU cores
-DEFAULT_STEPS = 300
 
 
 def _parse_value(v: str) -> Any:
@@ -49,12 +47,13 @@ def fit_cmd(
     teacher: Optional[str] = typer.Option(None, help="teacher name (default: the method's; gandistill list teachers)"),
     teacher_ckpt: Optional[str] = typer.Option(None, "--teacher-ckpt", help="SG2 checkpoint: NVlabs .pkl or gandistill folder (default: bundled digits teacher)"),
     teacher_opt: Optional[List[str]] = typer.Option(None, "--teacher-opt", help="teacher option KEY=VALUE (repeatable), e.g. mode=single"),
-    student: Optional[str] = typer.Option(None, help="any timm model name (default: resnet10t)"),
+    student: Optional[str] = typer.Option(None, help="any timm model name (default: resnet10t, standard stem)"),
+    cifar_stem: Optional[bool] = typer.Option(None, "--cifar-stem/--no-cifar-stem", help="3x3 stride-1 stem for ResNets (default: auto at <= 64 px; off for the default student)"),
     dataset: str = typer.Option("digits", help="dataset name (gandistill list datasets)"),
     data_root: Optional[str] = typer.Option(None, help="dataset root folder"),
     img_size: Optional[int] = typer.Option(None, help="student input size (default: the dataset's resolution)"),
     batch: int = typer.Option(64, help="global batch (synthetic + real)"),
-    steps: Optional[int] = typer.Option(None, help=f"training steps (default {DEFAULT_STEPS} unless --epochs)"),
+    steps: Optional[int] = typer.Option(None, help="training steps (default 250 unless --epochs)"),
     epochs: Optional[float] = typer.Option(None, help="epochs of len(train)//batch steps"),
     base_lr: Optional[float] = typer.Option(None, help="lr = base_lr * batch / 256 (default: the method's)"),
     wd: Optional[float] = typer.Option(None, help="weight decay (default: the method's)"),
@@ -90,14 +89,14 @@ def fit_cmd(
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="print the resolved config and exit"),
 ) -> None:
     """Distil a GAN teacher into a student (default: Squeeze-and-Span, bundled digits teacher, ~3 min on CPU)."""
-    from gandistill.engine import DEFAULT_STUDENT, FitConfig, TrainingStopped, fit, resolved_config
+    from gandistill.engine import FitConfig, TrainingStopped, fit, resolved_config
 
     if resume and not out:
         raise typer.BadParameter("--resume needs --out RUN_FOLDER")
     cfg = FitConfig(
         method=method, teacher=teacher, teacher_ckpt=teacher_ckpt, teacher_kwargs=_parse_kv(teacher_opt, "--teacher-opt"),
-        student=student or DEFAULT_STUDENT, dataset=dataset, data_root=data_root, img_size=img_size, batch=batch,
-        steps=steps if steps is not None or epochs is not None else DEFAULT_STEPS, epochs=epochs, base_lr=base_lr,
+        student=student, cifar_stem=cifar_stem, dataset=dataset, data_root=data_root, img_size=img_size, batch=batch,
+        steps=steps, epochs=epochs, base_lr=base_lr,
         wd=wd, sim=sim, var=var, cov=cov, alpha=alpha, squeeze_depth=squeeze_depth, dim=dim, proj_layers=proj_layers,
         var_cov_on=var_cov_on, augment=augment, shared_aug=shared_aug, precision=precision,
         channels_last=channels_last, sync_bn=sync_bn, seed=seed, out=out, device=device, workers=workers,

@@ -43,7 +43,11 @@ from torch import Tensor, nn
 from gandistill.methods import LossWeights, MethodSpec, SimSiamPredictor, get_method, method_loss
 from gandistill.squeeze import SqueezeModule
 
+# The default student: timm's resnet10t with its standard (stride-4) stem -- about 0.15 GFLOP per
+# 32 px image for forward + backward, so the default run fits a few CPU minutes. Any other student
+# gets the CIFAR stem automatically at <= 64 px (the paper's resnet18cifar), unless cifar_stem says otherwise.
 DEFAULT_STUDENT = "resnet10t"
+DEFAULT_STEPS = 250
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 EVAL_PROTOCOLS = ("linear", "knn", "both", "none")
 CKPT_JSON = "checkpoint.json"
@@ -68,13 +72,14 @@ class FitConfig:
     teacher: Optional[str] = None                  # default: the method's teacher
     teacher_ckpt: Optional[str] = None             # default: the bundled digits teacher
     teacher_kwargs: Dict[str, Any] = field(default_factory=dict)
-    student: str = DEFAULT_STUDENT
+    student: Optional[str] = None                  # None: resnet10t with its standard stem (fast on CPU)
+    cifar_stem: Optional[bool] = None              # None: auto (ResNet at <= 64 px), False for the default student
     student_kwargs: Dict[str, Any] = field(default_factory=dict)   # extra create_student kwargs
     dataset: str = "digits"
     data_root: Optional[str] = None
     img_size: Optional[int] = None                 # default: the dataset's resolution
     batch: int = 64                                # global batch (synthetic + real)
-    steps: Optional[int] = None                    # total steps (wins over epochs)
+    steps: Optional[int] = None                    # total steps (wins over epochs; default DEFAULT_STEPS)
     epochs: Optional[float] = None                 # epochs of len(train) // batch steps
     base_lr: Optional[float] = None                # lr = base_lr * batch / 256
     wd: Optional[float] = None
@@ -388,7 +393,7 @@ def _resolve(cfg: FitConfig, train_len: int, resolution: int, device: torch.devi
     elif cfg.epochs is not None:
         total = int(round(float(cfg.epochs) * steps_per_epoch))
     else:
-        total = 200
+        total = DEFAULT_STEPS
     if total < 1 and spec.objective != "probe":
         raise ValueError(f"the run needs at least one step (steps={cfg.steps}, epochs={cfg.epochs})")
     precision = cfg.precision
@@ -421,6 +426,13 @@ def _resolve(cfg: FitConfig, train_len: int, resolution: int, device: torch.devi
         dim=spec.dim if cfg.dim is None else int(cfg.dim),
         depth=spec.squeeze_depth if cfg.squeeze_depth is None else int(cfg.squeeze_depth),
     )
+
+
+def student_choice(cfg: FitConfig) -> Tuple[str, Optional[bool]]:
+    """(timm name, cifar_stem) for ``cfg``: the default student keeps its standard stem unless told."""
+    if cfg.student is None:
+        return DEFAULT_STUDENT, (False if cfg.cifar_stem is None else cfg.cifar_stem)
+    return cfg.student, cfg.cifar_stem
 
 
 def default_run_dir(cfg: FitConfig) -> Path:
@@ -573,8 +585,9 @@ def _fit(cfg: FitConfig, d: _Dist, log, t_start: float, load_dataset) -> FitResu
         head, head_kind, proj_out = None, None, int(teacher.target_dims[0])
     else:
         head, head_kind, proj_out = None, None, plan.dim
-    student = create_student(cfg.student, img_size=plan.img_size, proj_layers=plan.proj_layers,
-                             proj_hidden=plan.proj_hidden, proj_out=proj_out, **cfg.student_kwargs)
+    student_name, stem = student_choice(cfg)
+    student = create_student(student_name, img_size=plan.img_size, proj_layers=plan.proj_layers,
+                             proj_hidden=plan.proj_hidden, proj_out=proj_out, cifar_stem=stem, **cfg.student_kwargs)
     if student.proj_out != proj_out:
         raise ValueError(f"the student's output width {student.proj_out} does not match the target width {proj_out} "
                          "(proj_layers=0 keeps the backbone width; use a projector)")
@@ -617,6 +630,9 @@ def _fit(cfg: FitConfig, d: _Dist, log, t_start: float, load_dataset) -> FitResu
     if d.main:
         info["resumed_from_step"] = start
         _write_json(run_dir / "config.json", info)
+        if cfg.eval_random and cfg.eval != "none" and not cfg.resume:
+            # the run's own random initialisation: the baseline the probe compares against
+            save_checkpoint(run_dir / "init", 0, student, None, None, None, meta)
 
     ckpt_every = cfg.ckpt_every or max(1, plan.total_steps // 10)
     metrics_f = open(run_dir / "metrics.jsonl", "a") if d.main else None
@@ -752,7 +768,8 @@ def _make_inputs(spec: MethodSpec, plan: _Plan, teacher, stream: Optional[RealSt
 
 
 def _progress(cfg: FitConfig, d: _Dist, total: int):
-    show = cfg.progress if cfg.progress is not None else sys.stdout.isatty()
+    show = cfg.progress if cfg.progress is not None else (sys.stdout.isatty()
+                                                          and not os.environ.get("GANDISTILL_NO_PROGRESS"))
     if not (show and d.main and total > 0):
         return None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -767,9 +784,10 @@ def _progress(cfg: FitConfig, d: _Dist, total: int):
 def _resume(run_dir: Path, model: DistillModel, head, head_kind, opt, scaler, stream, z_gen, cfg: FitConfig,
             spec: MethodSpec) -> int:
     meta = json.loads((run_dir / CKPT_JSON).read_text())
-    if meta.get("method") != spec.name or meta.get("student") != cfg.student:
+    name = student_choice(cfg)[0]
+    if meta.get("method") != spec.name or meta.get("student") != name:
         raise ValueError(f"--resume: {run_dir} was a '{meta.get('method')}' run of '{meta.get('student')}', "
-                         f"not '{spec.name}' of '{cfg.student}'")
+                         f"not '{spec.name}' of '{name}'")
     _load_weights(model.student, run_dir / meta["weights"])
     if head is not None and meta.get("head"):
         _load_weights(head, run_dir / meta["head"])
@@ -799,8 +817,13 @@ def _evaluate(cfg: FitConfig, plan: _Plan, run_dir: Path, device: torch.device):
     res = evaluate(str(run_dir), **kw)
     rnd = None
     if cfg.eval_random:
-        torch.manual_seed(cfg.seed)
-        rnd = evaluate(f"random:{cfg.student}", **kw)
+        init = run_dir / "init"
+        if (init / CKPT_JSON).exists():
+            rnd = evaluate(str(init), **kw)
+        else:  # resumed runs: a fresh random student of the same architecture
+            torch.manual_seed(cfg.seed)
+            rnd = evaluate(f"random:{student_choice(cfg)[0]}", **kw)
+        rnd["source"] = "random-init"
     return res, rnd
 
 

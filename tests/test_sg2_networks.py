@@ -152,7 +152,8 @@ def test_architectures_forward_backward_and_r1(g_arch, d_arch, c_dim):
     g.square().sum().backward()
     # every weight influences dD/dx (the final bias cannot, so it has no grad)
     grads = {n: p.grad for n, p in D.named_parameters() if n.endswith("weight")}
-    assert all(gr is not None and gr.abs().sum() > 0 for gr in grads.values()), [n for n, g in grads.items() if g is None]
+    assert all(gr is not None and gr.abs().sum() > 0 for gr in grads.values()), \
+        [n for n, g in grads.items() if g is None]
     assert D.b4.out.bias.grad is None
     if c_dim:
         assert "mapping.embed.weight" in G.state_dict() and "mapping.embed.weight" in D.state_dict()

@@ -146,7 +146,8 @@ def _load_nvlabs(path: Path, nets: tuple, device: Union[str, torch.device]) -> S
         ckpt.kwargs[name] = kwargs
     for name in NET_NAMES:  # record every network's kwargs even if not built
         rec = snap.get(name)
-        if name not in ckpt.kwargs and isinstance(rec, PersistentRecord) and rec.class_name == NET_CLASSES[name].__name__:
+        right_kind = isinstance(rec, PersistentRecord) and rec.class_name == NET_CLASSES[name].__name__
+        if name not in ckpt.kwargs and right_kind:
             try:
                 ckpt.kwargs[name] = record_kwargs(rec)
             except SG2LoadError:

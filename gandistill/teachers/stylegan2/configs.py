@@ -53,14 +53,16 @@ SG2_CONFIGS: Dict[str, SG2Config] = {
     for c in [
         SG2Config(
             name="tiny",
-            description="32 px, z=w=64, 32-64 ch, 2 mapping layers, D orig: tests and the bundled digits teacher (CPU-trainable)",
+            description="32 px, z=w=64, 32-64 ch, 2 mapping layers, D orig: tests and the bundled digits teacher "
+                        "(CPU-trainable)",
             img_resolution=32, z_dim=64, w_dim=64, map_layers=2, channel_base=1024, channel_max=64,
             num_fp16_res=0, conv_clamp=256, g_architecture="skip", d_architecture="orig", mbstd_group_size=4,
             batch=32, lr=0.0025, gamma=0.05, ema_kimg=5.0, ema_rampup=0.05, pl_weight=0.0, style_mixing_prob=0.0,
         ),
         SG2Config(
             name="cifar",
-            description="NVlabs 'cifar': 32 px, 512 ch, 2 mapping layers, G skip, D orig, mbstd 32 (the paper's teacher)",
+            description="NVlabs 'cifar': 32 px, 512 ch, 2 mapping layers, G skip, D orig, mbstd 32 "
+                        "(the paper's teacher)",
             img_resolution=32, map_layers=2, channel_base=32768, channel_max=512, g_architecture="skip",
             d_architecture="orig", mbstd_group_size=32, batch=64, lr=0.0025, gamma=0.01, ema_kimg=500.0,
             ema_rampup=0.05, pl_weight=0.0, style_mixing_prob=0.0,

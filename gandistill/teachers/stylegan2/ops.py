@@ -154,7 +154,8 @@ def _filter_size(f: Optional[torch.Tensor]) -> Tuple[int, int]:
     return int(f.shape[-1]), int(f.shape[-2])
 
 
-def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2, padding: Padding = 0, gain: float = 1.0) -> torch.Tensor:
+def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2, padding: Padding = 0,
+               gain: float = 1.0) -> torch.Tensor:
     """2x (or ``up``x) upsampling with FIR filter ``f``; output size ``H * up`` (gain ``up^2`` keeps the mean)."""
     fw, fh = _filter_size(f)
     px0, px1, py0, py1 = _pads(padding)
@@ -162,7 +163,8 @@ def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2, padding: Padding =
     return upfirdn2d(x, f, up=up, padding=p, gain=gain * up * up)
 
 
-def downsample2d(x: torch.Tensor, f: torch.Tensor, down: int = 2, padding: Padding = 0, gain: float = 1.0) -> torch.Tensor:
+def downsample2d(x: torch.Tensor, f: torch.Tensor, down: int = 2, padding: Padding = 0,
+                 gain: float = 1.0) -> torch.Tensor:
     """FIR low-pass then keep every ``down``-th pixel; output size ``H / down``."""
     fw, fh = _filter_size(f)
     px0, px1, py0, py1 = _pads(padding)

@@ -1,0 +1,165 @@
+"""Teachers: sampling (h^g, w), discriminator features, the encoder objective, registry and freezing."""
+import pytest
+import torch
+from torch import nn
+
+from gandistill.teachers import Teacher, TeacherSample, create_teacher, list_teachers, register_teacher
+from gandistill.teachers.discriminator import default_blocks
+from gandistill.teachers.stylegan2 import Discriminator, Generator
+
+
+def tiny_G(c_dim=0, seed=0):
+    torch.manual_seed(seed)
+    return Generator(z_dim=16, c_dim=c_dim, w_dim=16, img_resolution=16, img_channels=3,
+                     mapping_kwargs={"num_layers": 1}, synthesis_kwargs={"channel_base": 128, "channel_max": 16})
+
+
+def tiny_D(res=16, c_dim=0, seed=1):
+    torch.manual_seed(seed)
+    return Discriminator(c_dim=c_dim, img_resolution=res, img_channels=3, architecture="orig", channel_base=128,
+                         channel_max=16, epilogue_kwargs={"mbstd_group_size": 2})
+
+
+def test_builtin_names_and_unknown_name():
+    assert {"sg2-generator", "sg2-latent", "sg2-discriminator", "sg2-encoder"} <= set(list_teachers())
+    with pytest.raises(KeyError, match="sg2-generator"):
+        create_teacher("sg2-generatr", G=tiny_G())
+
+
+def test_generator_targets_are_pooled_block_outputs():
+    G = tiny_G()
+    t = create_teacher("sg2-generator", G=G, noise_mode="const")
+    assert t.target_names == ("b4", "b8", "b16")
+    assert t.target_dims == tuple(G.feature_channels()[b] for b in t.target_names)
+    s = t.sample(5, generator=torch.Generator().manual_seed(3))
+    # independent recomputation: same z, mapping with psi=1, synthesis, global average pooling
+    z = torch.randn(5, 16, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        ws = G.mapping(z, torch.zeros(5, 0), truncation_psi=1)
+        img, feats = G.synthesis(ws, noise_mode="const", force_fp32=True, return_features=True)
+    assert torch.equal(ws[:, 0], ws[:, -1])                      # one w broadcast, no mixing
+    torch.testing.assert_close(s.ws, ws)
+    torch.testing.assert_close(s.images, img.clamp(-1, 1))
+    assert float(s.images.abs().max()) <= 1.0
+    for got, b in zip(s.targets, t.target_names):
+        torch.testing.assert_close(got, feats[b].mean(dim=(2, 3)))
+    assert s.labels is None
+
+
+def test_generator_block_selection_and_errors():
+    t = create_teacher("sg2-generator", G=tiny_G(), blocks="b8,16")
+    assert t.target_names == ("b8", "b16")
+    with pytest.raises(ValueError, match="unknown generator block"):
+        create_teacher("sg2-generator", G=tiny_G(), blocks="b64")
+    with pytest.raises(ValueError, match="noise_mode"):
+        create_teacher("sg2-generator", G=tiny_G(), noise_mode="loud")
+
+
+def test_latent_target_is_w():
+    G = tiny_G()
+    t = create_teacher("sg2-latent", G=G)
+    assert t.target_dims == (16,)
+    s = t.sample(4, generator=torch.Generator().manual_seed(0))
+    z = torch.randn(4, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        w = G.mapping(z, None)[:, 0]
+    torch.testing.assert_close(s.targets[0], w)
+    assert s.images.shape == (4, 3, 16, 16)
+
+
+def test_conditional_generator_gets_class_balanced_labels():
+    t = create_teacher("sg2-generator", G=tiny_G(c_dim=3))
+    s = t.sample(9, generator=torch.Generator().manual_seed(0))
+    assert sorted(torch.bincount(s.labels, minlength=3).tolist()) == [3, 3, 3]
+
+
+def test_teacher_is_frozen_and_stays_in_eval():
+    t = create_teacher("sg2-generator", G=tiny_G())
+    assert not any(p.requires_grad for p in t.parameters())
+    t.train()
+    assert not t.training and not any(m.training for m in t.modules())
+
+
+def test_discriminator_single_and_multi_features():
+    D = tiny_D()
+    single = create_teacher("sg2-discriminator", D=D, mode="single")
+    assert single.target_names == ("b4.fc",)
+    multi = create_teacher("sg2-discriminator", D=tiny_D(), mode="multi")
+    assert multi.target_names == ("b16", "b8", "b4.fc")                      # 16 px: every block + b4.fc
+    assert default_blocks([32, 16, 8], 32, "multi") == ("b32", "b16", "b8", "b4.fc")   # SnS at 32 px
+    assert default_blocks([64, 32, 16, 8], 64, "multi") == ("b32", "b16", "b8", "b4.fc")
+    x = torch.rand(6, 3, 16, 16) * 2 - 1
+    f = multi.features(x)
+    assert f.shape == (6, multi.num_features) == (6, sum(multi.target_dims))
+    # independent: D taps with the minibatch-std group = the whole batch
+    ref = tiny_D()
+    ref.b4.mbstd.group_size = None
+    with torch.no_grad():
+        _, taps = ref(x, None, return_features=True)
+    want = torch.cat([taps["b16"].mean(dim=(2, 3)), taps["b8"].mean(dim=(2, 3)), taps["b4.fc"]], 1)
+    torch.testing.assert_close(f, want)
+    assert multi.D.b4.mbstd.group_size is None
+    with pytest.raises(ValueError, match="mode"):
+        create_teacher("sg2-discriminator", D=tiny_D(), mode="all")
+    with pytest.raises(NotImplementedError):
+        multi.sample(2)
+
+
+def test_encoder_loss_is_eq3_and_trains_e_through_frozen_G():
+    G = tiny_G()
+    t = create_teacher("sg2-encoder", G=G, perceptual="random-conv")
+    assert t.perceptual_name == "random-conv"
+    assert t.target_dims == (G.num_ws * 16,)
+    s = t.sample(3, generator=torch.Generator().manual_seed(0))
+    e = s.ws.flatten(1).clone().requires_grad_(True)
+    d = t.loss(e, s.images, s.ws)
+    assert float(d["latent"]) == 0.0
+    d["loss"].backward()
+    assert e.grad is not None and torch.isfinite(e.grad).all()
+    assert all(p.grad is None for p in t.parameters())
+    # Eq. 3 written out with the same pieces
+    e2 = (s.ws.flatten(1) + 0.1).requires_grad_(True)
+    recon = t.reconstruct(e2)
+    want = (recon - s.images).abs().mean() + t.perceptual(recon, s.images) + ((e2 - s.ws.flatten(1)) ** 2).mean()
+    torch.manual_seed(5)
+    d2 = t.loss(e2, s.images, s.ws)
+    # noise is random per call, so compare the deterministic latent term exactly and the total loosely
+    torch.testing.assert_close(d2["latent"], ((e2 - s.ws.flatten(1)) ** 2).mean().detach())
+    assert abs(float(d2["loss"]) - float(want)) < 0.5
+    with pytest.raises(ValueError, match="num_ws"):
+        t.reconstruct(torch.zeros(2, 5))
+
+
+def test_encoder_perceptual_fallbacks():
+    t = create_teacher("sg2-encoder", G=tiny_G(), D=tiny_D(), perceptual="auto")
+    assert t.perceptual_name in ("lpips", "d-features")
+    t2 = create_teacher("sg2-encoder", G=tiny_G(), perceptual="d-features", D=tiny_D())
+    a, b = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    assert float(t2.perceptual(a, a)) == pytest.approx(0.0, abs=1e-6)
+    assert float(t2.perceptual(a, b)) > 0
+    with pytest.raises(ValueError, match="contains D"):
+        create_teacher("sg2-encoder", G=tiny_G(), perceptual="d-features")
+
+
+def test_register_teacher_plugs_in_any_generator():
+    class Const(Teacher):
+        def __init__(self, ckpt=None, device="cpu", width=4):
+            super().__init__()
+            self.lin = nn.Linear(2, width)
+            self.target_dims, self.target_names, self.img_resolution = (width,), ("h",), 8
+
+        @torch.no_grad()
+        def sample(self, n, generator=None):
+            z = torch.randn(n, 2, generator=generator)
+            return TeacherSample(images=torch.tanh(z.sum(1)).view(n, 1, 1, 1).expand(n, 3, 8, 8), targets=[self.lin(z)])
+
+    register_teacher("test-const", help="test teacher", overwrite=True)(Const)
+    t = create_teacher("test-const", width=6)
+    assert "test-const" in list_teachers()
+    assert t.sample(3).targets[0].shape == (3, 6)
+    assert not any(p.requires_grad for p in t.parameters())
+
+
+def test_missing_checkpoint_is_clear(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        create_teacher("sg2-generator", ckpt=str(tmp_path / "nope.pkl"))
