@@ -107,7 +107,7 @@ def test_discriminator_single_and_multi_features():
 
 def test_encoder_loss_is_eq3_and_trains_e_through_frozen_G():
     G = tiny_G()
-    t = create_teacher("sg2-encoder", G=G, perceptual="random-conv")
+    t = create_teacher("sg2-encoder", G=G, perceptual="random-conv", noise_mode="const")
     assert t.perceptual_name == "random-conv"
     assert t.target_dims == (G.num_ws * 16,)
     s = t.sample(3, generator=torch.Generator().manual_seed(0))
@@ -121,11 +121,10 @@ def test_encoder_loss_is_eq3_and_trains_e_through_frozen_G():
     e2 = (s.ws.flatten(1) + 0.1).requires_grad_(True)
     recon = t.reconstruct(e2)
     want = (recon - s.images).abs().mean() + t.perceptual(recon, s.images) + ((e2 - s.ws.flatten(1)) ** 2).mean()
-    torch.manual_seed(5)
     d2 = t.loss(e2, s.images, s.ws)
-    # noise is random per call, so compare the deterministic latent term exactly and the total loosely
     torch.testing.assert_close(d2["latent"], ((e2 - s.ws.flatten(1)) ** 2).mean().detach())
-    assert abs(float(d2["loss"]) - float(want)) < 0.5
+    torch.testing.assert_close(d2["loss"], want)
+    assert float(d2["l1"]) > 0 and float(d2["percep"]) > 0
     with pytest.raises(ValueError, match="num_ws"):
         t.reconstruct(torch.zeros(2, 5))
 

@@ -80,14 +80,14 @@ class InMemoryImages:
         from gandistill.data import load_all, load_dataset
 
         ds = load_dataset(cfg.data, root=cfg.data_root, split=cfg.split, img_size=cfg.resolution)
-        x, y = load_all(ds, max_items=cfg.max_items)
+        x, y = self._load_uint8(ds, load_all, cfg.max_items)
         if len(x) < 1:
             raise ValueError(f"dataset {cfg.data!r} split {cfg.split!r} is empty")
         if x.shape[-1] != x.shape[-2] or x.shape[-1] & (x.shape[-1] - 1) or x.shape[-1] < 4:
             raise ValueError(f"StyleGAN2 needs square power-of-two images >= 4 px, got {tuple(x.shape[1:])}; "
                              "pass --resolution")
         self.name = getattr(ds, "name", cfg.data)
-        self.x = (x.clamp(0, 1) * 255).round().to(torch.uint8)
+        self.x = x
         self.y = y.long()
         self.resolution = int(x.shape[-1])
         self.num_classes = int(getattr(ds, "num_classes", 0) or 0)
@@ -96,6 +96,21 @@ class InMemoryImages:
                 raise ValueError(f"--cond needs a labelled dataset; {cfg.data!r} has no labels")
         self.c_dim = self.num_classes if cfg.cond else 0
         self.gen = torch.Generator().manual_seed(cfg.seed)
+
+    @staticmethod
+    def _load_uint8(ds, load_all, max_items: Optional[int], chunk: int = 4096):
+        """All images as uint8 (chunked for in-memory sets, so 100k-image sets never exist as float)."""
+        to_u8 = lambda t: (t.clamp(0, 1) * 255).round().to(torch.uint8)  # noqa: E731
+        n = len(ds) if max_items is None else min(len(ds), int(max_items))
+        if hasattr(ds, "take") and n > chunk:
+            xs, ys = [], []
+            for s in range(0, n, chunk):
+                x, y = ds.take(slice(s, min(n, s + chunk)))
+                xs.append(to_u8(x))
+                ys.append(torch.as_tensor(y).long())
+            return torch.cat(xs), torch.cat(ys)
+        x, y = load_all(ds, max_items=max_items)
+        return to_u8(x), y
 
     def __len__(self) -> int:
         return len(self.x)
@@ -146,7 +161,8 @@ class _Progress:
         if self.enabled:
             from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self.bar = Progress(TextColumn("[bold]gan train"), BarColumn(), TextColumn("{task.completed:.1f}/"
+            fmt = ".1f" if total_kimg >= 10 else ".3f"
+            self.bar = Progress(TextColumn("[bold]gan train"), BarColumn(), TextColumn(f"{{task.completed:{fmt}}}/"
                                 f"{total_kimg:g} kimg"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
             self.task = self.bar.add_task("train", total=total_kimg, info="")
             self.bar.start()
@@ -221,6 +237,8 @@ def train_gan(cfg: GanConfig) -> Path:
         opt_G.load_state_dict(resume_state["opt_G"])
         opt_D.load_state_dict(resume_state["opt_D"])
         torch.set_rng_state(resume_state["rng_cpu"])
+        if str(device).startswith("cuda") and resume_state.get("rng_cuda"):
+            torch.cuda.set_rng_state_all(resume_state["rng_cuda"])
         data.gen.set_state(resume_state["rng_data"])
         aug.p.fill_(float(resume_state["augment_p"]))
         if ada is not None and "ada" in resume_state:
@@ -247,6 +265,7 @@ def train_gan(cfg: GanConfig) -> Path:
         state = {
             "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(),
             "rng_cpu": torch.get_rng_state(), "rng_data": data.gen.get_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if str(device).startswith("cuda") else [],
             "augment_p": float(aug.p), "cur_nimg": cur_nimg, "step": step, "wall_s": wall,
         }
         if ada is not None:
