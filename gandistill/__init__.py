@@ -8,6 +8,8 @@ Public names are imported lazily, so ``import gandistill`` stays cheap (no torch
 """
 from __future__ import annotations
 
+import sys
+import types
 from importlib import import_module
 from typing import Any
 
@@ -53,11 +55,35 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
+# submodules named like the function they export: ``gandistill.evaluate`` is both the module and
+# (once imported, which also happens when any code imports the submodule) a callable forwarding to
+# ``gandistill.evaluate.evaluate``, so ``gandistill.evaluate(run)`` and ``gandistill.evaluate.linear_probe`` work.
+_CALLABLE_SUBMODULES = ("evaluate",)
+
+
+class _CallableModule(types.ModuleType):
+    """A module whose call runs its same-named function."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self, self.__name__.rpartition(".")[2])(*args, **kwargs)
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _CALLABLE_SUBMODULES and type(value) is types.ModuleType:
+            value.__class__ = _CallableModule        # the import system binding the submodule
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
 
 def __getattr__(name: str) -> Any:
     mod = _EXPORTS.get(name)
     if mod is None:
         raise AttributeError(f"module 'gandistill' has no attribute {name!r}")
+    if name in _CALLABLE_SUBMODULES:
+        return import_module(f"gandistill.{name}")
     value = getattr(import_module(mod), name)
     globals()[name] = value
     return value

@@ -8,6 +8,7 @@ randomly initialised student's and where the checkpoint is.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, Dict, List, Optional
 
 import typer
@@ -75,7 +76,7 @@ def fit_cmd(
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
     workers: int = typer.Option(0, help="DataLoader workers for on-disk datasets"),
     log_every: int = typer.Option(10),
-    ckpt_every: Optional[int] = typer.Option(None, help="checkpoint interval in steps (default: total/10)"),
+    ckpt_every: Optional[int] = typer.Option(None, help="checkpoint interval in steps (default: max(50, total/10); always the last step)"),
     collapse_threshold: float = typer.Option(0.02, help="embedding spread below which a step counts as collapsed"),
     collapse_patience: int = typer.Option(20, help="consecutive collapsed steps that stop the run"),
     eval: str = typer.Option("linear", "--eval", help="linear | knn | both | none"),
@@ -109,11 +110,12 @@ def fit_cmd(
         console.print_json(json.dumps(resolved_config(cfg), default=str))
         raise typer.Exit(0)
     try:
-        res = fit(cfg, log=lambda s: console.print(s, highlight=False))
+        res = fit(cfg, log=lambda s: console.print(s, highlight=False, soft_wrap=True))
     except TrainingStopped as e:
-        console.print(f"[red]{e}[/red]")
+        console.print(f"[red]{e}[/red]", soft_wrap=True)
         raise typer.Exit(3)
-    _print_result(res)
+    if int(os.environ.get("RANK", "0")) == 0:      # torchrun: only rank 0 reports
+        _print_result(res)
 
 
 def _print_result(res) -> None:
@@ -129,8 +131,8 @@ def _print_result(res) -> None:
         console.print(table)
     console.print(f"steps: {res.steps}  train: {res.train_time_s:.1f}s  total: {res.time_s:.1f}s")
     if res.checkpoint:
-        console.print(f"checkpoint: {res.checkpoint}")
-    console.print(f"run folder: {res.run_dir}")
+        console.print(f"checkpoint: {res.checkpoint}", soft_wrap=True)
+    console.print(f"run folder: {res.run_dir}", soft_wrap=True)
 
 
 def eval_cmd(

@@ -104,7 +104,7 @@ class FitConfig:
     device: str = "auto"
     workers: int = 0                               # DataLoader workers (in-memory datasets need none)
     log_every: int = 10
-    ckpt_every: Optional[int] = None               # default: 10 checkpoints per run (and the last step)
+    ckpt_every: Optional[int] = None               # default: every max(50, total/10) steps, and the last step
     collapse_threshold: float = 0.02
     collapse_patience: int = 20
     eval: str = "linear"                           # linear | knn | both | none
@@ -245,6 +245,17 @@ def _resolve_device(device: str, d: _Dist) -> torch.device:
             dev = torch.device("cuda", d.local_rank)
         torch.cuda.set_device(dev)
     return dev
+
+
+def _agree(code: int, d: _Dist, device: torch.device) -> int:
+    """The largest stop code over all ranks (0 = go on), so every rank stops at the same step."""
+    if d.world <= 1:
+        return code
+    import torch.distributed as dist
+
+    t = torch.tensor([code], dtype=torch.int32, device=device if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
 
 
 def _autocast(device: torch.device, precision: str):
@@ -451,9 +462,24 @@ def resolved_config(cfg: FitConfig) -> Dict[str, Any]:
     return _plan_dict(cfg, plan, ds)
 
 
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    return f"<{type(v).__name__}>"            # e.g. an in-memory G passed through teacher_kwargs
+
+
+def _config_dict(cfg: FitConfig) -> Dict[str, Any]:
+    """The config as JSON-able values (without deep-copying modules passed in ``teacher_kwargs``)."""
+    return {f.name: _jsonable(getattr(cfg, f.name)) for f in fields(cfg)}
+
+
 def _plan_dict(cfg: FitConfig, plan: _Plan, ds: Any) -> Dict[str, Any]:
     return {
-        "config": asdict(cfg),
+        "config": _config_dict(cfg),
         "method": plan.spec.to_dict(),
         "resolved": {
             "teacher": plan.teacher_name, "img_size": plan.img_size, "batch_syn_per_rank": plan.n_syn,
@@ -550,17 +576,27 @@ def _fit(cfg: FitConfig, d: _Dist, log, t_start: float, load_dataset) -> FitResu
     run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
     if cfg.resume and not (run_dir / CKPT_JSON).exists():
         raise FileNotFoundError(f"--resume: no checkpoint in {run_dir} (expected {CKPT_JSON})")
+    if not cfg.resume and (run_dir / CKPT_JSON).exists():
+        raise ValueError(f"{run_dir} already holds a run (checkpoint.json); pass --resume to continue it "
+                              "or choose another --out")
     if d.main:
         run_dir.mkdir(parents=True, exist_ok=True)
 
     # teacher (frozen, never wrapped in DDP)
     teacher = None
     if plan.teacher_name is not None:
-        from gandistill.teachers import create_teacher
+        from gandistill.teachers import TEACHERS, create_teacher
+        from gandistill.teachers.generator import SG2SamplingTeacher
 
-        teacher = create_teacher(plan.teacher_name, ckpt=cfg.teacher_ckpt, device=device, **cfg.teacher_kwargs)
+        tkw = dict(cfg.teacher_kwargs)
+        factory = TEACHERS.get(plan.teacher_name)
+        if isinstance(factory, type) and issubclass(factory, SG2SamplingTeacher):
+            tkw.setdefault("precision", plan.precision)      # G runs at the run's precision (fp32 on CPU)
+        teacher = create_teacher(plan.teacher_name, ckpt=cfg.teacher_ckpt, device=device, **tkw)
         if spec.uses_synthetic and not getattr(teacher, "can_sample", True):
             raise ValueError(f"teacher '{plan.teacher_name}' cannot sample images, which method '{spec.name}' needs")
+        if spec.objective == "encoder" and not callable(getattr(teacher, "loss", None)):
+            raise ValueError(f"method '{spec.name}' needs the sg2-encoder teacher (got '{plan.teacher_name}')")
 
     info = _plan_dict(cfg, plan, train_ds)
     info["run_dir"] = str(run_dir)
@@ -634,8 +670,8 @@ def _fit(cfg: FitConfig, d: _Dist, log, t_start: float, load_dataset) -> FitResu
             # the run's own random initialisation: the baseline the probe compares against
             save_checkpoint(run_dir / "init", 0, student, None, None, None, meta)
 
-    ckpt_every = cfg.ckpt_every or max(1, plan.total_steps // 10)
-    metrics_f = open(run_dir / "metrics.jsonl", "a") if d.main else None
+    ckpt_every = cfg.ckpt_every or max(50, plan.total_steps // 10)
+    metrics_f = open(run_dir / "metrics.jsonl", "a" if cfg.resume else "w") if d.main else None
     last_ckpt: Optional[Path] = (run_dir / CKPT_JSON) if (run_dir / CKPT_JSON).exists() else None
     last_ckpt_step = start if cfg.resume else -1
     low_spread = 0
@@ -676,13 +712,23 @@ def _fit(cfg: FitConfig, d: _Dist, log, t_start: float, load_dataset) -> FitResu
             with _autocast(device, plan.precision):
                 out = train_model(**inputs)
             out = {k: v.float() for k, v in out.items()}
-            if not all(bool(torch.isfinite(v).all()) for v in out.values()):
-                bad = [k for k, v in out.items() if not bool(torch.isfinite(v).all())]
-                raise stop("non-finite", f"non-finite values in {bad} (NaN/Inf)", step)
-            losses = method_loss(spec, plan.weights, out, teacher, batch)
-            loss = losses["loss"]
-            if not bool(torch.isfinite(loss)):
-                raise stop("non-finite", f"the loss is {float(loss)}", step)
+            bad = [k for k, v in out.items() if not bool(torch.isfinite(v).all())]
+            losses = method_loss(spec, plan.weights, out, teacher, batch) if not bad else {}
+            loss = losses.get("loss")
+            if loss is not None and not bool(torch.isfinite(loss)):
+                bad.append("loss")
+            emb = _embedding(out)
+            spread = embedding_spread(emb) if (emb is not None and not bad) else float("nan")
+            emb_std = float(emb.detach().float().std(dim=0).mean()) if emb is not None else float("nan")
+            low_spread = low_spread + 1 if spread < cfg.collapse_threshold else 0
+            code = _agree(1 if bad else (2 if low_spread >= cfg.collapse_patience else 0), d, device)
+            if code == 1:
+                what = ("the loss is non-finite" if bad == ["loss"] else f"non-finite values in {bad} (NaN/Inf)"
+                        if bad else "non-finite values on another rank")
+                raise stop("non-finite", what, step + 1)
+            if code == 2:
+                raise stop("collapse", f"the representation collapsed (embedding spread {spread:.2e} < "
+                                       f"{cfg.collapse_threshold} for {low_spread} consecutive steps)", step + 1)
             opt.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -692,17 +738,11 @@ def _fit(cfg: FitConfig, d: _Dist, log, t_start: float, load_dataset) -> FitResu
                 loss.backward()
                 opt.step()
             loss_val = float(loss.detach())
-            emb = _embedding(out)
-            spread = embedding_spread(emb) if emb is not None else float("nan")
-            low_spread = low_spread + 1 if spread < cfg.collapse_threshold else 0
-            if low_spread >= cfg.collapse_patience:
-                raise stop("collapse", f"the representation collapsed (embedding spread {spread:.2e} < "
-                                       f"{cfg.collapse_threshold} for {low_spread} consecutive steps)", step)
             n_img += plan.n_syn + plan.n_real
             done = step + 1
             if d.main and (done % cfg.log_every == 0 or done == plan.total_steps or step == start):
                 now = time.perf_counter()
-                rec = {"step": done, "lr": lr, "spread": spread,
+                rec = {"step": done, "lr": lr, "spread": spread, "std": emb_std,
                        **{k: float(v.detach()) for k, v in losses.items()},
                        "img_s": n_img * d.world / max(now - t_log, 1e-9), "time_s": now - t_train}
                 n_img, t_log = 0, now

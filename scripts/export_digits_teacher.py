@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Export a GAN run's snapshot as the bundled default teacher ``gandistill/assets/digits-sg2/``.
 
-Writes G_ema only, in fp16 safetensors (``save_sg2(half=True)``), keeps the training facts in the JSON
+Writes G_ema (and, unless ``--no-d``, the discriminator D for the ``sg2-discriminator`` teacher) in fp16
+safetensors (``save_sg2(half=True)``), keeps the training facts in the JSON
 ``meta`` (config, kimg, wall time, source snapshot), and renders ``samples.png`` (8x8 grid, seed 0)
 from the exported fp16 weights, so the picture shows exactly what ships.
 
@@ -34,7 +35,7 @@ def model_card(meta: dict, g_kwargs: dict, quality: Optional[dict]) -> str:
     lines = [
         "# digits-sg2: the bundled default teacher",
         "",
-        "A tiny StyleGAN2 generator (G_ema only, fp16 safetensors) trained by `gandistill gan train` on the",
+        "A tiny StyleGAN2 (generator G_ema and discriminator D, fp16 safetensors) trained by `gandistill gan train` on the",
         "bundled `digits` data set (train split, 4000 images, 32x32, unconditional). It is the teacher that the",
         "default, offline `gandistill fit` run distils from. Load it with",
         "`load_sg2(gandistill.gan.bundled_teacher_path())`.",
@@ -50,7 +51,8 @@ def model_card(meta: dict, g_kwargs: dict, quality: Optional[dict]) -> str:
         f"channel_max {syn.get('channel_max')} (channels b4/b8/b16/b32 = "
         + "/".join(str(min(syn.get('channel_base', 0) // r, syn.get('channel_max', 0))) for r in (4, 8, 16, 32))
         + "), G architecture skip, num_fp16_res 0, conv_clamp 256, 32x32 RGB output in [-1, 1].",
-        f"- Discriminator used in training: SG2 `tiny` (architecture orig, mbstd group 4); not shipped.",
+        "- Discriminator: SG2 `tiny` (architecture orig), shipped as `D.safetensors` for the `sg2-discriminator`"
+        " teacher.",
         "",
         "## Training",
         "",
@@ -113,6 +115,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("src", help="GAN run folder (latest snapshot) or a snapshot folder")
     ap.add_argument("--dest", default=None)
+    ap.add_argument("--no-d", action="store_true", help="ship G_ema only (no discriminator)")
     ap.add_argument("--quality", default=None, help="JSON written by scripts/teacher_quality.py --out")
     args = ap.parse_args()
 
@@ -121,7 +124,7 @@ def main() -> None:
     from gandistill.teachers.stylegan2.checkpoint import load_sg2, save_sg2
 
     snap = resolve_snapshot(args.src)
-    ck = load_sg2(snap, nets=("G_ema",))
+    ck = load_sg2(snap, nets=("G_ema",) if args.no_d else ("G_ema", "D"))
     dest = Path(args.dest) if args.dest else bundled_teacher_path()
     src_meta = dict(ck.meta)
     src_meta.pop("path", None)
@@ -136,7 +139,7 @@ def main() -> None:
         "dataset": src_meta.get("dataset"), "split": src_meta.get("split"),
         "training_config": src_meta.get("config"),
     }
-    save_sg2(dest, G_ema=ck.G_ema, meta=meta, half=True)
+    save_sg2(dest, G_ema=ck.G_ema, D=None if args.no_d else ck.D, meta=meta, half=True)
     sample_grid(dest, n=64, out=dest / "samples.png", seed=0)
     quality = json.loads(Path(args.quality).read_text()) if args.quality else None
     (dest / "MODEL_CARD.md").write_text(model_card(meta, ck.kwargs["G_ema"], quality))

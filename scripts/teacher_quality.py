@@ -143,7 +143,11 @@ def main() -> None:
         "judge_test_accuracy": round(test_acc, 4),
         "real_test": label_stats(predict(judge, xte)),
         "generated": label_stats(predict(judge, fake)),
+        "conditional": G.c_dim > 0,
         "fid": inception_status(),
+        **({"judge_agrees_with_requested_class": round(
+            (predict(judge, fake).argmax(1) == torch.arange(args.n) % G.c_dim).float().mean().item(), 4)}
+           if G.c_dim else {}),
         "seconds": round(time.time() - t0, 1),
     }
     text = json.dumps(report, indent=1)

@@ -107,3 +107,20 @@ def test_update_ema_lerps_parameters_and_copies_buffers():
     assert torch.allclose(a.weight, torch.full((3,), 0.25 * 1.0 + 0.75 * 3.0))
     assert torch.equal(a.running_mean, b.running_mean)
     assert not math.isnan(a.weight.sum().item())
+
+
+def test_tie_grey_makes_a_skip_generator_output_grey():
+    from gandistill.gan.loss import tie_grey
+    from gandistill.teachers.stylegan2.networks import Generator
+
+    torch.manual_seed(0)
+    G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=8, img_channels=3,
+                  synthesis_kwargs=dict(channel_base=64, channel_max=8), mapping_kwargs=dict(num_layers=1))
+    z = torch.randn(3, 8)
+    before = G(z, None, noise_mode="const")
+    assert not torch.allclose(before[:, 0], before[:, 1])
+    assert tie_grey(G) == len(G.synthesis.block_resolutions)  # one toRGB per block (skip architecture)
+    after = G(z, None, noise_mode="const")
+    assert torch.equal(after[:, 0], after[:, 1]) and torch.equal(after[:, 1], after[:, 2])
+    # the tied image is the channel mean of the untied one (toRGB is linear in its weight rows and bias)
+    assert torch.allclose(after[:, 0], before.mean(1), atol=1e-5)

@@ -13,9 +13,10 @@ pytestmark = pytest.mark.skipif(not (ASSET / "gandistill_sg2.json").is_file(),
 
 def test_asset_files_and_size():
     info = json.loads((ASSET / "gandistill_sg2.json").read_text())
-    assert set(info["nets"]) == {"G_ema"} and info["nets"]["G_ema"]["dtype"] == "float16"
+    assert "G_ema" in info["nets"] and set(info["nets"]) <= {"G_ema", "D"}
+    assert all(v["dtype"] == "float16" for v in info["nets"].values())
     assert info["meta"]["dataset"] == "digits" and info["meta"]["split"] == "train"
-    assert (ASSET / "G_ema.safetensors").stat().st_size < 4 * 2 ** 20
+    assert sum(p.stat().st_size for p in ASSET.iterdir()) < 4 * 2 ** 20  # a few MB at most
     assert (ASSET / "MODEL_CARD.md").is_file() and (ASSET / "samples.png").is_file()
 
 
@@ -25,16 +26,17 @@ def test_bundled_teacher_generates_32px_images_in_range():
     torch.set_num_threads(1)
     ck = load_sg2(ASSET, nets=("G_ema",))
     G = ck.G_ema
-    assert (G.img_resolution, G.img_channels, G.c_dim) == (32, 3, 0)
+    assert (G.img_resolution, G.img_channels) == (32, 3) and G.c_dim in (0, 10)
     assert next(G.parameters()).dtype == torch.float32  # fp16 on disk, fp32 in memory
     z = torch.randn(8, G.z_dim, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        img = G(z, torch.zeros(8, 0), noise_mode="const", force_fp32=True)
+        c = torch.nn.functional.one_hot(torch.arange(8) % G.c_dim, G.c_dim).float() if G.c_dim else torch.zeros(8, 0)
+        img = G(z, c, noise_mode="const", force_fp32=True)
     assert img.shape == (8, 3, 32, 32) and torch.isfinite(img).all()
     # a trained G stays near the data range [-1, 1] and draws dark background + bright strokes
     assert img.abs().quantile(0.99) < 1.5
     assert (img < -0.5).float().mean() > 0.3 and (img > 0.3).float().mean() > 0.03
     # different latents give different digits; the same latent gives the same image
     assert (img[0] - img[1]).abs().mean() > 0.05
-    again = generate_images(G, 8, seed=0)
+    again = generate_images(G, 8, seed=0, c_dim=G.c_dim)
     assert torch.allclose(again, img.clamp(-1, 1))

@@ -47,6 +47,13 @@ def test_two_step_smoke_run(tmp_path):
     w0 = weights(snaps[0])
     assert any(not torch.equal(w0["G"][k], w["G"][k]) for k in w["G"])
     assert not list(run.glob(".tmp-*"))  # atomic writes leave no temp folders behind
+    # digits are greyscale, so the toRGB outputs are tied (grey=None -> auto) and G_ema draws R = G = B
+    from gandistill.teachers.stylegan2.checkpoint import load_sg2
+
+    ck = load_sg2(snaps[-1], nets=("G_ema",))
+    assert ck.meta["grey"] is True
+    img = ck.G_ema(torch.randn(2, 8), None)
+    assert torch.equal(img[:, 0], img[:, 1]) and torch.equal(img[:, 0], img[:, 2])
 
 
 def test_resume_is_bit_identical(tmp_path):

@@ -132,6 +132,23 @@ def test_each_method_runs_two_steps(method, tmp_path):
         assert meta["head"] == "predictor.safetensors"
 
 
+@pytest.mark.parametrize("method", ["vanilla", "sns"])
+def test_latent_teacher_rows(method, tmp_path):
+    # Table 1 "latent variable" rows: the same methods with w as the target
+    res = fit(toy_cfg(method, tmp_path / method, teacher="sg2-latent"), log=lambda s: None)
+    cfg = json.loads((tmp_path / method / "config.json").read_text())
+    assert cfg["teacher"]["target_names"] == ["w"] and cfg["teacher"]["target_dims"] == [16]
+    meta = json.loads((tmp_path / method / "checkpoint.json").read_text())
+    # vanilla on w: the student's projector outputs the 16-d w itself; squeeze maps w to the 64-d embedding
+    assert meta["student_kwargs"]["proj_out"] == (16 if method == "vanilla" else 64)
+    assert res.final_loss is not None
+
+
+def test_encoder_method_needs_the_encoder_teacher(tmp_path):
+    with pytest.raises(ValueError, match="sg2-encoder"):
+        fit(toy_cfg("encoder", tmp_path / "e", teacher="sg2-generator"), log=lambda s: None)
+
+
 def test_d_direct_probes_discriminator_features(tmp_path):
     cfg = toy_cfg("d-direct", tmp_path / "d", teacher_kwargs={"D": tiny_D(), "mode": "multi"}, eval="linear",
                   eval_epochs=2, eval_max_train=64, eval_max_test=32)

@@ -240,3 +240,255 @@ def test_snapshot_bytes_in_memory_parse_storage_views():
     assert torch.equal(t, torch.tensor([[2.0, 4.0, 6.0], [3.0, 5.0, 7.0]]))
     with pytest.raises(SG2LoadError, match="past the end"):
         _rebuild_tensor_v2(flat, 5, (2, 4), (4, 1))
+
+
+# ------------------------------------------------------------------------------------------------ hardening
+
+
+class _TensorWithState:
+    """Pickles as a real tensor record followed by BUILD -> ``Tensor.__setstate__`` (sets requires_grad)."""
+
+    def __reduce__(self):
+        import collections
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            storage = torch.tensor([1.0, 2.0]).storage()  # TypedStorage pickles as _load_from_bytes(blob)
+        args = (storage, 0, (2,), (1,), False, collections.OrderedDict())
+        return (torch._utils._rebuild_tensor_v2, args, (True, None, collections.OrderedDict()))
+
+
+class _OrderedDictWithState:
+    """Pickles as ``OrderedDict()`` followed by BUILD with an attribute dict."""
+
+    def __reduce__(self):
+        import collections
+
+        return (collections.OrderedDict, (), {"planted": 1})
+
+
+@pytest.mark.parametrize("obj,kind", [(_TensorWithState(), "Tensor"), (_OrderedDictWithState(), "OrderedDict")])
+def test_build_opcode_refused_outside_the_format(fake_persistence, obj, kind):
+    """BUILD (__setstate__) on a rebuilt tensor could resize its storage / set grad hooks: refused."""
+    from gandistill.teachers.stylegan2.nvlabs_pickle import read_snapshot
+
+    rec = fake_persistence("Generator", {"_parameters": {"w": obj}, "_modules": {}, "_init_kwargs": {}})
+    with pytest.raises(UnsafePickleError, match=f"set the state of a {kind} object"):
+        read_snapshot(pickle.dumps({"G_ema": rec}, protocol=2))
+
+
+def test_build_still_allowed_for_easydict_and_numpy_dtype(fake_persistence, monkeypatch):
+    """The two BUILDs the format needs keep working: EasyDict (py3.7 pickles) and numpy.dtype state."""
+    import struct
+
+    from gandistill.teachers.stylegan2.nvlabs_pickle import EasyDict, read_snapshot
+
+    mod = types.ModuleType("dnnlib.util")
+
+    class EasyDictFake(dict):
+        def __reduce_ex__(self, proto):  # what python 3.7 wrote: NEWOBJ, BUILD({}), then the items
+            return (copyreg_newobj, (EasyDictFake,), {}, None, iter(self.items()))
+
+    import copyreg
+
+    copyreg_newobj = copyreg.__newobj__
+    EasyDictFake.__module__, EasyDictFake.__qualname__, EasyDictFake.__name__ = "dnnlib.util", "EasyDict", "EasyDict"
+    mod.EasyDict = EasyDictFake
+    monkeypatch.setitem(sys.modules, "dnnlib", types.ModuleType("dnnlib"))
+    monkeypatch.setitem(sys.modules, "dnnlib.util", mod)
+
+    class Scalar:  # numpy.core.multiarray.scalar(numpy.dtype('f8', False, True) + BUILD(state), bytes)
+        def __reduce__(self):
+            return (scalar_fn, (DType(), struct.pack("<d", 0.25)))
+
+    class DType:
+        def __reduce__(self):
+            return (dtype_fn, ("f8", False, True), (3, "<", None, None, None, -1, -1, 0))
+
+    np_mod, core_mod = types.ModuleType("numpy"), types.ModuleType("numpy.core.multiarray")
+
+    def scalar_fn(*a):  # pragma: no cover - never called by the safe loader
+        raise AssertionError
+
+    def dtype_fn(*a):  # pragma: no cover
+        raise AssertionError
+
+    scalar_fn.__module__, scalar_fn.__qualname__ = "numpy.core.multiarray", "scalar"
+    dtype_fn.__module__, dtype_fn.__qualname__ = "numpy", "dtype"
+    np_mod.dtype, core_mod.scalar = dtype_fn, scalar_fn
+    for name, m in (("numpy", np_mod), ("numpy.core", types.ModuleType("numpy.core")),
+                    ("numpy.core.multiarray", core_mod)):
+        monkeypatch.setitem(sys.modules, name, m)
+    rec = fake_persistence("Generator", {"_parameters": {}, "_modules": {}, "_init_kwargs": {}})
+    snap = read_snapshot(pickle.dumps({"G_ema": rec, "training_set_kwargs": EasyDictFake(res=32),
+                                       "augment_p": Scalar()}, protocol=2))
+    assert type(snap["training_set_kwargs"]) is EasyDict and snap["training_set_kwargs"] == {"res": 32}
+    assert snap["augment_p"] == 0.25
+
+
+def _u(s: str) -> bytes:
+    b = s.encode()
+    return b"X" + len(b).to_bytes(4, "little") + b
+
+
+def _cyclic_snapshot(where: str) -> bytes:
+    """A hand-written protocol-2 pickle whose Generator record reaches itself through the memo.
+
+    ``where="modules"``: ``state["_modules"]["loop"]`` is the record itself;
+    ``where="kwargs"``: ``_init_kwargs["mapping_kwargs"]["me"]`` is that dict itself.
+    """
+    p = pickle
+    body = (p.PROTO + b"\x02" + p.EMPTY_DICT + _u("G_ema")
+            + p.GLOBAL + b"torch_utils.persistence\n_reconstruct_persistent_obj\n"
+            + p.MARK + p.EMPTY_DICT + p.MARK
+            + _u("type") + _u("class") + _u("version") + p.BININT1 + b"\x06" + _u("class_name") + _u("Generator")
+            + _u("state") + p.EMPTY_DICT + p.MARK
+            + _u("_parameters") + p.EMPTY_DICT + _u("_modules") + p.EMPTY_DICT + p.BINPUT + b"\x01"
+            + _u("_init_kwargs") + p.EMPTY_DICT + p.MARK + _u("mapping_kwargs") + p.EMPTY_DICT + p.BINPUT + b"\x03"
+            + p.SETITEMS + p.SETITEMS + p.SETITEMS + p.TUPLE + p.REDUCE + p.BINPUT + b"\x02" + p.SETITEM)
+    if where == "modules":
+        body += p.BINGET + b"\x01" + _u("loop") + p.BINGET + b"\x02" + p.SETITEM + p.POP
+    else:
+        body += p.BINGET + b"\x03" + _u("me") + p.BINGET + b"\x03" + p.SETITEM + p.POP
+    return body + p.STOP
+
+
+@pytest.mark.parametrize("where,msg", [("modules", "appears twice in the module tree"), ("kwargs", "contains itself")])
+def test_self_referencing_records_give_clear_error(tmp_path, where, msg):
+    path = tmp_path / "cycle.pkl"
+    path.write_bytes(_cyclic_snapshot(where))
+    with pytest.raises(SG2LoadError, match=msg):
+        load_sg2(path)
+
+
+def test_plain_guards_cycles_depth_and_size():
+    from gandistill.teachers.stylegan2.nvlabs_pickle import plain
+
+    shared = {"a": 1}
+    assert plain({"x": shared, "y": [shared, (2, 3)], "s": {"b", "a"}}) == {"x": {"a": 1}, "y": [{"a": 1}, [2, 3]],
+                                                                         "s": ["a", "b"]}
+    loop: list = [1]
+    loop.append([loop])
+    with pytest.raises(SG2LoadError, match="contains itself"):
+        plain({"k": loop})
+    deep: dict = {}
+    d = deep
+    for _ in range(200):
+        d["n"] = {}
+        d = d["n"]
+    with pytest.raises(SG2LoadError, match="nests more than"):
+        plain(deep)
+    fan = [0] * 4
+    for _ in range(12):  # a DAG of shared lists: 4**12 leaves from a few objects
+        fan = [fan] * 4
+    with pytest.raises(SG2LoadError, match="more than .* entries"):
+        plain(fan)
+
+
+def test_rebuild_tensor_cannot_outgrow_its_storage():
+    """Zero strides or sizes beyond the storage would allocate far more than the file holds."""
+    from gandistill.teachers.stylegan2.nvlabs_pickle import _rebuild_tensor_v2
+
+    flat = torch.arange(4.0)
+    with pytest.raises(SG2LoadError, match="larger than its storage"):
+        _rebuild_tensor_v2(flat, 0, (10 ** 6,), (0,))
+    with pytest.raises(SG2LoadError, match="larger than its storage"):
+        _rebuild_tensor_v2(flat, 0, (3, 3), (0, 1))
+    with pytest.raises(SG2LoadError, match="malformed"):
+        _rebuild_tensor_v2(flat, 0, (2,), (-1,))
+    with pytest.raises(SG2LoadError, match="malformed"):
+        _rebuild_tensor_v2(flat, 0, (2.5,), (1,))
+    assert torch.equal(_rebuild_tensor_v2(flat, 1, (3,), (1,)), torch.tensor([1.0, 2.0, 3.0]))
+    assert _rebuild_tensor_v2(flat, 4, (0, 5), (5, 1)).shape == (0, 5)
+
+
+def test_memoised_copies_are_a_refused_memory_bomb(tmp_path):
+    """A small file calling set() on one memoised list many times would copy it each time."""
+    p = pickle
+    big = p.MARK + p.BININT1 + b"\x07" + p.BININT1 + b"\x08" + p.LIST  # grown below by DUP+APPENDS
+    items = p.MARK + b"".join(p.BININT2 + i.to_bytes(2, "little") for i in range(20000)) + p.APPENDS
+    body = (p.PROTO + b"\x02" + p.GLOBAL + b"builtins\nset\n" + p.BINPUT + b"\x00" + p.POP
+            + big + items + p.TUPLE1 + p.BINPUT + b"\x01" + p.POP + p.EMPTY_LIST
+            + (p.BINGET + b"\x00" + p.BINGET + b"\x01" + p.REDUCE + p.APPEND) * 300 + p.STOP)
+    path = tmp_path / "bomb.pkl"
+    path.write_bytes(body)
+    assert len(body) < 100_000
+    with pytest.raises(SG2LoadError, match="memory bomb"):
+        load_sg2(path)
+
+
+def test_persistent_meta_version_and_type_checked(tmp_path, fake_persistence):
+    obj = fake_persistence("Generator", {"_parameters": {}, "_modules": {}, "_init_kwargs": {}})
+    obj.meta["version"] = 5
+    path = tmp_path / "v5.pkl"
+    path.write_bytes(pickle.dumps({"G_ema": obj}))
+    with pytest.raises(SG2LoadError, match="persistence version 5; only version 6"):
+        load_sg2(path)
+    obj.meta["version"], obj.meta["type"] = 6, "function"
+    path.write_bytes(pickle.dumps({"G_ema": obj}))
+    with pytest.raises(SG2LoadError, match="has type 'function'; only persistent classes"):
+        load_sg2(path)
+
+
+@pytest.mark.parametrize("change,msg", [
+    ({"img_resolution": 2 ** 20}, "img_resolution=1048576 is out of range"),
+    ({"z_dim": -5}, "cannot build G_ema .* RuntimeError"),
+    ({"w_dim": 10 ** 9}, "w_dim=1000000000 is out of range"),
+    ({"img_resolution": 1024}, "weights do not fit .* missing"),
+    ({"mapping_kwargs": {"num_layers": 10 ** 6}}, "mapping_kwargs.num_layers=1000000 is out of range"),
+])
+def test_absurd_kwargs_fail_cleanly_before_allocating(tmp_path, fake_persistence, change, msg):
+    G_kwargs, _ = sg2_kwargs("tiny")
+    state = load_sg2(PKL).G_ema.state_dict()
+    rec = fake_persistence("Generator", {"_parameters": dict(state), "_modules": {},
+                                         "_init_kwargs": {**G_kwargs, **change}})
+    path = tmp_path / "absurd.pkl"
+    path.write_bytes(pickle.dumps({"G_ema": rec}))
+    with pytest.raises(SG2LoadError, match=msg):
+        load_sg2(path)
+
+
+@pytest.fixture()
+def ours(tmp_path):
+    G_kwargs, _ = sg2_kwargs("tiny")
+    out = save_sg2(tmp_path / "ck", G_ema=Generator(**G_kwargs))
+    info = json.loads((out / JSON_NAME).read_text())
+    return out, info
+
+
+def _rewrite(out, info):
+    (out / JSON_NAME).write_text(json.dumps(info))
+
+
+def test_own_format_weights_file_must_stay_in_the_folder(ours, tmp_path):
+    out, info = ours
+    outside = tmp_path / "outside.safetensors"
+    outside.write_bytes((out / "G_ema.safetensors").read_bytes())  # a valid file the JSON must not reach
+    for bad in ("../outside.safetensors", str(outside), "sub/G_ema.safetensors", "..", ""):
+        info["nets"]["G_ema"]["file"] = bad
+        _rewrite(out, info)
+        with pytest.raises(SG2LoadError, match="must be a bare file name inside the checkpoint folder"):
+            load_sg2(out)
+    info["nets"]["G_ema"]["file"] = "G_ema.safetensors"
+    _rewrite(out, info)
+    assert load_sg2(out).G_ema is not None
+
+
+@pytest.mark.parametrize("edit,msg", [
+    (lambda i: i["nets"]["G_ema"].pop("kwargs"), "has no constructor 'kwargs' object"),
+    (lambda i: i["nets"].__setitem__("G_ema", ["Generator"]), "must be an object, got list"),
+    (lambda i: i.__setitem__("version", "1"), "version must be a positive integer, got '1'"),
+    (lambda i: i.pop("version"), "version must be a positive integer, got None"),
+    (lambda i: i.__setitem__("version", 99), "newer than this gandistill"),
+    (lambda i: i.__setitem__("nets", ["G_ema"]), "'nets' must be an object"),
+    (lambda i: i.__setitem__("meta", [1]), "'meta' must be an object"),
+])
+def test_own_format_malformed_json_entries(ours, edit, msg):
+    out, info = ours
+    edit(info)
+    _rewrite(out, info)
+    with pytest.raises(SG2LoadError, match=msg):
+        load_sg2(out)
+    with pytest.raises(SG2LoadError, match=msg):
+        available_nets(out)

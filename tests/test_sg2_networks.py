@@ -249,3 +249,80 @@ def test_fp16_modulated_conv_does_not_overflow(fused):
     y = modulated_conv2d(x.half(), w.half(), s.half(), padding=1, fused_modconv=fused)
     assert y.dtype == torch.float16 and torch.isfinite(y).all()
     assert (y.float() - ref).abs().max() < 0.02 * ref.abs().max()
+
+
+def test_conditional_D_logit_is_the_cmap_projection():
+    """logit = <out(fc(x)), cmap> / sqrt(cmap_dim) with cmap = mapping(c) (restated from the b4.fc feature)."""
+    torch.manual_seed(1)
+    D = small_D("resnet", c_dim=10).eval()
+    img = torch.randn(4, 3, 16, 16)
+    c = F.one_hot(torch.tensor([0, 3, 7, 9]), 10).float()
+    logits, feats = D(img, c, return_features=True)
+    out = D.b4.out(feats["b4.fc"])
+    cmap = D.mapping(None, c)
+    assert D.cmap_dim == 16 and out.shape == cmap.shape == (4, 16)
+    ref = (out * cmap).sum(1, keepdim=True) / math.sqrt(D.cmap_dim)
+    assert torch.allclose(logits, ref, atol=1e-6)
+    other = D(img, F.one_hot(torch.tensor([1, 2, 4, 5]), 10).float())
+    assert not torch.allclose(other, logits)  # the label matters
+
+
+def _perturb_(module, seed=0):
+    """Non-trivial biases / noise strengths so every sub-layer contributes."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if name.endswith("bias") or name.endswith("noise_strength"):
+                p.copy_(0.3 * torch.randn(p.shape, generator=g))
+
+
+def test_G_resnet_block_is_sqrt_half_times_skip_plus_residual():
+    """x_out = sqrt(1/2) * (skip(x) + conv1(conv0(x))), sub-layers evaluated at gain 1."""
+    torch.manual_seed(2)
+    G = small_G("resnet").eval()
+    block = G.synthesis.b8
+    _perturb_(block)
+    x, ws = torch.randn(3, 16, 4, 4), torch.randn(3, block.num_conv + block.num_torgb, 16)
+    assert block.num_torgb == 0  # not the last block: no ToRGB in resnet
+    y, img = block(x, None, ws, fused_modconv=True, noise_mode="const")
+    h = block.conv0(x, ws[:, 0], noise_mode="const", fused_modconv=True)
+    h = block.conv1(h, ws[:, 1], noise_mode="const", fused_modconv=True)
+    s = block.skip(x)
+    assert torch.allclose(y, math.sqrt(0.5) * (s + h), atol=1e-5)
+    assert not torch.allclose(y, s + h, atol=1e-3) and img is None
+
+
+def test_D_resnet_block_is_sqrt_half_times_skip_plus_residual():
+    torch.manual_seed(3)
+    D = small_D("resnet").eval()
+    block = D.b8
+    _perturb_(block)
+    x = torch.randn(3, block.in_channels, 8, 8)
+    y, img = block(x, None)
+    ref = math.sqrt(0.5) * (block.skip(x) + block.conv1(block.conv0(x)))
+    assert y.shape == (3, block.out_channels, 4, 4) and img is None
+    assert torch.allclose(y, ref, atol=1e-5)
+    assert not torch.allclose(y, block.skip(x) + block.conv1(block.conv0(x)), atol=1e-3)
+
+
+def test_fused_modconv_default_is_fused_in_eval_and_grouped_off_in_training(monkeypatch):
+    from gandistill.teachers.stylegan2 import synthesis
+
+    seen = []
+    real = synthesis.modulated_conv2d
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["fused_modconv"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(synthesis, "modulated_conv2d", spy)
+    G = small_G()
+    ws = G.mapping(torch.randn(2, 16), None)
+    G.eval().synthesis(ws)
+    assert seen and all(f is True for f in seen)
+    n = len(seen)
+    G.train().synthesis(ws)
+    assert len(seen) == 2 * n and all(f is False for f in seen[n:])
+    seen.clear()
+    G.train().synthesis(ws, fused_modconv=True)  # an explicit choice wins
+    assert seen and all(f is True for f in seen)

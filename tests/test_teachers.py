@@ -162,3 +162,53 @@ def test_register_teacher_plugs_in_any_generator():
 def test_missing_checkpoint_is_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="not found"):
         create_teacher("sg2-generator", ckpt=str(tmp_path / "nope.pkl"))
+
+
+# --- checkpoints: our format, NVlabs pickles, the bundled default -----------------------------------
+
+FIXTURE_PKL = __import__("pathlib").Path(__file__).parent / "fixtures" / "sg2-tiny-uncond.pkl"
+
+
+def test_teachers_load_our_checkpoint_format(tmp_path):
+    from gandistill.teachers.stylegan2.checkpoint import save_sg2
+
+    G, D = tiny_G(), tiny_D()
+    save_sg2(tmp_path / "ck", G_ema=G, D=D)
+    g = create_teacher("sg2-generator", ckpt=str(tmp_path / "ck"), noise_mode="const")
+    ref = create_teacher("sg2-generator", G=G, noise_mode="const")
+    a, b = g.sample(3, torch.Generator().manual_seed(1)), ref.sample(3, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(a.images, b.images)
+    assert g.describe()["ckpt"].endswith("ck")
+    d = create_teacher("sg2-discriminator", ckpt=str(tmp_path / "ck"), mode="single")
+    assert d.features(torch.zeros(4, 3, 16, 16)).shape == (4, 16)
+    e = create_teacher("sg2-encoder", ckpt=str(tmp_path / "ck"))
+    assert e.perceptual_name in ("lpips", "d-features")          # the checkpoint has D
+
+
+def test_discriminator_teacher_needs_a_checkpoint_with_D(tmp_path):
+    from gandistill.teachers.stylegan2.checkpoint import save_sg2
+
+    save_sg2(tmp_path / "g", G_ema=tiny_G())
+    with pytest.raises(ValueError, match="no discriminator"):
+        create_teacher("sg2-discriminator", ckpt=str(tmp_path / "g"))
+
+
+@pytest.mark.skipif(not FIXTURE_PKL.exists(), reason="NVlabs fixture missing")
+def test_teachers_read_an_nvlabs_pickle():
+    g = create_teacher("sg2-generator", ckpt=str(FIXTURE_PKL))
+    assert g.target_names == ("b4", "b8", "b16", "b32") and g.target_dims == (32, 32, 32, 16)
+    s = g.sample(2)
+    assert s.images.shape == (2, 3, 32, 32) and float(s.images.abs().max()) <= 1.0
+    d = create_teacher("sg2-discriminator", ckpt=str(FIXTURE_PKL))
+    assert d.target_names == ("b32", "b16", "b8", "b4.fc")
+    assert d.features(s.images).shape == (2, 32 * 4)
+
+
+def test_default_checkpoint_is_the_bundled_teacher():
+    from gandistill.gan import bundled_teacher_path
+
+    if not (bundled_teacher_path() / "gandistill_sg2.json").exists():
+        pytest.skip("bundled teacher not built yet")
+    t = create_teacher("sg2-generator")
+    assert t.img_resolution == 32 and t.ckpt_path == str(bundled_teacher_path())
+    assert t.sample(2).images.shape == (2, 3, 32, 32)

@@ -32,6 +32,8 @@ def train_cmd(
     split: Optional[str] = typer.Option(None, help="dataset split (default train)"),
     resolution: Optional[int] = typer.Option(None, help="resize images to this power-of-two size"),
     cond: bool = typer.Option(False, "--cond", help="class-conditional G/D (one-hot labels)"),
+    grey: Optional[bool] = typer.Option(None, "--grey/--colour", help="tie G's RGB outputs (R=G=B); default: "
+                                        "on when the data is greyscale"),
     batch: Optional[int] = typer.Option(None),
     glr: Optional[float] = typer.Option(None, help="G learning rate"),
     dlr: Optional[float] = typer.Option(None, help="D learning rate"),
@@ -58,7 +60,7 @@ def train_cmd(
 
     cfg = gan_config(
         config, data=data, out=out, kimg=kimg, data_root=data_root, split=split, resolution=resolution,
-        cond=cond or None, batch=batch, glr=glr, dlr=dlr, r1_gamma=gamma, ema_kimg=ema_kimg,
+        cond=cond or None, grey=grey, batch=batch, glr=glr, dlr=dlr, r1_gamma=gamma, ema_kimg=ema_kimg,
         style_mixing_prob=mixing, augment=augment, augment_p=augment_p, ada_target=ada_target, ada_kimg=ada_kimg, keep_snapshots=keep_snapshots,
         snap_kimg=snap_kimg, tick_kimg=tick_kimg, resume=resume, seed=seed, threads=threads, device=device,
         net_overrides=_parse_overrides(net) or None,

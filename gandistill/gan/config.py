@@ -33,6 +33,8 @@ class GanConfig:
     resolution: Optional[int] = None     #: resize the data to this size (None = the data set's own)
     cond: bool = False                   #: condition G and D on one-hot labels c
     max_items: Optional[int] = None      #: use only the first N training images
+    grey: Optional[bool] = None          #: tie G's toRGB output channels (R = G = B) for greyscale data;
+    #: None = on exactly when every training image has R = G = B (e.g. digits)
     # --- networks
     arch: str = "tiny"                   #: SG2 config name for ``sg2_kwargs``
     net_overrides: Dict[str, Any] = field(default_factory=dict)

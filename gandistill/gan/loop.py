@@ -29,7 +29,7 @@ from torch import nn
 
 from gandistill.gan.ada import AdaAugment, AdaController
 from gandistill.gan.config import GanConfig
-from gandistill.gan.loss import StyleGAN2Loss, ema_beta, update_ema
+from gandistill.gan.loss import StyleGAN2Loss, ema_beta, tie_grey, update_ema
 from gandistill.gan.snapshot import (load_state, resolve_snapshot, save_snapshot, snapshot_name,
                                      write_json_atomic)
 
@@ -95,6 +95,7 @@ class InMemoryImages:
             if self.num_classes < 1 or (self.y < 0).any():
                 raise ValueError(f"--cond needs a labelled dataset; {cfg.data!r} has no labels")
         self.c_dim = self.num_classes if cfg.cond else 0
+        self.is_grey = bool((self.x == self.x[:, :1]).all()) if self.x.shape[1] > 1 else True
         self.gen = torch.Generator().manual_seed(cfg.seed)
 
     @staticmethod
@@ -219,6 +220,11 @@ def train_gan(cfg: GanConfig) -> Path:
         G_kw, D_kw = network_kwargs(cfg, data.resolution, data.c_dim)
         G, D = build_networks(G_kw, D_kw, device)
         G_ema = copy.deepcopy(G)
+    grey = data.is_grey if cfg.grey is None else bool(cfg.grey)
+    if grey and resume_state is None:  # (a resumed G is already tied; re-tying would not be bit-exact)
+        if not tie_grey(G):
+            raise ValueError("grey output needs a generator with toRGB layers")
+        G_ema = copy.deepcopy(G)
     G.train().requires_grad_(False)
     D.train().requires_grad_(False)
     G_ema.eval().requires_grad_(False)
@@ -272,7 +278,7 @@ def train_gan(cfg: GanConfig) -> Path:
             state["ada"] = ada.state_dict()
         meta = {"kimg": cur_nimg / 1000, "augment_p": float(aug.p), "dataset": data.name,
                 "split": cfg.split, "resolution": data.resolution, "c_dim": data.c_dim,
-                "cond": cfg.cond, "wall_s": round(wall, 1), "config": cfg.to_dict(),
+                "cond": cfg.cond, "grey": grey, "wall_s": round(wall, 1), "config": cfg.to_dict(),
                 "trainer": "gandistill gan train (StyleGAN2-ADA objective)"}
         save_snapshot(run_dir, cur_nimg, G=G, D=D, G_ema=G_ema, state=state, meta=meta,
                       keep=cfg.keep_snapshots)
@@ -291,6 +297,8 @@ def train_gan(cfg: GanConfig) -> Path:
             loss_g.backward()
             _nan_to_num_grads(G)
             opt_G.step()
+            if grey:
+                tie_grey(G)
             G.requires_grad_(False)
 
             # 2. D main

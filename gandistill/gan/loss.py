@@ -95,3 +95,23 @@ def update_ema(G_ema: nn.Module, G: nn.Module, beta: float) -> None:
         p_ema.copy_(p.detach().lerp(p_ema, beta))
     for b_ema, b in zip(G_ema.buffers(), G.buffers()):
         b_ema.copy_(b)
+
+
+@torch.no_grad()
+def tie_grey(G: nn.Module) -> int:
+    """Project every toRGB layer of G onto grey output (R = G = B): weight rows and bias set to their mean.
+
+    The skip generator's image is a sum of upsampled toRGB outputs, and toRGB is a modulated 1x1 conv
+    without demodulation, so equal output rows make every image exactly grey. Applied after each G step
+    (projected gradient descent), it removes colour as a trivial real/fake cue on greyscale data.
+    Returns the number of layers tied.
+    """
+    n = 0
+    for name, mod in G.named_modules():
+        if name.endswith("torgb") and hasattr(mod, "weight"):
+            w = mod.weight
+            w.copy_(w.mean(dim=0, keepdim=True).expand_as(w))
+            if getattr(mod, "bias", None) is not None:
+                mod.bias.copy_(mod.bias.mean().expand_as(mod.bias))
+            n += 1
+    return n

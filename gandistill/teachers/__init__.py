@@ -10,6 +10,9 @@ digits teacher); ``register_teacher`` plugs in your own (see :mod:`gandistill.te
 from gandistill.teachers.base import Teacher, TeacherSample
 from gandistill.teachers.registry import TEACHERS, create_teacher, describe_teacher, list_teachers, register_teacher
 
+# the built-in teachers register themselves on import
+from gandistill.teachers import discriminator, encoder, generator, latent  # noqa: E402,F401
+
 __all__ = [
     "Teacher",
     "TeacherSample",

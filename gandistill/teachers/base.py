@@ -98,11 +98,24 @@ def resolve_ckpt(ckpt: Optional[PathLike]) -> Path:
     return path
 
 
-def load_sg2_nets(ckpt: Optional[PathLike], nets: Sequence[str], device: Any = "cpu"):
-    """Load an SG2 checkpoint (NVlabs pickle or ours) via ``load_sg2``; returns the SG2Checkpoint."""
-    from gandistill.teachers.stylegan2.checkpoint import load_sg2
+def load_sg2_nets(ckpt: Optional[PathLike], want: Sequence[str]):
+    """Load what ``ckpt`` has of the networks ``want`` (NVlabs pickle or ours, via ``load_sg2``).
+
+    A generator request (``"G_ema"``) falls back to ``G`` when the checkpoint has no ``G_ema``.
+    Returns ``(SG2Checkpoint, path)``; a requested network the checkpoint lacks is ``None`` on it.
+    """
+    from gandistill.teachers.stylegan2.checkpoint import available_nets, load_sg2
 
     path = resolve_ckpt(ckpt)
+    have = set(available_nets(path))
+    nets = []
+    for n in want:
+        if n == "G_ema" and n not in have and "G" in have:
+            n = "G"
+        if n in have and n not in nets:
+            nets.append(n)
+    if not nets:
+        raise ValueError(f"{path} holds none of {list(want)} (it has {sorted(have) or 'no networks'})")
     return load_sg2(path, nets=tuple(nets), device="cpu"), path
 
 

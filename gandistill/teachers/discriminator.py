@@ -13,7 +13,7 @@ from typing import Any, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from gandistill.teachers.base import Teacher, load_sg2_nets, pool, use_fast_path
+from gandistill.teachers.base import Teacher, load_sg2_nets, pool, resolve_ckpt, use_fast_path
 from gandistill.teachers.registry import register_teacher
 
 MODES = ("single", "multi")
@@ -55,12 +55,14 @@ class DiscriminatorTeacher(Teacher):
             raise ValueError(f"discriminator mode must be one of {MODES}, got {mode!r}")
         self.ckpt_path = None
         if D is None:
-            ck, path = load_sg2_nets(ckpt, ("D",), device)
-            if ck.D is None:
+            from gandistill.teachers.stylegan2.checkpoint import available_nets
+
+            if "D" not in available_nets(resolve_ckpt(ckpt)):
                 raise ValueError(
-                    f"{path} has no discriminator D (our bundled/converted teachers may keep only G_ema); "
+                    f"{resolve_ckpt(ckpt)} has no discriminator D (our bundled/converted teachers may keep only G_ema); "
                     "the sg2-discriminator teacher needs a checkpoint with D, e.g. an NVlabs snapshot .pkl"
                 )
+            ck, path = load_sg2_nets(ckpt, ("D",))
             D = ck.D
             self.ckpt_path = str(path)
         self.D = D.float().to(torch.device(device))

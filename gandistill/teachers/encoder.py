@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from gandistill.teachers.base import TeacherSample, resolve_ckpt
+from gandistill.teachers.base import TeacherSample, load_sg2_nets
 from gandistill.teachers.generator import SG2SamplingTeacher
 from gandistill.teachers.registry import register_teacher
 
@@ -154,17 +154,11 @@ class EncoderTeacher(SG2SamplingTeacher):
     ) -> None:
         path = None
         if G is None:
-            from gandistill.teachers.stylegan2.checkpoint import load_sg2
-
-            path = resolve_ckpt(ckpt)
-            try:
-                ck = load_sg2(path, nets=("G_ema", "D"), device="cpu")
-            except Exception:  # checkpoints without D
-                ck = load_sg2(path, nets=("G_ema",), device="cpu")
+            ck, path = load_sg2_nets(ckpt, ("G_ema", "D"))
             G = ck.G_ema if ck.G_ema is not None else ck.G
             if G is None:
                 raise ValueError(f"{path} holds no generator (G_ema or G)")
-            D = D if D is not None else getattr(ck, "D", None)
+            D = D if D is not None else ck.D
         super().__init__(ckpt=None, device=device, G=G, **kw)
         self.ckpt_path = str(path) if path is not None else None
         self.latent_weight = float(latent_weight)

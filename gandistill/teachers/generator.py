@@ -45,10 +45,8 @@ class SG2SamplingTeacher(Teacher):
         super().__init__()
         self.ckpt_path: Optional[str] = None
         if G is None:
-            ck, path = load_sg2_nets(ckpt, ("G_ema",), device)
+            ck, path = load_sg2_nets(ckpt, ("G_ema",))
             G = ck.G_ema if ck.G_ema is not None else ck.G
-            if G is None:
-                raise ValueError(f"{path} holds no generator (G_ema or G)")
             self.ckpt_path = str(path)
         device = torch.device(device)
         self.G = G.float().to(device)
@@ -86,15 +84,14 @@ class SG2SamplingTeacher(Teacher):
         return ws, labels, z
 
     def _autocast(self):
-        dev = self.device
-        if self.precision == "fp32" or dev.type != "cuda":
+        """bf16 autocast on GPU when ``precision="bf16"`` (``"fp16"`` uses the network's own fp16 blocks)."""
+        if self.precision != "bf16" or self.device.type != "cuda":
             return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(device_type=dev.type, dtype=dtype)
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
 
     def synthesize(self, ws: Tensor, return_features: bool = False, noise_mode: Optional[str] = None):
-        """G.synthesis(ws) in fp32 on CPU; image clamped to [-1, 1] is left to the caller."""
-        force_fp32 = self.device.type != "cuda"
+        """G.synthesis(ws): fp32 on CPU; on GPU bf16 autocast or the checkpoint's fp16 blocks (``precision``)."""
+        force_fp32 = not (self.device.type == "cuda" and self.precision == "fp16")
         with self._autocast():
             return self.G.synthesis(
                 ws, noise_mode=noise_mode or self.noise_mode, force_fp32=force_fp32, return_features=return_features

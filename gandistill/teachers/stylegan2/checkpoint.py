@@ -93,13 +93,52 @@ def _check_nets(nets: Union[str, Iterable[str]]) -> tuple:
     return nets
 
 
-def _build(name: str, kwargs: dict, state: Dict[str, torch.Tensor], where: str) -> nn.Module:
+MAX_IMG_RESOLUTION = 2 ** 14
+MAX_MAPPING_LAYERS = 64
+MAX_INT_KWARG = 2 ** 24
+_BUILD_ERRORS = (TypeError, ValueError, KeyError, AttributeError, RuntimeError, MemoryError, ArithmeticError,
+                 RecursionError, IndexError)
+
+
+def _check_kwargs(name: str, kwargs: Any, where: str) -> None:
+    """Reject constructor kwargs whose very construction would be absurd (before building anything)."""
+    if not isinstance(kwargs, dict):
+        raise SG2LoadError(f"{where}: the kwargs of {name} are a {type(kwargs).__name__}, expected a dict")
+
+    def walk(d: dict, path: str, depth: int) -> None:
+        if depth > 4:
+            raise SG2LoadError(f"{where}: {name} kwargs nest too deep at {path}")
+        for k, v in d.items():
+            if not isinstance(k, str):
+                raise SG2LoadError(f"{where}: {name} kwargs have a non-string key {k!r}")
+            key = f"{path}{k}"
+            if isinstance(v, dict):
+                walk(v, key + ".", depth + 1)
+            elif isinstance(v, int) and not isinstance(v, bool):
+                limit = {"img_resolution": MAX_IMG_RESOLUTION, "num_layers": MAX_MAPPING_LAYERS}.get(k, MAX_INT_KWARG)
+                if abs(v) > limit:
+                    raise SG2LoadError(f"{where}: cannot build {name}: {key}={v} is out of range (|value| <= {limit})")
+
+    walk(kwargs, "", 0)
+
+
+def _construct(name: str, kwargs: dict, where: str, device: Optional[str] = None) -> nn.Module:
     cls = NET_CLASSES[name]
     try:
-        net = cls(**kwargs)
-    except (TypeError, ValueError, KeyError) as e:
-        raise SG2LoadError(f"{where}: cannot build {name} ({cls.__name__}) from its kwargs {kwargs}: {e}") from None
-    own = net.state_dict()
+        if device is None:
+            return cls(**kwargs)
+        with torch.device(device):
+            return cls(**kwargs)
+    except _BUILD_ERRORS as e:
+        raise SG2LoadError(f"{where}: cannot build {name} ({cls.__name__}) from its kwargs {str(kwargs)[:400]}: "
+                           f"{type(e).__name__}: {str(e)[:200]}") from None
+
+
+def _build(name: str, kwargs: dict, state: Dict[str, torch.Tensor], where: str) -> nn.Module:
+    """Check ``kwargs``, build on the meta device, compare parameter shapes with ``state``; only then allocate."""
+    cls = NET_CLASSES[name]
+    _check_kwargs(name, kwargs, where)
+    own = _construct(name, kwargs, where, device="meta").state_dict()  # no memory: shapes only
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     wrong = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in own.items()
@@ -114,6 +153,8 @@ def _build(name: str, kwargs: dict, state: Dict[str, torch.Tensor], where: str) 
             parts.append(f"shape mismatch {wrong[:3]}")
         raise SG2LoadError(f"{where}: {name} weights do not fit a StyleGAN2-ADA {cls.__name__} "
                            f"(not an SG2-ADA network?): {'; '.join(parts)}")
+    net = _construct(name, kwargs, where)  # the shapes equal the stored tensors': allocation ~ the file's size
+    own = net.state_dict()
     net.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
     return net.eval().requires_grad_(False)
 
@@ -139,7 +180,8 @@ def _load_nvlabs(path: Path, nets: tuple, device: Union[str, torch.device]) -> S
         kwargs = record_kwargs(rec)
         net = _build(name, kwargs, flatten_state(rec), str(path))
         for attr in ("num_ws", "z_dim", "w_dim", "c_dim", "img_resolution"):
-            if attr in rec.state and hasattr(net, attr) and rec.state[attr] != getattr(net, attr):
+            stored = rec.state.get(attr)
+            if type(stored) is int and hasattr(net, attr) and stored != getattr(net, attr):
                 raise SG2LoadError(f"{path}: {name}.{attr} is {rec.state[attr]} in the file but the rebuilt "
                                    f"network has {getattr(net, attr)}")
         setattr(ckpt, name, net.to(device))
@@ -166,6 +208,43 @@ def _load_nvlabs(path: Path, nets: tuple, device: Union[str, torch.device]) -> S
 # ------------------------------------------------------------------------------------------------ our format
 
 
+def _read_info(jpath: Path) -> Dict[str, Any]:
+    """Read and validate ``gandistill_sg2.json``: format, integer version, and every net entry's fields.
+
+    Each entry needs ``class`` (str), ``kwargs`` (dict) and ``file``: a bare file name inside the folder
+    (no directories, no ``..``, not absolute), defaulting to ``<net>.safetensors``.
+    """
+    try:
+        info = json.loads(jpath.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise SG2LoadError(f"{jpath}: corrupt JSON ({type(e).__name__}: {str(e)[:200]})") from None
+    if not isinstance(info, dict) or info.get("format") != FORMAT_NAME:
+        raise SG2LoadError(f"{jpath}: not a {FORMAT_NAME} checkpoint (format field is {info.get('format')!r})"
+                           if isinstance(info, dict) else f"{jpath}: not a {FORMAT_NAME} checkpoint")
+    version = info.get("version")
+    if type(version) is not int or version < 1:
+        raise SG2LoadError(f"{jpath}: format version must be a positive integer, got {repr(version)[:40]}")
+    if version > FORMAT_VERSION:
+        raise SG2LoadError(f"{jpath}: format version {version} is newer than this gandistill "
+                           f"understands ({FORMAT_VERSION}); upgrade gandistill")
+    entries = info.get("nets")
+    if not isinstance(entries, dict):
+        raise SG2LoadError(f"{jpath}: 'nets' must be an object mapping network names to entries")
+    if not isinstance(info.get("meta", {}), dict):
+        raise SG2LoadError(f"{jpath}: 'meta' must be an object")
+    for name, entry in entries.items():
+        if not isinstance(entry, dict):
+            raise SG2LoadError(f"{jpath}: the entry for '{name}' must be an object, got {type(entry).__name__}")
+        if not isinstance(entry.get("kwargs"), dict):
+            raise SG2LoadError(f"{jpath}: the entry for '{name}' has no constructor 'kwargs' object")
+        fname = entry.setdefault("file", f"{name}.safetensors")
+        if (not isinstance(fname, str) or fname in ("", ".", "..") or "/" in fname or "\\" in fname
+                or "\0" in fname or Path(fname).name != fname or Path(fname).is_absolute()):
+            raise SG2LoadError(f"{jpath}: the weights file of '{name}' must be a bare file name inside the "
+                               f"checkpoint folder, got {str(fname)[:80]!r}")
+    return {"nets": entries, "meta": info.get("meta") or {}, "version": version}
+
+
 def _resolve_ours(path: Path) -> Path:
     if path.is_dir():
         path = path / JSON_NAME
@@ -179,18 +258,9 @@ def _load_ours(path: Path, nets: tuple, device: Union[str, torch.device]) -> SG2
     from safetensors.torch import load_file
 
     jpath = _resolve_ours(path)
-    try:
-        info = json.loads(jpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SG2LoadError(f"{jpath}: corrupt JSON ({e})") from None
-    if not isinstance(info, dict) or info.get("format") != FORMAT_NAME:
-        raise SG2LoadError(f"{jpath}: not a {FORMAT_NAME} checkpoint (format field is {info.get('format')!r})"
-                           if isinstance(info, dict) else f"{jpath}: not a {FORMAT_NAME} checkpoint")
-    if int(info.get("version", 0)) > FORMAT_VERSION:
-        raise SG2LoadError(f"{jpath}: format version {info.get('version')} is newer than this gandistill "
-                           f"understands ({FORMAT_VERSION}); upgrade gandistill")
-    entries = info.get("nets") or {}
-    ckpt = SG2Checkpoint(source="gandistill", meta=dict(info.get("meta") or {}))
+    info = _read_info(jpath)
+    entries = info["nets"]
+    ckpt = SG2Checkpoint(source="gandistill", meta=dict(info["meta"]))
     for name in nets:
         if name not in entries:
             raise SG2LoadError(f"{jpath}: the checkpoint has no '{name}' (it has {', '.join(entries) or 'nothing'})")
@@ -198,7 +268,7 @@ def _load_ours(path: Path, nets: tuple, device: Union[str, torch.device]) -> SG2
         want = NET_CLASSES[name].__name__
         if entry.get("class") != want:
             raise SG2LoadError(f"{jpath}: '{name}' is a '{entry.get('class')}', expected '{want}'")
-        wfile = jpath.parent / entry.get("file", f"{name}.safetensors")
+        wfile = jpath.parent / entry["file"]
         if not wfile.is_file():
             raise SG2LoadError(f"{jpath}: weights file {wfile.name} is missing")
         try:
@@ -301,11 +371,7 @@ def available_nets(path: PathLike) -> tuple:
     if not p.exists():
         raise FileNotFoundError(f"no such StyleGAN2 checkpoint: {p}")
     if p.is_dir() or p.suffix == ".json":
-        jpath = _resolve_ours(p)
-        try:
-            entries = json.loads(jpath.read_text()).get("nets") or {}
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
-            raise SG2LoadError(f"{jpath}: corrupt JSON ({e})") from None
+        entries = _read_info(_resolve_ours(p))["nets"]
         return tuple(n for n in NET_NAMES if n in entries)
     try:
         snap = read_snapshot(p.read_bytes())

@@ -11,6 +11,13 @@ allow-list of globals the format uses, and refuses everything else with ``Unsafe
 * ``torch._utils._rebuild_tensor_v2`` / ``_rebuild_parameter`` -> views of those storages (checked bounds).
 * ``numpy.dtype`` / ``numpy.core.multiarray.scalar`` -> Python numbers (no numpy import).
 * ``dnnlib.util.EasyDict`` -> a plain ``dict`` subclass; ``collections.OrderedDict`` as is.
+
+Opcodes that act on already-built objects are restricted too (the unpickler is the pure-Python
+``pickle._Unpickler`` with its dispatch table overridden): ``BUILD`` (``__setstate__``) only on the
+EasyDict and numpy-dtype stand-ins, ``SETITEM(S)`` only on dicts, so a file cannot, e.g., call
+``Tensor.__setstate__`` (which would resize a storage and expose uninitialised memory). Calls made by
+``REDUCE`` are charged against a budget proportional to the file size, so a small file cannot make the
+loader copy a memoised object over and over (a memory bomb).
 """
 from __future__ import annotations
 
@@ -61,16 +68,29 @@ class EasyDict(dict):
             self.update(state)
 
 
+PERSISTENCE_VERSION = 6  # what NVlabs' torch_utils.persistence writes (and asserts on load)
+
+
 def _reconstruct_persistent_obj(meta: Any) -> PersistentRecord:
-    if not isinstance(meta, dict) or meta.get("type") != "class" or not isinstance(meta.get("class_name"), str):
-        raise SG2LoadError("malformed persistent object in the snapshot (expected a meta dict with type='class')")
+    if not isinstance(meta, dict) or not isinstance(meta.get("class_name"), str):
+        raise SG2LoadError("malformed persistent object in the snapshot (expected a meta dict with a class_name)")
+    if meta.get("type") != "class":
+        raise SG2LoadError(f"persistent object '{meta['class_name']}' has type {str(meta.get('type'))[:40]!r}; "
+                           "only persistent classes (type 'class') are supported")
+    version = meta.get("version")
+    if type(version) is not int or version != PERSISTENCE_VERSION:
+        raise SG2LoadError(f"persistent object '{meta['class_name']}' has persistence version "
+                           f"{repr(version)[:40]}; only version {PERSISTENCE_VERSION} (StyleGAN2-ADA PyTorch "
+                           "snapshots) is supported")
     state = meta.get("state")
     if not isinstance(state, dict):
         raise SG2LoadError(f"persistent object '{meta['class_name']}' has no state dict")
     # meta["module_src"] is deliberately never looked at beyond this point.
     init_args = state.get("_init_args", ()) or ()
     init_kwargs = state.get("_init_kwargs", {}) or {}
-    return PersistentRecord(class_name=meta["class_name"], state=state, version=int(meta.get("version", 0)),
+    if not isinstance(init_kwargs, dict) or not isinstance(init_args, (tuple, list)):
+        raise SG2LoadError(f"persistent object '{meta['class_name']}' has malformed _init_args/_init_kwargs")
+    return PersistentRecord(class_name=meta["class_name"], state=state, version=version,
                             init_args=tuple(init_args), init_kwargs=dict(init_kwargs))
 
 
@@ -130,11 +150,78 @@ class _StorageType:
         return _STORAGE_DTYPES[self.name]
 
 
-class _BlobUnpickler(pickle.Unpickler):
+class _RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
+    """Pure-Python unpickler whose object-mutating opcodes are limited to what the format needs.
+
+    * ``BUILD`` (``__setstate__`` / ``__dict__`` update) only on instances of ``BUILD_TYPES``;
+    * ``SETITEM`` / ``SETITEMS`` only on dicts;
+    * every ``REDUCE`` call (and protocol-0 ``INST``/``OBJ``) is charged ``len`` of its container/bytes
+      arguments against ``budget``, so memoised objects cannot be copied over and over.
+    """
+
+    BUILD_TYPES: Tuple[type, ...] = ()
+    dispatch = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+
+    def __init__(self, f: io.BytesIO, budget: int):
+        super().__init__(f)
+        self.budget = budget
+
+    def _charge(self, args: Any) -> None:
+        cost = 1
+        for a in args if isinstance(args, tuple) else ():
+            if isinstance(a, (bytes, bytearray, str, list, tuple, dict, set, frozenset)):
+                cost += len(a)
+        self.budget -= cost
+        if self.budget < 0:
+            raise SG2LoadError("the pickle asks for far more work than its size justifies (a memory bomb?); "
+                               "refusing")
+
+    def load_build(self) -> None:
+        state = self.stack.pop()
+        inst = self.stack[-1]
+        if type(inst) not in self.BUILD_TYPES:
+            raise UnsafePickleError(f"this file wants to set the state of a {type(inst).__name__} object "
+                                    "(pickle BUILD); refusing (not part of the StyleGAN2-ADA snapshot format)")
+        inst.__setstate__(state)
+
+    def load_setitem(self) -> None:
+        value = self.stack.pop()
+        key = self.stack.pop()
+        self._dict_target()[key] = value
+
+    def load_setitems(self) -> None:
+        items = self.pop_mark()
+        target = self._dict_target()
+        for i in range(0, len(items) - 1, 2):
+            target[items[i]] = items[i + 1]
+
+    def _dict_target(self) -> dict:
+        target = self.stack[-1]
+        if not isinstance(target, dict):
+            raise UnsafePickleError(f"this file wants to set items of a {type(target).__name__} object; refusing")
+        return target
+
+    def load_reduce(self) -> None:
+        args = self.stack.pop()
+        func = self.stack[-1]
+        self._charge(args)
+        self.stack[-1] = func(*args)
+
+    def _instantiate(self, klass: Any, args: Any) -> None:
+        self._charge(tuple(args))
+        super()._instantiate(klass, args)
+
+    dispatch[pickle.BUILD[0]] = load_build
+    dispatch[pickle.SETITEM[0]] = load_setitem
+    dispatch[pickle.SETITEMS[0]] = load_setitems
+    dispatch[pickle.REDUCE[0]] = load_reduce
+
+
+class _BlobUnpickler(_RestrictedUnpickler):
     """Inner unpickler for one legacy storage blob: only ``torch.<Type>Storage`` names, storage persistent ids."""
 
     def __init__(self, f: io.BytesIO, storages: Dict[str, Any]):
-        super().__init__(f)
+        super().__init__(f, budget=4 * len(f.getbuffer()) + 4096)
         self.storages = storages
 
     def find_class(self, module: str, name: str) -> Any:
@@ -212,14 +299,23 @@ def _rebuild_tensor_v2(storage: Any, offset: Any, size: Any, stride: Any, requir
                        backward_hooks: Any = None, metadata: Any = None) -> torch.Tensor:
     if not isinstance(storage, torch.Tensor) or storage.ndim != 1:
         raise SG2LoadError("tensor record does not reference a storage")
-    size, stride, offset = tuple(int(s) for s in size), tuple(int(s) for s in stride), int(offset)
+    if not isinstance(size, (tuple, list)) or not isinstance(stride, (tuple, list)) or type(offset) is not int:
+        raise SG2LoadError("malformed tensor record (size/stride must be tuples, offset an int)")
+    if not all(type(s) is int for s in (*size, *stride)):
+        raise SG2LoadError("malformed tensor record (size/stride entries must be ints)")
+    size, stride = tuple(size), tuple(stride)
     if len(size) != len(stride) or offset < 0 or any(s < 0 for s in size) or any(s < 0 for s in stride):
         raise SG2LoadError(f"malformed tensor record (size {size}, stride {stride}, offset {offset})")
-    if all(s > 0 for s in size):
+    numel = 1
+    for n in size:
+        numel *= n
+    if numel > storage.numel():  # e.g. a zero stride repeating 1 element a billion times
+        raise SG2LoadError(f"tensor record of {numel} elements is larger than its storage ({storage.numel()})")
+    if numel > 0:
         last = offset + sum((n - 1) * s for n, s in zip(size, stride))
         if last >= storage.numel():
             raise SG2LoadError("tensor record reaches past the end of its storage")
-    return storage.as_strided(size, stride, offset).clone()
+    return storage.as_strided(size, stride, offset)  # a view: no copy, so repeated records cost nothing
 
 
 def _rebuild_parameter(data: Any, requires_grad: Any = False, backward_hooks: Any = None) -> torch.Tensor:
@@ -246,8 +342,16 @@ ALLOWED_GLOBALS: Dict[Tuple[str, str], Any] = {
 }
 
 
-class SnapshotUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only ``ALLOWED_GLOBALS`` (to our stand-ins) and refuses everything else."""
+class SnapshotUnpickler(_RestrictedUnpickler):
+    """Unpickler that resolves only ``ALLOWED_GLOBALS`` (to our stand-ins) and refuses everything else.
+
+    ``BUILD`` is allowed only on the EasyDict and numpy-dtype stand-ins (see ``_RestrictedUnpickler``).
+    """
+
+    BUILD_TYPES = (EasyDict, _NumpyDType)
+
+    def __init__(self, f: io.BytesIO):
+        super().__init__(f, budget=4 * len(f.getbuffer()) + 1_000_000)
 
     def find_class(self, module: str, name: str) -> Any:
         try:
@@ -287,36 +391,84 @@ def read_snapshot(data: bytes) -> Dict[str, Any]:
     return obj
 
 
-def flatten_state(record: PersistentRecord, prefix: str = "") -> Dict[str, torch.Tensor]:
-    """Join ``_parameters`` and persistent ``_buffers`` with dotted child names -> a flat state_dict."""
+MAX_MODULE_DEPTH = 64  # SG2 networks nest 4 deep; anything near this is a crafted file
+MAX_PLAIN_DEPTH = 64
+MAX_PLAIN_NODES = 100_000
+
+
+def _state_group(record: PersistentRecord, key: str, prefix: str) -> Dict[Any, Any]:
+    group = record.state.get(key) or {}
+    if not isinstance(group, dict):
+        raise SG2LoadError(f"{key} of {prefix or '<root>'} ({record.class_name}) is not a dict")
+    return group
+
+
+def flatten_state(record: PersistentRecord, prefix: str = "", _seen: Optional[set] = None
+                  ) -> Dict[str, torch.Tensor]:
+    """Join ``_parameters`` and persistent ``_buffers`` with dotted child names -> a flat state_dict.
+
+    A submodule that contains itself (a cycle built with the pickle memo), appears twice, or nests
+    more than ``MAX_MODULE_DEPTH`` deep raises ``SG2LoadError``.
+    """
+    seen = set() if _seen is None else _seen
+    if id(record) in seen:
+        raise SG2LoadError(f"submodule {prefix.rstrip('.') or '<root>'} ({record.class_name}) appears twice in "
+                           "the module tree (a cycle or a shared submodule); not a StyleGAN2-ADA network")
+    if prefix.count(".") >= MAX_MODULE_DEPTH:
+        raise SG2LoadError(f"the module tree nests more than {MAX_MODULE_DEPTH} deep; not a StyleGAN2-ADA network")
+    seen.add(id(record))
     out: Dict[str, torch.Tensor] = {}
     st = record.state
-    skip = set(st.get("_non_persistent_buffers_set") or ())
+    skip = st.get("_non_persistent_buffers_set") or ()
+    if not isinstance(skip, (set, frozenset, list, tuple)):
+        raise SG2LoadError(f"_non_persistent_buffers_set of {record.class_name} is not a set")
+    skip = {s for s in skip if isinstance(s, str)}
     for group in ("_parameters", "_buffers"):
-        for name, t in (st.get(group) or {}).items():
+        for name, t in _state_group(record, group, prefix).items():
             if t is None or (group == "_buffers" and name in skip):
                 continue
             if not isinstance(t, torch.Tensor):
                 raise SG2LoadError(f"{prefix}{name} in {record.class_name} is not a tensor")
-            out[prefix + name] = t
-    for name, child in record.children.items():
+            out[f"{prefix}{name}"] = t
+    for name, child in _state_group(record, "_modules", prefix).items():
         if child is None:
             continue
         if not isinstance(child, PersistentRecord):
             raise SG2LoadError(f"submodule {prefix}{name} is not a StyleGAN2-ADA network object")
-        out.update(flatten_state(child, prefix + name + "."))
+        out.update(flatten_state(child, f"{prefix}{name}.", seen))
     return out
 
 
 def plain(obj: Any) -> Any:
-    """EasyDict/OrderedDict/tuple/numpy stand-ins -> JSON-able plain Python values."""
-    if isinstance(obj, dict):
-        return {str(k): plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [plain(v) for v in obj]
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    return repr(obj)
+    """EasyDict/OrderedDict/tuple/numpy stand-ins -> JSON-able plain Python values.
+
+    A container that contains itself, nests deeper than ``MAX_PLAIN_DEPTH`` or a structure of more
+    than ``MAX_PLAIN_NODES`` values (shared sub-containers count each time) raises ``SG2LoadError``.
+    """
+    budget = [MAX_PLAIN_NODES]
+
+    def walk(o: Any, path: Tuple[int, ...]) -> Any:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise SG2LoadError(f"a value in the snapshot has more than {MAX_PLAIN_NODES} entries; refusing")
+        if isinstance(o, (dict, list, tuple)):
+            if id(o) in path:
+                raise SG2LoadError("a value in the snapshot contains itself (a self-referencing "
+                                   "dict/list); refusing")
+            if len(path) >= MAX_PLAIN_DEPTH:
+                raise SG2LoadError(f"a value in the snapshot nests more than {MAX_PLAIN_DEPTH} deep; refusing")
+            inner = path + (id(o),)
+            if isinstance(o, dict):
+                return {str(k) if isinstance(k, (str, int, float, bool)) or k is None else repr(k)[:80]:
+                        walk(v, inner) for k, v in o.items()}
+            return [walk(v, inner) for v in o]
+        if isinstance(o, (str, int, float, bool)) or o is None:
+            return o
+        if isinstance(o, (set, frozenset)):  # elements are hashable, so never containers that could cycle
+            return [walk(v, path) for v in sorted(o, key=repr)]
+        return f"<{type(o).__name__}>"
+
+    return walk(obj, ())
 
 
 def record_kwargs(record: PersistentRecord) -> Dict[str, Any]:
