@@ -124,3 +124,13 @@ def test_tie_grey_makes_a_skip_generator_output_grey():
     assert torch.equal(after[:, 0], after[:, 1]) and torch.equal(after[:, 1], after[:, 2])
     # the tied image is the channel mean of the untied one (toRGB is linear in its weight rows and bias)
     assert torch.allclose(after[:, 0], before.mean(1), atol=1e-5)
+
+
+def test_clamp_straight_through():
+    from gandistill.gan.loss import clamp_straight_through
+
+    x = torch.tensor([-3.0, -0.5, 0.2, 2.0], requires_grad=True)
+    y = clamp_straight_through(x)
+    assert torch.equal(y.detach(), torch.tensor([-1.0, -0.5, 0.2, 1.0]))
+    (y * torch.tensor([1.0, 2.0, 3.0, 4.0])).sum().backward()
+    assert torch.equal(x.grad, torch.tensor([1.0, 2.0, 3.0, 4.0]))  # gradient passes even where clamped

@@ -52,6 +52,7 @@ class GanConfig:
     ema_rampup: Optional[float] = 0.05
     style_mixing_prob: float = 0.0
     pl_weight: float = 0.0               #: path-length regularisation (only 0 is supported)
+    clamp_fakes: bool = False            #: D sees G's images clamped to [-1, 1] (straight-through gradient)
     # --- adaptive discriminator augmentation
     augment: str = "ada"                 #: ``ada`` (adaptive p) | ``fixed`` (p = augment_p) | ``none``
     augment_ops: Tuple[str, ...] = DEFAULT_ADA_OPS

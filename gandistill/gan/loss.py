@@ -43,6 +43,11 @@ def r1_penalty(D: nn.Module, real: Tensor, c: Tensor, augment: Callable[[Tensor]
     return g.square().sum(dim=(1, 2, 3)), logits
 
 
+def clamp_straight_through(x: Tensor) -> Tensor:
+    """``clamp(x, -1, 1)`` in the forward pass, identity gradient in the backward pass."""
+    return x + (x.clamp(-1.0, 1.0) - x).detach()
+
+
 @dataclass
 class StyleGAN2Loss:
     """Holds G, D, the augmentation and the loss weights; each method returns (loss, logs)."""
@@ -52,10 +57,15 @@ class StyleGAN2Loss:
     augment: Callable[[Tensor], Tensor]
     r1_gamma: float = 0.05
     style_mixing_prob: float = 0.0
+    clamp_fakes: bool = False  #: D sees clamp(G(z), -1, 1) (straight-through gradient), as consumers of the teacher do
+
+    def _fake(self, z: Tensor, c: Tensor, update_emas: bool = False) -> Tensor:
+        img = generate(self.G, z, c, self.style_mixing_prob, update_emas=update_emas)
+        return clamp_straight_through(img) if self.clamp_fakes else img
 
     def g_main(self, z: Tensor, c: Tensor) -> tuple[Tensor, dict]:
         """Non-saturating G loss ``mean softplus(-D(aug(G(z))))``."""
-        fake = generate(self.G, z, c, self.style_mixing_prob)
+        fake = self._fake(z, c)
         logits = self.D(self.augment(fake), c)
         loss = F.softplus(-logits).mean()
         return loss, {"loss_G": float(loss.detach()), "score_fake_G": float(logits.detach().mean())}
@@ -63,7 +73,7 @@ class StyleGAN2Loss:
     def d_main(self, z: Tensor, gen_c: Tensor, real: Tensor, real_c: Tensor) -> tuple[Tensor, dict, Tensor]:
         """Logistic D loss; also returns the real logits (for the ADA heuristic)."""
         with torch.no_grad():
-            fake = generate(self.G, z, gen_c, self.style_mixing_prob, update_emas=True)
+            fake = self._fake(z, gen_c, update_emas=True)
         logits_fake = self.D(self.augment(fake), gen_c)
         logits_real = self.D(self.augment(real), real_c)
         loss_fake = F.softplus(logits_fake).mean()
