@@ -22,7 +22,7 @@ from importlib import import_module
 from typing import Any
 
 try:  # the installed distribution's version
-    from importlib.metadata import PackageNotFoundError, version as _version
+    from importlib.metadata import version as _version
 
     __version__ = _version("gandistill")
 except Exception:  # pragma: no cover - source checkout without metadata

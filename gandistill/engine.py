@@ -482,6 +482,7 @@ def _plan_dict(cfg: FitConfig, plan: _Plan, ds: Any) -> Dict[str, Any]:
         "config": _config_dict(cfg),
         "method": plan.spec.to_dict(),
         "resolved": {
+            "student": student_choice(cfg)[0], "cifar_stem": student_choice(cfg)[1],
             "teacher": plan.teacher_name, "img_size": plan.img_size, "batch_syn_per_rank": plan.n_syn,
             "batch_real_per_rank": plan.n_real, "total_steps": plan.total_steps,
             "steps_per_epoch": plan.steps_per_epoch, "lr": plan.lr, "weight_decay": plan.wd,

@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Dict, List, Optional
 
-import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 

@@ -20,7 +20,7 @@ from typing import Optional
 import torch
 
 
-COMMAND = "scripts/train_digits_teacher.sh runs/digits-sg2 300"
+COMMAND = "scripts/train_digits_teacher.sh runs/digits-sg2-g5 300"
 
 
 def _hist(h) -> str:
@@ -36,7 +36,8 @@ def model_card(meta: dict, g_kwargs: dict, quality: Optional[dict]) -> str:
         "# digits-sg2: the bundled default teacher",
         "",
         "A tiny StyleGAN2 (generator G_ema and discriminator D, fp16 safetensors) trained by `gandistill gan train` on the",
-        "bundled `digits` data set (train split, 4000 images, 32x32, unconditional). It is the teacher that the",
+        f"bundled `digits` data set (train split, 4000 images, 32x32, "
+        f"{'class-conditional, c = one-hot digit' if g_kwargs.get('c_dim') else 'unconditional'}). It is the teacher that the",
         "default, offline `gandistill fit` run distils from. Load it with",
         "`load_sg2(gandistill.gan.bundled_teacher_path())`.",
         "",
@@ -57,14 +58,22 @@ def model_card(meta: dict, g_kwargs: dict, quality: Optional[dict]) -> str:
         "## Training",
         "",
         f"- Command: `{COMMAND}` (stopped/exported at the snapshot below), i.e.",
-        "  `gandistill gan train --data digits --split train --config tiny --batch 32 --gamma 0.05 --ema-kimg 5 "
-        "--augment ada --ada-kimg 100 --snap-kimg 4 --seed 0 --threads 2`",
+        f"  `gandistill gan train --data digits --split train --config tiny --grey --clamp-fakes"
+        f"{' --cond' if cfg.get('cond') else ''} --batch {cfg.get('batch')} --gamma {cfg.get('r1_gamma')} "
+        f"--glr {cfg.get('glr')} --dlr {cfg.get('dlr')} --net mbstd_group=8 --ema-kimg {cfg.get('ema_kimg')} "
+        f"--augment ada --ada-kimg {cfg.get('ada_kimg')} --snap-kimg 4 --seed {cfg.get('seed')} --threads 2`",
         f"- Length: **{kimg} kimg** (snapshot `{meta.get('source_snapshot')}`), wall time {wall / 60:.0f} min "
         "on 2 shared CPU cores (other jobs running), no GPU.",
         f"- Objective: non-saturating logistic loss, lazy R1 (gamma {cfg.get('r1_gamma')}, every "
         f"{cfg.get('r1_interval')} D steps, D lr/betas scaled by 16/17), Adam lr {cfg.get('glr')} betas "
         f"{tuple(cfg.get('betas', ()))}, batch {cfg.get('batch')}, G EMA {cfg.get('ema_kimg')} kimg with ramp-up "
         f"{cfg.get('ema_rampup')}, no style mixing, no path-length regularisation.",
+        "- Greyscale data: the toRGB layers' output rows are tied after every G step (`--grey`, R = G = B"
+        " exactly), and D sees G's images clamped to [-1, 1] with a straight-through gradient (`--clamp-fakes`)"
+        " plus a penalty 0.1 * sum relu(|x| - 1.5) that keeps raw outputs within +-1.5 (consumers clamp). Without these two,"
+        " every run collapsed to one digit within 10-20 kimg: colour and the exactly-black background were"
+        " trivial real/fake cues that D won on (D scores real +3 / fake -3) and G chased with the same"
+        " gradient for every sample.",
         f"- ADA: ops {', '.join(cfg.get('augment_ops', []))}; target r_t = {cfg.get('ada_target')}, adjusted every "
         f"{cfg.get('ada_interval')} steps, speed {cfg.get('ada_kimg')} kimg for p 0 -> 1; p at export "
         f"{meta.get('augment_p'):.3f}.",

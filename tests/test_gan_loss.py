@@ -134,3 +134,17 @@ def test_clamp_straight_through():
     assert torch.equal(y.detach(), torch.tensor([-1.0, -0.5, 0.2, 1.0]))
     (y * torch.tensor([1.0, 2.0, 3.0, 4.0])).sum().backward()
     assert torch.equal(x.grad, torch.tensor([1.0, 2.0, 3.0, 4.0]))  # gradient passes even where clamped
+
+
+def test_clamp_fakes_and_range_penalty_in_g_loss():
+    G, D = StubG(), LinearD((1, 4, 5))
+    z, c = torch.full((3, 5), 2.0), torch.zeros(3, 0)  # stub images are 1.5 * z = 3.0 everywhere
+    plain = StyleGAN2Loss(G, D, augment=lambda x: x)
+    clamped = StyleGAN2Loss(G, D, augment=lambda x: x, clamp_fakes=True, range_weight=0.5, range_margin=2.0)
+    lg, _ = plain.g_main(z, c)
+    lc, logs = clamped.g_main(z, c)
+    ones = torch.ones(3, 1, 4, 5)
+    assert lg.item() == pytest.approx(softplus(-D(3 * ones, c)).mean().item(), rel=1e-6)
+    # D sees the clamped image (all ones); excess = sum relu(3 - 2) over 20 pixels = 20 per sample
+    assert logs["range_excess"] == pytest.approx(20.0)
+    assert lc.item() == pytest.approx(softplus(-D(ones, c)).mean().item() + 0.5 * 20.0, rel=1e-6)

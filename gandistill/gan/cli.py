@@ -36,6 +36,8 @@ def train_cmd(
                                         "on when the data is greyscale"),
     clamp_fakes: bool = typer.Option(False, "--clamp-fakes", help="D sees G's images clamped to [-1, 1] "
                                      "(straight-through gradient), as the teacher's images are used"),
+    range_weight: Optional[float] = typer.Option(None, help="with --clamp-fakes: weight of sum relu(|x| - margin)"),
+    range_margin: Optional[float] = typer.Option(None, help="with --clamp-fakes: free overshoot of raw outputs"),
     batch: Optional[int] = typer.Option(None),
     glr: Optional[float] = typer.Option(None, help="G learning rate"),
     dlr: Optional[float] = typer.Option(None, help="D learning rate"),
@@ -62,7 +64,8 @@ def train_cmd(
 
     cfg = gan_config(
         config, data=data, out=out, kimg=kimg, data_root=data_root, split=split, resolution=resolution,
-        cond=cond or None, grey=grey, clamp_fakes=clamp_fakes or None, batch=batch, glr=glr, dlr=dlr, r1_gamma=gamma, ema_kimg=ema_kimg,
+        cond=cond or None, grey=grey, clamp_fakes=clamp_fakes or None, range_weight=range_weight,
+        range_margin=range_margin, batch=batch, glr=glr, dlr=dlr, r1_gamma=gamma, ema_kimg=ema_kimg,
         style_mixing_prob=mixing, augment=augment, augment_p=augment_p, ada_target=ada_target, ada_kimg=ada_kimg, keep_snapshots=keep_snapshots,
         snap_kimg=snap_kimg, tick_kimg=tick_kimg, resume=resume, seed=seed, threads=threads, device=device,
         net_overrides=_parse_overrides(net) or None,

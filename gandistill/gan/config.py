@@ -53,6 +53,8 @@ class GanConfig:
     style_mixing_prob: float = 0.0
     pl_weight: float = 0.0               #: path-length regularisation (only 0 is supported)
     clamp_fakes: bool = False            #: D sees G's images clamped to [-1, 1] (straight-through gradient)
+    range_weight: float = 0.0            #: with clamp_fakes: weight of sum relu(|G(z)| - range_margin) in L_G
+    range_margin: float = 4.0            #: raw outputs may overshoot to +-margin for free
     # --- adaptive discriminator augmentation
     augment: str = "ada"                 #: ``ada`` (adaptive p) | ``fixed`` (p = augment_p) | ``none``
     augment_ops: Tuple[str, ...] = DEFAULT_ADA_OPS

@@ -232,7 +232,7 @@ def train_gan(cfg: GanConfig) -> Path:
     aug = AdaAugment(cfg.augment_ops, p=cfg.augment_p if cfg.augment != "none" else 0.0).to(device)
     ada = AdaController(aug, cfg.ada_target, cfg.ada_interval, cfg.ada_kimg) if cfg.augment == "ada" else None
     loss = StyleGAN2Loss(G, D, aug, r1_gamma=cfg.r1_gamma, style_mixing_prob=cfg.style_mixing_prob,
-                         clamp_fakes=cfg.clamp_fakes)
+                         clamp_fakes=cfg.clamp_fakes, range_weight=cfg.range_weight, range_margin=cfg.range_margin)
 
     ratio = cfg.r1_interval / (cfg.r1_interval + 1) if (cfg.r1_interval and cfg.lazy_adjust) else 1.0
     opt_G = torch.optim.Adam(G.parameters(), lr=cfg.glr, betas=(float(cfg.betas[0]), float(cfg.betas[1])), eps=1e-8)

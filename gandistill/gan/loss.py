@@ -9,6 +9,11 @@ With D logits ``D(.)`` and softplus ``sp(t) = log(1 + e^t)``:
 
 G draws ``ws = G.mapping(z, c)``; with probability ``style_mixing_prob`` the ws after a random
 cut-off layer come from a second latent (style mixing). Training synthesis uses random noise.
+
+Options for greyscale, saturated data such as digits (off by default, not part of the ADA objective):
+``clamp_fakes`` shows D ``clamp(G(z), -1, 1)`` with a straight-through gradient (every consumer of a
+teacher clamps its images) and adds ``range_weight * sum relu(|G(z)| - range_margin)`` to L_G so the raw
+outputs stay bounded; :func:`tie_grey` ties the toRGB output rows (R = G = B).
 """
 from __future__ import annotations
 
@@ -58,22 +63,31 @@ class StyleGAN2Loss:
     r1_gamma: float = 0.05
     style_mixing_prob: float = 0.0
     clamp_fakes: bool = False  #: D sees clamp(G(z), -1, 1) (straight-through gradient), as consumers of the teacher do
+    range_weight: float = 0.0  #: with clamp_fakes: weight of sum(relu(|G(z)| - range_margin)) bounding raw outputs
+    range_margin: float = 4.0  #: raw outputs may overshoot to +-margin for free (so clamping gives exact black/white)
 
-    def _fake(self, z: Tensor, c: Tensor, update_emas: bool = False) -> Tensor:
+    def _fake(self, z: Tensor, c: Tensor, update_emas: bool = False) -> tuple[Tensor, Tensor]:
         img = generate(self.G, z, c, self.style_mixing_prob, update_emas=update_emas)
-        return clamp_straight_through(img) if self.clamp_fakes else img
+        if not self.clamp_fakes:
+            return img, img.new_zeros(())
+        excess = (img.abs() - self.range_margin).relu().sum(dim=(1, 2, 3)).mean()
+        return clamp_straight_through(img), excess
 
     def g_main(self, z: Tensor, c: Tensor) -> tuple[Tensor, dict]:
         """Non-saturating G loss ``mean softplus(-D(aug(G(z))))``."""
-        fake = self._fake(z, c)
+        fake, excess = self._fake(z, c)
         logits = self.D(self.augment(fake), c)
         loss = F.softplus(-logits).mean()
-        return loss, {"loss_G": float(loss.detach()), "score_fake_G": float(logits.detach().mean())}
+        logs = {"loss_G": float(loss.detach()), "score_fake_G": float(logits.detach().mean())}
+        if self.clamp_fakes:
+            loss = loss + self.range_weight * excess
+            logs["range_excess"] = float(excess.detach())
+        return loss, logs
 
     def d_main(self, z: Tensor, gen_c: Tensor, real: Tensor, real_c: Tensor) -> tuple[Tensor, dict, Tensor]:
         """Logistic D loss; also returns the real logits (for the ADA heuristic)."""
         with torch.no_grad():
-            fake = self._fake(z, gen_c, update_emas=True)
+            fake, _ = self._fake(z, gen_c, update_emas=True)
         logits_fake = self.D(self.augment(fake), gen_c)
         logits_real = self.D(self.augment(real), real_c)
         loss_fake = F.softplus(logits_fake).mean()
