@@ -59,6 +59,7 @@ def model_card(meta: dict, g_kwargs: dict, quality: Optional[dict]) -> str:
         "",
         f"- Command: `{COMMAND}` (stopped/exported at the snapshot below), i.e.",
         f"  `gandistill gan train --data digits --split train --config tiny --grey --clamp-fakes"
+        f" --range-weight {cfg.get('range_weight')} --range-margin {cfg.get('range_margin')}"
         f"{' --cond' if cfg.get('cond') else ''} --batch {cfg.get('batch')} --gamma {cfg.get('r1_gamma')} "
         f"--glr {cfg.get('glr')} --dlr {cfg.get('dlr')} --net mbstd_group=8 --ema-kimg {cfg.get('ema_kimg')} "
         f"--augment ada --ada-kimg {cfg.get('ada_kimg')} --snap-kimg 4 --seed {cfg.get('seed')} --threads 2`",
@@ -70,7 +71,8 @@ def model_card(meta: dict, g_kwargs: dict, quality: Optional[dict]) -> str:
         f"{cfg.get('ema_rampup')}, no style mixing, no path-length regularisation.",
         "- Greyscale data: the toRGB layers' output rows are tied after every G step (`--grey`, R = G = B"
         " exactly), and D sees G's images clamped to [-1, 1] with a straight-through gradient (`--clamp-fakes`)"
-        " plus a penalty 0.1 * sum relu(|x| - 1.5) that keeps raw outputs within +-1.5 (consumers clamp). Without these two,"
+        " plus a soft penalty 0.02 * sum relu(|x| - 4) that keeps raw outputs within about +-4 (consumers clamp"
+        " to [-1, 1]; `samples.png` is clamped too). Without these two,"
         " every run collapsed to one digit within 10-20 kimg: colour and the exactly-black background were"
         " trivial real/fake cues that D won on (D scores real +3 / fake -3) and G chased with the same"
         " gradient for every sample.",

@@ -33,10 +33,11 @@ def test_bundled_teacher_generates_32px_images_in_range():
         c = torch.nn.functional.one_hot(torch.arange(8) % G.c_dim, G.c_dim).float() if G.c_dim else torch.zeros(8, 0)
         img = G(z, c, noise_mode="const", force_fp32=True)
     assert img.shape == (8, 3, 32, 32) and torch.isfinite(img).all()
-    # a trained G stays near the data range (raw outputs may overshoot to +-1.5, consumers clamp)
-    # and draws dark background + bright strokes
-    assert img.abs().quantile(0.99) < 2.0
-    assert (img < -0.5).float().mean() > 0.3 and (img > 0.3).float().mean() > 0.03
+    # raw outputs stay bounded (trained with a free overshoot up to +-4, consumers clamp to [-1, 1]);
+    # the clamped image is a dark background with bright strokes, like the digits data
+    assert img.abs().quantile(0.99) < 5.0
+    img = img.clamp(-1, 1)
+    assert (img < -0.5).float().mean() > 0.5 and (img > 0.3).float().mean() > 0.03
     # different latents give different digits; the same latent gives the same image
     assert (img[0] - img[1]).abs().mean() > 0.05
     again = generate_images(G, 8, seed=0, c_dim=G.c_dim)
