@@ -52,8 +52,8 @@ def model_card(meta: dict, g_kwargs: dict, quality: Optional[dict]) -> str:
         f"channel_max {syn.get('channel_max')} (channels b4/b8/b16/b32 = "
         + "/".join(str(min(syn.get('channel_base', 0) // r, syn.get('channel_max', 0))) for r in (4, 8, 16, 32))
         + "), G architecture skip, num_fp16_res 0, conv_clamp 256, 32x32 RGB output in [-1, 1].",
-        "- Discriminator: SG2 `tiny` (architecture orig), shipped as `D.safetensors` for the `sg2-discriminator`"
-        " teacher.",
+        "- Discriminator: SG2 `tiny` (architecture orig, minibatch-std group 8), shipped as `D.safetensors`"
+        " (fp16) for the `sg2-discriminator` teacher.",
         "",
         "## Training",
         "",
