@@ -18,7 +18,7 @@ the last checkpoint (``checkpoint.json`` + ``student.safetensors`` + ``squeeze.s
 ``predictor.safetensors`` + ``train_state.pt`` with the optimizer state for ``resume``; every file
 written atomically) and ``summary.json``.
 
-Guards: a non-finite loss or output, or a collapsed embedding (spread below ``collapse_threshold``
+Guards: a non-finite loss or output, non-finite weights at a checkpoint step, or a collapsed embedding (spread below ``collapse_threshold``
 for ``collapse_patience`` consecutive steps, see :func:`embedding_spread`) stops the run with
 :class:`TrainingStopped`; the last good checkpoint stays in place.
 """
@@ -459,7 +459,21 @@ def resolved_config(cfg: FitConfig) -> Dict[str, Any]:
     dev = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                        ("cpu" if cfg.device == "auto" else cfg.device))
     plan = _resolve(cfg, len(ds), int(getattr(ds, "resolution", 32)), dev, int(os.environ.get("WORLD_SIZE", "1")))
+    _check_labelled(cfg, plan, ds)
     return _plan_dict(cfg, plan, ds)
+
+
+def _check_labelled(cfg: FitConfig, plan: _Plan, ds: Any) -> None:
+    """Fail before training, not after it, when the evaluation would need labels the dataset lacks."""
+    if getattr(ds, "num_classes", None) != 0:
+        return
+    if plan.spec.objective == "probe":
+        raise ValueError(f"method {plan.spec.name} is a linear probe and needs a labelled dataset; "
+                         f"'{cfg.dataset}' (split train) has no labels")
+    if cfg.eval != "none":
+        raise ValueError(f"dataset '{cfg.dataset}' (split train) has no labels, so --eval {cfg.eval} cannot run "
+                         "after training; pass --eval none (and evaluate later on a labelled dataset "
+                         "with `gandistill eval RUN --dataset NAME`)")
 
 
 def _jsonable(v: Any) -> Any:
@@ -529,6 +543,12 @@ def save_checkpoint(run_dir: Path, step: int, student: nn.Module, head: Optional
     return run_dir / CKPT_JSON
 
 
+def _all_finite(module: nn.Module) -> bool:
+    """True when every floating-point parameter and buffer of ``module`` is finite."""
+    return all(bool(torch.isfinite(t).all()) for t in list(module.parameters()) + list(module.buffers())
+               if t.is_floating_point())
+
+
 def _load_weights(module: nn.Module, path: Path) -> None:
     from safetensors.torch import load_file
 
@@ -574,6 +594,7 @@ def _fit(cfg: FitConfig, d: _Dist, log, t_start: float, load_dataset) -> FitResu
     train_ds = load_dataset(cfg.dataset, root=cfg.data_root, split="train", img_size=cfg.img_size)
     plan = _resolve(cfg, len(train_ds), int(getattr(train_ds, "resolution", 32)), device, d.world)
     spec = plan.spec
+    _check_labelled(cfg, plan, train_ds)
     run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
     if cfg.resume and not (run_dir / CKPT_JSON).exists():
         raise FileNotFoundError(f"--resume: no checkpoint in {run_dir} (expected {CKPT_JSON})")
@@ -753,8 +774,13 @@ def _fit(cfg: FitConfig, d: _Dist, log, t_start: float, load_dataset) -> FitResu
                     say(_log_line(done, plan.total_steps, rec))
             if progress is not None:
                 progress.update(progress.task_ids[0], advance=1, description=f"loss {loss_val:.3f}")
-            if low_spread == 0 and (done % ckpt_every == 0 or done == plan.total_steps):
-                checkpoint(done)
+            if done % ckpt_every == 0 or done == plan.total_steps:
+                # never replace the last good checkpoint by weights a bad update made non-finite
+                # (checked on every rank at the same steps, so all ranks stop together)
+                if _agree(0 if _all_finite(model) else 1, d, device):
+                    raise stop("non-finite", "non-finite weights after the update (NaN/Inf)", done)
+                if low_spread == 0:
+                    checkpoint(done)
     finally:
         if progress is not None:
             progress.stop()
@@ -824,7 +850,10 @@ def _progress(cfg: FitConfig, d: _Dist, total: int):
 
 def _resume(run_dir: Path, model: DistillModel, head, head_kind, opt, scaler, stream, z_gen, cfg: FitConfig,
             spec: MethodSpec) -> int:
-    meta = json.loads((run_dir / CKPT_JSON).read_text())
+    try:
+        meta = json.loads((run_dir / CKPT_JSON).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"--resume: {run_dir / CKPT_JSON} is unreadable or corrupt ({type(e).__name__}: {e})") from None
     name = student_choice(cfg)[0]
     if meta.get("method") != spec.name or meta.get("student") != name:
         raise ValueError(f"--resume: {run_dir} was a '{meta.get('method')}' run of '{meta.get('student')}', "

@@ -136,6 +136,9 @@ def test_resume_needs_a_checkpoint_and_a_matching_run(tmp_path):
     fit(toy_cfg(tmp_path / "r", steps=1), log=lambda s: None)
     with pytest.raises(ValueError, match="was a 'sns' run"):
         fit(toy_cfg(tmp_path / "r", method="squeeze", steps=2, resume=True), log=lambda s: None)
+    (tmp_path / "r" / "checkpoint.json").write_text('{"step": 1, "meth')          # a torn / corrupt file
+    with pytest.raises(ValueError, match=r"checkpoint.json is unreadable or corrupt"):
+        fit(toy_cfg(tmp_path / "r", steps=2, resume=True), log=lambda s: None)
 
 
 # --- guards ---------------------------------------------------------------------------------------
@@ -154,6 +157,42 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path):
     assert all(torch.isfinite(v.float()).all() for v in model.state_dict().values())
     last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["stopped"] == "non-finite"
+
+
+def test_update_that_makes_weights_nan_is_never_checkpointed(tmp_path, monkeypatch):
+    # the loss is finite but the last update poisons the weights: the final checkpoint must not be written
+    real_step, calls = torch.optim.SGD.step, {"n": 0}
+
+    def poisoned_step(self, *a, **k):
+        out = real_step(self, *a, **k)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            with torch.no_grad():
+                self.param_groups[0]["params"][0].fill_(float("nan"))
+        return out
+
+    monkeypatch.setattr(torch.optim.SGD, "step", poisoned_step)
+    run = tmp_path / "poison"
+    with pytest.raises(TrainingStopped, match=r"non-finite weights.*last good checkpoint \(step 2\)") as info:
+        fit(toy_cfg(run, steps=3, ckpt_every=1), log=lambda s: None)
+    assert info.value.reason == "non-finite"
+    assert json.loads((run / "checkpoint.json").read_text())["step"] == 2
+
+
+def test_unlabelled_dataset_with_eval_fails_before_training(tmp_path):
+    from PIL import Image
+
+    data = tmp_path / "flat"
+    data.mkdir()
+    for i in range(20):
+        Image.new("RGB", (16, 16), (i * 10, 0, 0)).save(data / f"{i}.png")
+    cfg = toy_cfg(tmp_path / "run", dataset="imagefolder", data_root=str(data), eval="linear")
+    with pytest.raises(ValueError, match="no labels"):
+        fit(cfg, log=lambda s: None)
+    assert not (tmp_path / "run" / "checkpoint.json").exists()      # nothing was trained
+    with pytest.raises(ValueError, match="no labels"):
+        resolved_config(cfg)                                         # --dry-run says so too
+    fit(toy_cfg(tmp_path / "ok", dataset="imagefolder", data_root=str(data), steps=1), log=lambda s: None)
 
 
 def test_collapse_is_detected_for_squeeze_without_var_cov(tmp_path):
@@ -263,3 +302,33 @@ def test_real_stream_ranks_take_disjoint_slices_of_each_epoch():
         first = [s.next() for _ in range(s.per_epoch)]
         second = [s.next() for _ in range(s.per_epoch)]
         assert s.epoch == 1 and torch.cat(first).tolist() != torch.cat(second).tolist()
+
+
+def test_distill_step_makes_three_student_passes_and_trains_T_phi():
+    # SnS: synthetic, real view 1, real view 2 are separate student passes (own BN stats); z_target is
+    # not detached, so T_phi gets gradients through the invariance term
+    from gandistill.engine import DistillModel
+    from gandistill.methods import LossWeights, get_method, method_loss
+    from gandistill.squeeze import SqueezeModule
+
+    torch.manual_seed(0)
+    calls = []
+
+    class S(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(12, 8)
+
+        def forward(self, x):
+            calls.append(x.shape[0])
+            return self.lin(x.flatten(1))
+
+    head = SqueezeModule([4, 6], dim=8, hidden=16)
+    model = DistillModel("distill", S(), head).train()
+    targets = [torch.randn(6, 4), torch.randn(6, 6)]            # frozen-teacher targets (no grad)
+    out = model(x_syn=torch.randn(6, 12), targets=targets, v1=torch.randn(5, 12), v2=torch.randn(5, 12))
+    assert calls == [6, 5, 5]
+    loss = method_loss(get_method("sns"), LossWeights(25, 25, 1, 0.5), out)["loss"]
+    loss.backward()
+    assert head.laterals[0].weight.grad is not None and head.laterals[0].weight.grad.abs().sum() > 0
+    assert model.student.lin.weight.grad.abs().sum() > 0
