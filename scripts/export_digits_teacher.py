@@ -20,7 +20,7 @@ from typing import Optional
 import torch
 
 
-COMMAND = "scripts/train_digits_teacher.sh runs/digits-sg2-g5 300"
+COMMAND = "scripts/train_digits_teacher.sh runs/digits-sg2 300"
 
 
 def _hist(h) -> str:
@@ -57,7 +57,7 @@ def model_card(meta: dict, g_kwargs: dict, quality: Optional[dict]) -> str:
         "",
         "## Training",
         "",
-        f"- Command: `{COMMAND}` (stopped/exported at the snapshot below), i.e.",
+        f"- Command: `{COMMAND}{' --cond' if cfg.get('cond') else ''}` (stopped/exported at the snapshot below), i.e.",
         f"  `gandistill gan train --data digits --split train --config tiny --grey --clamp-fakes"
         f" --range-weight {cfg.get('range_weight')} --range-margin {cfg.get('range_margin')}"
         f"{' --cond' if cfg.get('cond') else ''} --batch {cfg.get('batch')} --gamma {cfg.get('r1_gamma')} "
@@ -92,6 +92,13 @@ def model_card(meta: dict, g_kwargs: dict, quality: Optional[dict]) -> str:
             f"{gen['n']}`: a small CNN judge ({quality['judge']}) labels generated samples.",
             "",
             f"- Judge accuracy on the real digits test split: **{quality['judge_test_accuracy'] * 100:.1f}%**.",
+        ]
+        if "judge_agrees_with_requested_class" in quality:
+            lines += [
+                "- Conditional G, labels requested class-balanced (i mod 10): the judge labels "
+                f"**{quality['judge_agrees_with_requested_class'] * 100:.1f}%** of the samples with the requested digit.",
+            ]
+        lines += [
             "",
             "| images | n | mean max-softmax confidence | share with confidence > 0.9 | classes with >= 2% | "
             "class-histogram entropy (1 = uniform) |",
@@ -110,6 +117,11 @@ def model_card(meta: dict, g_kwargs: dict, quality: Optional[dict]) -> str:
             f"- FID: {quality['fid']}.",
         ]
     lines += [
+        "",
+        "An unconditional run with the same recipe (seed 9, 92 kimg, 37 min) reached mean confidence 0.884,",
+        "66.8% of samples above 0.9, but an uneven class histogram (1s and 7s 22-26%, 2s 1.8%); the conditional",
+        "run covers every class evenly, so it ships (the official NVlabs cifar10.pkl is class-conditional too).",
+        "ADA's p stayed at 0: with 4000 images and 80 kimg the overfitting heuristic r_t never exceeded 0.6 for long.",
         "",
         "## Limits",
         "",
