@@ -89,7 +89,7 @@ def _download(layout: CifarLayout, root: Path) -> None:
 
     root.mkdir(parents=True, exist_ok=True)
     for train in (True, False):
-        getattr(tvd, layout.tv_class)(str(root), train=train, download=True)
+        getattr(tvd, layout.tv_class)(str(root), train=train, download=True)  # allow-download: only when the user passed download=True
 
 
 def load_cifar(layout: CifarLayout, root: Path, split: str = "train", download: bool = False,

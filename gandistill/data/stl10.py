@@ -76,7 +76,7 @@ def load_stl10(root: Path, split: str = "train", download: bool = False,
         import torchvision.datasets as tvd
 
         root.mkdir(parents=True, exist_ok=True)
-        tvd.STL10(str(root), split="train", download=True)
+        tvd.STL10(str(root), split="train", download=True)  # allow-download: only when the user passed download=True
     if split == "train+unlabeled":
         parts = [_part(root, "train", img_size), _part(root, "unlabeled", img_size)]
         return ConcatImageDataset(parts, split=split, num_classes=10)
