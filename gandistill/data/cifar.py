@@ -3,7 +3,7 @@
 We read the documented pickle batches ourselves instead of through ``torchvision.datasets.CIFAR10``:
 torchvision verifies the md5 of every batch file, which rejects the small fake roots our tests use,
 and re-hashes 160 MB on every load. Our reader uses a restricted unpickler that only admits the
-numpy array reconstruction globals, so a hostile file cannot run code. ``download=True`` delegates
+numpy array reconstruction globals, so a hostile file cannot run code. ``download`` set to True delegates
 the fetch (and md5 check) to torchvision, then reads the files with this reader.
 
 Layout (``<root>/cifar-10-batches-py/``): ``data_batch_1 .. data_batch_5``, ``test_batch``,
@@ -81,7 +81,7 @@ def _layout_hint(layout: CifarLayout, root: Path) -> str:
     files = ", ".join(layout.train_files[:1] + (("...",) if len(layout.train_files) > 1 else ())
                       + layout.test_files + (layout.meta_file,))
     return (f"expected {root}/{layout.folder}/{{{files}}} (torchvision {layout.tv_class} format); "
-            f"pass download=True to fetch it")
+            f"set download to True to fetch it")
 
 
 def _download(layout: CifarLayout, root: Path) -> None:

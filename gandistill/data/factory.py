@@ -44,7 +44,7 @@ def load_dataset(name: str, root: Optional[Union[str, Path]] = None, split: str 
     """Load dataset ``name`` (see :func:`list_datasets`); items are ``(x [3,H,W] in [0,1], y int)``.
 
     ``root`` is ignored by ``digits``; for the others it defaults to ``$GANDISTILL_DATA`` or ``./data``.
-    Nothing is downloaded unless ``download=True``. ``img_size`` resizes images to that square size.
+    Nothing is downloaded unless ``download`` is True. ``img_size`` resizes images to that square size.
     """
     loader = DATASETS.get(name)
     check_img_size(img_size)

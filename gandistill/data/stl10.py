@@ -5,7 +5,7 @@ Layout (``<root>/stl10_binary/``): ``train_X.bin``, ``train_y.bin``, ``test_X.bi
 stored channel by channel in column-major order; ``*_y.bin`` are uint8 labels 1..10 (we return 0..9).
 Images are memory-mapped (the unlabeled file is 2.7 GB), so only the items used are read.
 We read the files ourselves because torchvision's STL10 checks md5 sums (rejecting test fixtures);
-``download=True`` delegates the fetch to torchvision.
+``download`` set to True delegates the fetch to torchvision.
 Splits: ``train`` (5k), ``test`` (8k), ``unlabeled`` (100k, y = -1), ``train+unlabeled`` (105k).
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ CLASSES = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "
 
 def _hint(root: Path) -> str:
     return (f"expected {root}/{FOLDER}/{{train_X.bin, train_y.bin, test_X.bin, test_y.bin, unlabeled_X.bin}} "
-            f"(torchvision STL10 format); pass download=True to fetch it")
+            f"(torchvision STL10 format); set download to True to fetch it")
 
 
 def _read_images(path: Path, root: Path) -> np.ndarray:
