@@ -21,15 +21,6 @@ from gandistill.evaluate import (
 from gandistill.evaluation.linear import cosine_lr, new_head, standardise
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The machines are shared: tiny problems run fastest (and steadiest) on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # ----------------------------------------------------------------------------- helpers
 def brute_force_knn(train, labels, test, k, t, num_classes):
     """Independent re-statement of the InstDisc weighted kNN with plain Python loops."""

@@ -12,15 +12,6 @@ from gandistill.teachers.stylegan2 import Discriminator, Generator, load_sg2
 from gandistill.teachers.stylegan2.nvlabs_pickle import flatten_state, read_snapshot, record_kwargs
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster, and far faster on an oversubscribed machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 FIX = Path(__file__).parent / "fixtures"
 PKL = FIX / "sg2-tiny-uncond.pkl"
 TOL = 1e-4

@@ -21,15 +21,6 @@ from gandistill.teachers.stylegan2.checkpoint import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster, and far faster on an oversubscribed machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 FIX = Path(__file__).parent / "fixtures"
 PKL = FIX / "sg2-tiny-uncond.pkl"
 

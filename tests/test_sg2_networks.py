@@ -17,15 +17,6 @@ from gandistill.teachers.stylegan2.ops import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster, and far faster on an oversubscribed machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 gen = torch.Generator().manual_seed(0)
 
 
