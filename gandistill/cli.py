@@ -56,11 +56,12 @@ def list_cmd(
 def _register_all() -> None:
     from gandistill.teachers.stylegan2 import cli as sg2_cli
     from gandistill.gan import cli as gan_cli
-    from gandistill import cli_fit
+    from gandistill import cli_eval, cli_fit
 
     sg2_cli.register(app)
     gan_cli.register(app)
     cli_fit.register(app)
+    cli_eval.register(app)
 
 
 _register_all()
