@@ -76,21 +76,63 @@ def train_cmd(
 
 @gan_app.command("sample")
 def sample_cmd(
-    ckpt: str = typer.Argument(..., help="gandistill SG2 folder, NVlabs .pkl, or a GAN run folder"),
+    ckpt: Optional[str] = typer.Argument(None, help="gandistill SG2 folder, NVlabs .pkl, or a GAN run folder "
+                                         "(default: the bundled digits teacher)"),
     n: int = typer.Option(64, help="number of samples"),
     out: str = typer.Option("grid.png", help="output PNG"),
     seed: int = typer.Option(0),
     trunc: float = typer.Option(1.0, help="truncation psi"),
 ) -> None:
     """Write a PNG grid of generated samples."""
-    from gandistill.gan.sample import sample_grid
+    from gandistill.gan.sample import bundled_teacher_path, sample_grid
 
-    path = sample_grid(ckpt, n=n, out=out, seed=seed, truncation_psi=trunc)
+    path = sample_grid(ckpt or bundled_teacher_path(), n=n, out=out, seed=seed, truncation_psi=trunc)
     typer.echo(f"wrote {path}")
 
 
+@gan_app.command("score")
+def score_cmd(
+    ckpt: Optional[str] = typer.Argument(None, help="gandistill SG2 folder, NVlabs .pkl, GAN run folder or snapshot "
+                                         "(default: the bundled digits teacher)"),
+    n: int = typer.Option(2000, help="generated images (and at most this many real ones)"),
+    data: str = typer.Option("digits", help="real images: dataset name"),
+    data_root: Optional[str] = typer.Option(None, help="dataset root"),
+    split: str = typer.Option("train", help="real images: split (the GAN's training split by default)"),
+    inception: Optional[str] = typer.Option(None, help="torchvision inception_v3 weights file (.pth/.safetensors): "
+                                            "score in Inception pool space instead of the digits judge's"),
+    space: str = typer.Option("auto", help="auto | digits-judge | inception"),
+    seed: int = typer.Option(123),
+    trunc: float = typer.Option(1.0, help="truncation psi"),
+    out: Optional[str] = typer.Option(None, help="also write the JSON here"),
+) -> None:
+    """Frechet distance and KID between real and generated images (and, in the digits judge's space, the
+    class histogram of the generated digits). The output says which feature space was used."""
+    from gandistill.gan.score import ScoreError, score_generator
+
+    try:
+        res = score_generator(ckpt, n=n, data=data, data_root=data_root, split=split, space=space,
+                              inception=inception, seed=seed, truncation_psi=trunc)
+    except ScoreError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2)
+    text = json.dumps(res, indent=1)
+    typer.echo(f"feature space: {res['feature_space']} ({res['feature_source']})")
+    typer.echo(f"FD {res['fd']:.3f}   KID {res['kid']:.5f} +- {res['kid_std']:.5f}   "
+               f"({res['n_fake']} generated vs {res['n_real']} real {res['real']})")
+    if "generated_labels" in res:
+        g = res["generated_labels"]
+        typer.echo(f"judge classes of generated images: {g['class_histogram']} (min share {g['class_share_min']:.3f}, "
+                   f"confident {g['share_confident_0.9']:.3f})")
+    if res.get("conditional"):
+        typer.echo("label-conditioned generator: labels cycle through the classes")
+    if out:
+        from pathlib import Path
+        Path(out).write_text(text + "\n")
+        typer.echo(f"wrote {out}")
+
+
 def register(app: typer.Typer) -> None:
-    """Add the ``gan`` sub-app (``gan train``, ``gan sample``) to the main CLI."""
+    """Add the ``gan`` sub-app (``gan train``, ``gan sample``, ``gan score``) to the main CLI."""
     app.add_typer(gan_app, name="gan")
 
 
