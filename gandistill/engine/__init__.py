@@ -1,0 +1,62 @@
+"""The training loop: one step for every method, a frozen teacher, student + head in one optimizer.
+
+Data flows one way, one module per stage::
+
+    config.py       FitConfig (what is asked), FitResult, TrainingStopped
+    plan.py         FitConfig -> Plan: method defaults, batch split per rank, schedule, run folder
+    parts.py        Plan -> Parts: teacher, student + head, SGD, (DDP), augmentations, streams
+    step.py         one forward (losses + finiteness) and one update
+    loop.py         the steps with guards, metrics.jsonl and periodic checkpoints
+    checkpoint.py   writing, checking and resuming the last checkpoint
+    distributed.py  process group under torchrun, device of this rank, stop agreement
+    run.py          fit(): config -> plan -> parts -> loop -> results (+ the probe)
+
+SGD with momentum 0.9, ``lr = base_lr * batch / 256``, cosine decay per step without warm-up,
+weight decay on all trainables; the squeeze module T_phi is trained with the student in the same
+optimizer. Under ``torchrun`` (``WORLD_SIZE>1``) only the trainables are wrapped in DDP, the global
+batch is split across ranks and only rank 0 logs and writes checkpoints.
+"""
+from gandistill.engine.checkpoint import (CKPT_JSON, all_finite, atomic_write, check_run_dir, checkpoint_meta,
+                                          load_weights, resume, save_checkpoint, train_state, write_json)
+from gandistill.engine.config import (DEFAULT_STEPS, DEFAULT_STUDENT, EVAL_PROTOCOLS, PRECISIONS, FitConfig, FitResult,
+                                      TrainingStopped, config_dict, default_run_dir, student_choice)
+from gandistill.engine.distributed import Dist, agree, resolve_device, setup_distributed, teardown_distributed
+from gandistill.engine.loop import LoopResult, log_line, train
+from gandistill.engine.parts import Parts, build_parts, build_teacher
+from gandistill.engine.plan import EvalPlan, Plan, check_labelled, make_plan, plan_dict, resolved_config
+from gandistill.engine.record import git_rev, run_record, versions
+from gandistill.engine.run import fit
+from gandistill.engine.step import (DistillModel, StepOut, autocast, cosine_lr, embedding_of, embedding_spread, forward,
+                                    make_inputs, update)
+from gandistill.engine.stream import RealStream
+
+# the names of the single-module engine, for code written against it
+from gandistill.engine.checkpoint import _state_cpu  # noqa: E402,F401
+from gandistill.engine.config import _jsonable  # noqa: E402,F401
+
+_Dist = Dist
+_Plan = Plan
+_resolve = make_plan
+_atomic = atomic_write
+_write_json = write_json
+_load_weights = load_weights
+_all_finite = all_finite
+_setup_distributed = setup_distributed
+_resolve_device = resolve_device
+_agree = agree
+_autocast = autocast
+_embedding = embedding_of
+_git_rev = git_rev
+_versions = versions
+_config_dict = config_dict
+
+__all__ = [
+    "FitConfig", "FitResult", "TrainingStopped", "fit", "resolved_config", "student_choice", "default_run_dir",
+    "embedding_spread", "cosine_lr", "RealStream", "DistillModel", "save_checkpoint", "CKPT_JSON",
+    "DEFAULT_STUDENT", "DEFAULT_STEPS", "PRECISIONS", "EVAL_PROTOCOLS",
+    "Plan", "EvalPlan", "make_plan", "check_labelled", "plan_dict", "Parts", "build_parts", "build_teacher",
+    "StepOut", "forward", "update", "make_inputs", "autocast", "embedding_of", "train", "LoopResult", "log_line",
+    "Dist", "setup_distributed", "teardown_distributed", "resolve_device", "agree",
+    "atomic_write", "write_json", "load_weights", "all_finite", "check_run_dir", "checkpoint_meta", "resume",
+    "train_state", "config_dict", "run_record", "versions", "git_rev",
+]

@@ -1,0 +1,71 @@
+"""Process-group setup under ``torchrun`` (``WORLD_SIZE > 1``): NCCL on GPU, gloo on CPU; the device of
+this rank; and the one collective the loop needs to stop every rank at the same step."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Dist:
+    """This process's place in the job (``world == 1``: no process group)."""
+
+    world: int = 1
+    rank: int = 0
+    local_rank: int = 0
+    initialised_here: bool = False
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: str) -> Dist:
+    """Join the process group ``torchrun`` describes in the environment (if any)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    import torch.distributed as dist
+
+    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    here = False
+    if not dist.is_initialized():
+        backend = "nccl" if (device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())) else "gloo"
+        dist.init_process_group(backend=backend)
+        here = True
+    return Dist(world, rank, local, here)
+
+
+def teardown_distributed(d: Dist) -> None:
+    """Leave the process group if :func:`setup_distributed` created it."""
+    if d.initialised_here:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+
+
+def resolve_device(device: str, d: Dist) -> torch.device:
+    """``auto`` -> cuda if available else cpu; a bare ``cuda`` becomes this rank's local GPU."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda' requested but no GPU is available (use --device cpu)")
+        if dev.index is None:
+            dev = torch.device("cuda", d.local_rank)
+        torch.cuda.set_device(dev)
+    return dev
+
+
+def agree(code: int, d: Dist, device: torch.device) -> int:
+    """The largest stop code over all ranks (0 = go on), so every rank stops at the same step."""
+    if d.world <= 1:
+        return code
+    import torch.distributed as dist
+
+    t = torch.tensor([code], dtype=torch.int32, device=device if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())

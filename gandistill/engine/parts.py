@@ -1,0 +1,116 @@
+"""The plan built into concrete parts: the frozen teacher, the trainables (student S_theta + head:
+T_phi or SimSiam's predictor) in ONE SGD optimizer, the augmentations, the real stream and the z generator.
+
+Only the trainables are wrapped in DDP; the teacher never is.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from gandistill.engine.distributed import Dist
+from gandistill.engine.plan import Plan
+from gandistill.engine.step import DistillModel
+from gandistill.engine.stream import RealStream
+from gandistill.methods import SimSiamPredictor
+from gandistill.squeeze import SqueezeModule
+
+
+@dataclass
+class Parts:
+    """Everything a step touches."""
+
+    teacher: Any
+    student: nn.Module
+    head: Optional[nn.Module]
+    head_kind: Optional[str]            # "squeeze" | "predictor" | None (the checkpoint file stem)
+    model: DistillModel                 # student + head, unwrapped
+    train_model: nn.Module              # ``model`` or its DDP wrapper
+    opt: torch.optim.Optimizer
+    scaler: Optional[Any]               # GradScaler for fp16 on GPU
+    aug_syn: Any
+    aug_real: Any
+    norm_real: Any
+    stream: Optional[RealStream]
+    z_gen: torch.Generator              # this rank's latent stream (seed * 7919 + rank)
+
+
+def build_teacher(plan: Plan, device: torch.device):
+    """The frozen teacher the method needs (``None`` for real-data-only methods)."""
+    if plan.teacher_name is None:
+        return None
+    from gandistill.teachers import TEACHERS, create_teacher
+    from gandistill.teachers.generator import SG2SamplingTeacher
+
+    spec = plan.spec
+    tkw = dict(plan.teacher_kwargs)
+    factory = TEACHERS.get(plan.teacher_name)
+    if isinstance(factory, type) and issubclass(factory, SG2SamplingTeacher):
+        tkw.setdefault("precision", plan.precision)      # G runs at the run's precision (fp32 on CPU)
+    teacher = create_teacher(plan.teacher_name, ckpt=plan.teacher_ckpt, device=device, **tkw)
+    if spec.uses_synthetic and not getattr(teacher, "can_sample", True):
+        raise ValueError(f"teacher '{plan.teacher_name}' cannot sample images, which method '{spec.name}' needs")
+    if spec.objective == "encoder" and not callable(getattr(teacher, "loss", None)):
+        raise ValueError(f"method '{spec.name}' needs the sg2-encoder teacher (got '{plan.teacher_name}')")
+    return teacher
+
+
+def _build_aug(preset: str, size: int, ds: Any, input_range: str, shared: bool, device: torch.device):
+    from gandistill.augment import build_augment
+
+    return build_augment(preset, size, tuple(ds.mean), tuple(ds.std), input_range=input_range, shared=shared).to(device)
+
+
+def build_parts(plan: Plan, teacher: Any, train_ds: Any, device: torch.device, d: Dist) -> Parts:
+    """Student (+ head), optimizer, (DDP), augmentations, real stream and z generator, in this order
+    (the order fixes which random numbers each part draws)."""
+    from gandistill.students import create_student
+
+    spec = plan.spec
+    head: Optional[nn.Module]
+    if spec.objective == "distill":
+        head = SqueezeModule(teacher.target_dims, dim=plan.dim, hidden=plan.squeeze_hidden, depth=plan.depth)
+        head_kind: Optional[str] = "squeeze"
+        proj_out = head.out_dim
+    elif spec.objective == "simsiam":
+        head, head_kind, proj_out = SimSiamPredictor(plan.dim), "predictor", plan.dim
+    elif spec.objective == "encoder":
+        head, head_kind, proj_out = None, None, int(teacher.target_dims[0])
+    else:
+        head, head_kind, proj_out = None, None, plan.dim
+    student = create_student(plan.student_name, img_size=plan.img_size, proj_layers=plan.proj_layers,
+                             proj_hidden=plan.proj_hidden, proj_out=proj_out, cifar_stem=plan.cifar_stem,
+                             **plan.student_kwargs)
+    if student.proj_out != proj_out:
+        raise ValueError(f"the student's output width {student.proj_out} does not match the target width {proj_out} "
+                         "(proj_layers=0 keeps the backbone width; use a projector)")
+    model = DistillModel(spec.objective, student, head).to(device)
+    if plan.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    groups = [{"params": [p for p in student.parameters() if p.requires_grad], "fixed": False}]
+    if head is not None and any(True for _ in head.parameters()):
+        groups.append({"params": list(head.parameters()), "fixed": spec.fixed_head_lr})
+    opt = torch.optim.SGD(groups, lr=plan.lr, momentum=0.9, weight_decay=plan.wd)
+    scaler = torch.amp.GradScaler("cuda") if (plan.precision == "fp16" and device.type == "cuda") else None
+
+    train_model: nn.Module = model
+    if d.world > 1:
+        if plan.sync_bn:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        train_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    syn_preset = plan.aug_preset if spec.augment else "none"
+    aug_syn = _build_aug(syn_preset, plan.img_size, train_ds, "gan", plan.shared_aug, device) if plan.n_syn else None
+    aug_real = _build_aug(plan.aug_preset, plan.img_size, train_ds, "unit", False, device) if plan.n_real else None
+    norm_real = _build_aug("none", plan.img_size, train_ds, "unit", False, device) if plan.n_real else None
+    stream = RealStream(train_ds, plan.n_real, plan.seed, d, plan.workers) if plan.n_real else None
+    z_gen = torch.Generator().manual_seed(plan.seed * 7919 + d.rank)
+    return Parts(teacher=teacher, student=student, head=head, head_kind=head_kind, model=model,
+                 train_model=train_model, opt=opt, scaler=scaler, aug_syn=aug_syn, aug_real=aug_real,
+                 norm_real=norm_real, stream=stream, z_gen=z_gen)

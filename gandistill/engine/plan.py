@@ -1,0 +1,197 @@
+"""A :class:`FitConfig` resolved once into a :class:`Plan`: the method's defaults filled in, the batch
+split into synthetic and real parts per rank, the schedule and the run folder fixed.
+
+Everything downstream (parts, step, loop, checkpoints) reads the plan, never the config::
+
+    n_syn = round(alpha * B / world),  n_real = B / world - n_syn,  lr = base_lr * B / 256
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import torch
+
+from gandistill.engine.config import (DEFAULT_STEPS, EVAL_PROTOCOLS, PRECISIONS, FitConfig, config_dict,
+                                      default_run_dir, student_choice)
+from gandistill.methods import LossWeights, MethodSpec, get_method
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    """The probe run after training (``protocol == "none"``: no probe)."""
+
+    protocol: str
+    fast: bool
+    epochs: Optional[int]
+    random: bool
+    max_train: Optional[int]
+    max_test: Optional[int]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The resolved run: what to build (teacher, student, head), how to train it and where to write."""
+
+    spec: MethodSpec
+    weights: LossWeights
+    # teacher
+    teacher_name: Optional[str]
+    teacher_ckpt: Optional[str]
+    teacher_kwargs: Dict[str, Any]
+    # student and head
+    student_name: str
+    cifar_stem: Optional[bool]
+    student_kwargs: Dict[str, Any]
+    proj_layers: int
+    proj_hidden: int
+    dim: int
+    depth: int
+    squeeze_hidden: int
+    # data
+    dataset: str
+    data_root: Optional[str]
+    img_size: int
+    n_syn: int
+    n_real: int
+    aug_preset: str
+    shared_aug: bool
+    workers: int
+    # schedule and numerics
+    total_steps: int
+    steps_per_epoch: int
+    lr: float
+    wd: float
+    precision: str
+    channels_last: bool
+    sync_bn: bool
+    seed: int
+    # the loop
+    run_dir: Path
+    resume: bool
+    log_every: int
+    ckpt_every: int
+    collapse_threshold: float
+    collapse_patience: int
+    progress: Optional[bool]
+    eval: EvalPlan
+    config: Dict[str, Any] = field(default_factory=dict)   # the source config, JSON-able (for the record)
+
+
+def make_plan(cfg: FitConfig, train_len: int, resolution: int, device: torch.device, world: int) -> Plan:
+    """Resolve ``cfg`` for a training set of ``train_len`` images at ``resolution`` on ``world`` ranks."""
+    spec = get_method(cfg.method)
+    alpha = spec.alpha if cfg.alpha is None else float(cfg.alpha)
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    if cfg.batch < 2 * world:
+        raise ValueError(f"batch must be at least 2 per rank, got {cfg.batch} for {world} rank(s)")
+    if cfg.batch % world:
+        raise ValueError(f"batch {cfg.batch} is not divisible by the {world} ranks")
+    per_rank = cfg.batch // world
+    n_syn = int(round(alpha * per_rank)) if spec.objective != "probe" else 0
+    n_real = per_rank - n_syn if spec.objective != "probe" else 0
+    if spec.objective == "distill" and alpha in (0.0,):
+        raise ValueError(f"method {spec.name} with alpha=0 has no synthetic images to distil from")
+    for n, what in ((n_syn, "synthetic"), (n_real, "real")):
+        if 0 < n < 2:
+            raise ValueError(f"the {what} part of the batch has {n} image(s) per rank; VICReg/var need at least 2 "
+                             f"(batch {cfg.batch}, alpha {alpha})")
+    steps_per_epoch = max(1, train_len // cfg.batch)
+    if cfg.steps is not None:
+        total = int(cfg.steps)
+    elif cfg.epochs is not None:
+        total = int(round(float(cfg.epochs) * steps_per_epoch))
+    else:
+        total = DEFAULT_STEPS
+    if total < 1 and spec.objective != "probe":
+        raise ValueError(f"the run needs at least one step (steps={cfg.steps}, epochs={cfg.epochs})")
+    precision = cfg.precision
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    if cfg.eval not in EVAL_PROTOCOLS:
+        raise ValueError(f"eval must be one of {EVAL_PROTOCOLS}, got {cfg.eval!r}")
+    base_lr = spec.base_lr if cfg.base_lr is None else float(cfg.base_lr)
+    if cfg.augment is not None:
+        preset = cfg.augment
+    else:
+        preset = "ssl-stl" if cfg.dataset.lower().startswith("stl") else "ssl-cifar"
+    w = LossWeights(
+        sim=spec.sim if cfg.sim is None else float(cfg.sim),
+        var=spec.var if cfg.var is None else float(cfg.var),
+        cov=spec.cov if cfg.cov is None else float(cfg.cov),
+        alpha=alpha,
+        var_cov_on=cfg.var_cov_on or spec.var_cov_on,
+        gather=cfg.gather,
+    )
+    student_name, stem = student_choice(cfg)
+    return Plan(
+        spec=spec, weights=w,
+        teacher_name=cfg.teacher or spec.teacher, teacher_ckpt=cfg.teacher_ckpt,
+        teacher_kwargs=dict(cfg.teacher_kwargs),
+        student_name=student_name, cifar_stem=stem, student_kwargs=dict(cfg.student_kwargs),
+        proj_layers=spec.proj_layers if cfg.proj_layers is None else int(cfg.proj_layers),
+        proj_hidden=spec.proj_hidden if cfg.proj_hidden is None else int(cfg.proj_hidden),
+        dim=spec.dim if cfg.dim is None else int(cfg.dim),
+        depth=spec.squeeze_depth if cfg.squeeze_depth is None else int(cfg.squeeze_depth),
+        squeeze_hidden=cfg.squeeze_hidden,
+        dataset=cfg.dataset, data_root=cfg.data_root, img_size=int(cfg.img_size or resolution),
+        n_syn=n_syn, n_real=n_real, aug_preset=preset, shared_aug=cfg.shared_aug, workers=cfg.workers,
+        total_steps=total, steps_per_epoch=steps_per_epoch, lr=base_lr * cfg.batch / 256.0,
+        wd=spec.weight_decay if cfg.wd is None else float(cfg.wd), precision=precision,
+        channels_last=cfg.channels_last, sync_bn=cfg.sync_bn, seed=cfg.seed,
+        run_dir=Path(cfg.out) if cfg.out else default_run_dir(cfg), resume=bool(cfg.resume),
+        log_every=cfg.log_every, ckpt_every=cfg.ckpt_every or max(50, total // 10),
+        collapse_threshold=cfg.collapse_threshold, collapse_patience=cfg.collapse_patience,
+        progress=cfg.progress,
+        eval=EvalPlan(protocol=cfg.eval, fast=cfg.eval_fast, epochs=cfg.eval_epochs, random=cfg.eval_random,
+                      max_train=cfg.eval_max_train, max_test=cfg.eval_max_test),
+        config=config_dict(cfg),
+    )
+
+
+def check_labelled(plan: Plan, ds: Any) -> None:
+    """Fail before training, not after it, when the evaluation would need labels the dataset lacks."""
+    if getattr(ds, "num_classes", None) != 0:
+        return
+    if plan.spec.objective == "probe":
+        raise ValueError(f"method {plan.spec.name} is a linear probe and needs a labelled dataset; "
+                         f"'{plan.dataset}' (split train) has no labels")
+    if plan.eval.protocol != "none":
+        raise ValueError(f"dataset '{plan.dataset}' (split train) has no labels, so --eval {plan.eval.protocol} "
+                         "cannot run after training; pass --eval none (and evaluate later on a labelled dataset "
+                         "with `gandistill eval RUN --dataset NAME`)")
+
+
+def plan_dict(plan: Plan, train_len: int) -> Dict[str, Any]:
+    """The plan as recorded in ``config.json`` and printed by ``--dry-run``."""
+    return {
+        "config": dict(plan.config),
+        "method": plan.spec.to_dict(),
+        "resolved": {
+            "student": plan.student_name, "cifar_stem": plan.cifar_stem,
+            "teacher": plan.teacher_name, "img_size": plan.img_size, "batch_syn_per_rank": plan.n_syn,
+            "batch_real_per_rank": plan.n_real, "total_steps": plan.total_steps,
+            "steps_per_epoch": plan.steps_per_epoch, "lr": plan.lr, "weight_decay": plan.wd,
+            "augment": plan.aug_preset if plan.spec.augment else "none", "augment_real": plan.aug_preset,
+            "precision": plan.precision, "proj_layers": plan.proj_layers, "proj_hidden": plan.proj_hidden,
+            "dim": plan.dim, "squeeze_depth": plan.depth, "loss_weights": asdict(plan.weights),
+            "train_images": train_len,
+        },
+    }
+
+
+def resolved_config(cfg: FitConfig) -> Dict[str, Any]:
+    """The config with method defaults filled in (what ``--dry-run`` prints); builds nothing heavy."""
+    from gandistill.data import load_dataset
+
+    ds = load_dataset(cfg.dataset, root=cfg.data_root, split="train", img_size=cfg.img_size)
+    dev = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if cfg.device == "auto" else cfg.device))
+    plan = make_plan(cfg, len(ds), int(getattr(ds, "resolution", 32)), dev, int(os.environ.get("WORLD_SIZE", "1")))
+    check_labelled(plan, ds)
+    return plan_dict(plan, len(ds))
