@@ -1,11 +1,16 @@
-"""Evaluate a distilled (or random) student: linear probe and/or weighted kNN on a labelled dataset.
+"""Evaluate a distilled (or random) student: few-shot, kNN and linear probes on a labelled dataset.
 
 >>> from gandistill.evaluate import evaluate
->>> evaluate("runs/sns-digits", protocol="both")                # doctest: +SKIP
+>>> evaluate("runs/sns-digits")                                     # doctest: +SKIP
+>>> evaluate("runs/sns-digits", protocol="all", baselines=True)     # doctest: +SKIP
 >>> evaluate("random:resnet10t", dataset="digits", protocol="knn")  # doctest: +SKIP
 
-``gandistill eval RUN_OR_CKPT`` is a thin shell over :func:`evaluate`. The pieces
-(:func:`linear_probe`, :func:`knn_eval`, :func:`extract_features`) work on any frozen feature
+``gandistill eval RUN_OR_CKPT`` is a thin shell over :func:`evaluate`. Probes (``protocol``, a
+comma-separated list; see :mod:`gandistill.evaluation.suite`): ``fewshot`` (k = 1/10/100 labelled
+images per class, L-BFGS logistic regression, mean ± std over draws), ``knn`` (weighted cosine,
+t = 0.1, k = 200 for >= 10k train items else 20), ``fast`` (cached-feature linear probe), ``linear``
+(the paper protocol), ``all``. The pieces (:func:`fewshot_probe`, :func:`linear_probe`,
+:func:`knn_eval`, :func:`extract_features`, :func:`probe_suite`) work on any frozen feature
 function and any dataset yielding ``(x in [0,1], y)``.
 """
 from __future__ import annotations
@@ -13,23 +18,37 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch.utils.data import Dataset
 
 from gandistill.evaluation.features import EvalDataError, extract_features
-from gandistill.evaluation.knn import knn_eval, knn_predict
+from gandistill.evaluation.fewshot import DEFAULT_DRAWS, DEFAULT_L2, DEFAULT_SHOTS, fewshot_probe
+from gandistill.evaluation.knn import default_knn_k, knn_eval, knn_predict
 from gandistill.evaluation.linear import PAPER_LR, linear_probe, probe_features
 from gandistill.evaluation.loading import CheckpointError, LoadedStudent, load_student
+from gandistill.evaluation.suite import (
+    BANNER,
+    PROTOCOL_WORDS,
+    RAW_PIXELS,
+    ProbeConfig,
+    ProbeTable,
+    closing_probes,
+    parse_probes,
+    probe_suite,
+    teacher_is_conditional,
+)
 
 __all__ = [
     "evaluate", "EvalConfig", "linear_probe", "knn_eval", "knn_predict", "extract_features",
     "probe_features", "load_student", "LoadedStudent", "CheckpointError", "EvalDataError", "PROTOCOLS", "FirstN",
-    "evaluate_config",
+    "evaluate_config", "fewshot_probe", "probe_suite", "closing_probes", "ProbeConfig", "ProbeTable",
+    "load_eval_splits", "default_knn_k", "BANNER", "DEFAULT_PROTOCOL",
 ]
 
-PROTOCOLS = ("linear", "knn", "both")
+PROTOCOLS = PROTOCOL_WORDS                 # fewshot, knn, fast, linear, all, both (comma-separated)
+DEFAULT_PROTOCOL = "fewshot,knn,fast"
 DEFAULT_DATASET = "digits"   # for random:<name> baselines with no run config to read
 
 
@@ -37,15 +56,15 @@ DEFAULT_DATASET = "digits"   # for random:<name> baselines with no run config to
 class EvalConfig:
     """Everything :func:`evaluate` needs beyond the student (the CLI maps its flags to these)."""
 
-    protocol: str = "linear"
+    protocol: str = DEFAULT_PROTOCOL
     dataset: Optional[str] = None        # default: the run's dataset, else digits
     data_root: Optional[str] = None
-    epochs: Optional[int] = None         # default 90 (paper)
-    fast: bool = True                    # cached-feature probe; False = full paper protocol
+    epochs: Optional[int] = None         # linear probes (fast and paper); default 90 (paper)
+    fast: Optional[bool] = None          # True: linear -> fast; False: fast -> linear (paper)
     device: str = "cpu"
     batch: int = 256
     lr: float = PAPER_LR
-    k: int = 200
+    k: Optional[int] = None              # kNN neighbours; None: 200 for >= 10k train items, else 20
     t: float = 0.1
     seed: int = 0
     img_size: Optional[int] = None       # default: the student's img_size, else the dataset's
@@ -54,6 +73,10 @@ class EvalConfig:
     max_train: Optional[int] = None
     max_test: Optional[int] = None
     student_kwargs: Optional[Dict[str, Any]] = None
+    shots: Tuple[int, ...] = DEFAULT_SHOTS
+    draws: int = DEFAULT_DRAWS
+    l2: float = DEFAULT_L2
+    baselines: bool = False
 
 
 class FirstN(Dataset):
@@ -111,18 +134,42 @@ def _load_split(name: str, root: Optional[str], split: str, img_size: Optional[i
     return FirstN(ds, limit) if limit is not None else ds
 
 
+def load_eval_splits(dataset: str, data_root: Optional[str] = None, img_size: Optional[int] = None,
+                     max_train: Optional[int] = None, max_test: Optional[int] = None,
+                     train_split: str = "train", test_split: str = "test") -> Tuple[Any, Any]:
+    """The labelled ``(train, test)`` splits an evaluation runs on (first ``max_*`` items when given)."""
+    return (_load_split(dataset, data_root, train_split, img_size, max_train),
+            _load_split(dataset, data_root, test_split, img_size, max_test))
+
+
+def _random_init_baseline(loaded: LoadedStudent, run_seed: Optional[int], seed: int) -> Tuple[Any, str]:
+    """The run's own random-init student (``<run>/init``, saved by ``fit``), else a fresh one of the
+    same architecture seeded with the run's seed; and a note saying which."""
+    folders = [loaded.weights.parent, loaded.weights.parent.parent] if loaded.weights is not None else []
+    init = None
+    for init in (f / "init" for f in folders):
+        if init.is_dir():
+            try:
+                return load_student(init).model, f"random init: the run's own initial weights ({init})"
+            except CheckpointError:
+                pass
+    s = seed if run_seed is None else int(run_seed)
+    model = load_student(f"random:{loaded.name}", student_kwargs=loaded.kwargs, seed=s).model
+    return model, f"random init: a fresh {loaded.name} seeded with {s} (no {init} checkpoint)"
+
+
 def evaluate(
     run_or_ckpt: Union[str, Path],
-    protocol: str = "linear",
+    protocol: str = DEFAULT_PROTOCOL,
     dataset: Optional[str] = None,
     data_root: Optional[str] = None,
     epochs: Optional[int] = None,
-    fast: bool = True,
+    fast: Optional[bool] = None,
     device: str = "cpu",
     *,
     batch: int = 256,
     lr: float = PAPER_LR,
-    k: int = 200,
+    k: Optional[int] = None,
     t: float = 0.1,
     seed: int = 0,
     img_size: Optional[int] = None,
@@ -132,21 +179,31 @@ def evaluate(
     max_test: Optional[int] = None,
     student_kwargs: Optional[Dict[str, Any]] = None,
     progress: Optional[Callable[[dict], None]] = None,
+    shots: Sequence[int] = DEFAULT_SHOTS,
+    draws: int = DEFAULT_DRAWS,
+    l2: float = DEFAULT_L2,
+    baselines: bool = False,
+    log: Optional[Callable[[str], None]] = None,
 ) -> Dict[str, Any]:
-    """Rebuild the student of a run folder / checkpoint (or ``random:<timm-name>``) and evaluate it.
+    """Rebuild the student of a run folder / checkpoint (or ``random:<timm-name>``) and probe it.
 
-    ``protocol``: ``linear`` (probe; ``fast=True`` trains on cached features, ``fast=False`` runs
-    the paper protocol with augmentation), ``knn`` (k=200, t=0.1 weighted kNN) or ``both``.
-    ``device="auto"`` picks CUDA when available. The dataset defaults to the run's own (its
-    checkpoint JSON / ``config.json``), else ``digits``; it is loaded at the student's ``img_size``. ``student_kwargs`` only applies to ``random:`` students (a checkpoint
-    carries its own); their initialisation is seeded with ``seed``. ``max_train``/``max_test``
-    keep the first items of each split (quick looks).
+    ``protocol``: comma-separated probes of ``fewshot, knn, fast, linear`` or ``all`` (``both`` =
+    linear + knn). ``fast`` picks the linear probe: ``True`` runs ``linear`` as the cached-feature
+    probe (the older ``protocol="linear", fast=True``), ``False`` runs ``fast`` as the paper protocol.
+    ``k`` (kNN; None: 200 for >= 10k train items else 20), ``t``, ``shots``, ``draws``, ``l2`` (few-shot)
+    and ``epochs`` (linear probes, default 90) set the probes; ``seed`` seeds draws, heads and a
+    ``random:`` student's initialisation. ``baselines`` adds rows for the run's random-init student
+    (its ``init`` checkpoint, else a fresh one with the run's architecture and seed) and raw pixels.
+    ``device="auto"`` picks CUDA when available. The dataset defaults to the run's own (its checkpoint
+    JSON / ``config.json``), else ``digits``, loaded at the student's ``img_size``. ``student_kwargs``
+    only applies to ``random:`` students. ``max_train``/``max_test`` keep the first items (quick looks).
 
-    Returns ``dict(student, source, dataset, img_size, protocol, top1, linear={...}, knn={...},
-    time_s)`` where ``top1`` is the linear top-1 when a probe ran, else the kNN top-1.
+    Returns ``dict(student, source, checkpoint, dataset, img_size, protocol, probes, num_train, num_test,
+    teacher_conditional, top1, fewshot=..., knn=..., fast=..., linear=... (those that ran, for the
+    student), table=ProbeTable.to_dict() (every row), time_s)``; ``top1`` is the paper linear top-1 if it
+    ran, else the fast probe's, else kNN's, else the largest k-shot mean.
     """
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    probes = parse_probes(protocol, fast)
     t0 = time.perf_counter()
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -157,33 +214,42 @@ def evaluate(
         raise EvalDataError(f"cannot tell the dataset from the run config (got {ds_name!r}); pass dataset=")
     root = data_root or _run_value(cfg, "data_root")
     size = img_size or loaded.kwargs.get("img_size") or _run_value(cfg, "img_size")
-    train = _load_split(ds_name, root, train_split, size, max_train)
-    test = _load_split(ds_name, root, test_split, size, max_test)
-    model = loaded.model.to(device)
-
+    train, test = load_eval_splits(ds_name, root, size, max_train, max_test, train_split, test_split)
+    conditional = teacher_is_conditional(cfg)
+    pcfg = ProbeConfig(probes=probes, shots=tuple(shots), draws=draws, l2=l2, knn_k=k, knn_t=t,
+                       fast_epochs=90 if epochs is None else epochs, linear_epochs=90 if epochs is None else epochs,
+                       lr=lr, batch=batch, seed=seed, device=device)
+    reps: Dict[str, Any] = {loaded.name: loaded.model}
+    roles = {loaded.name: "distilled" if loaded.source == "checkpoint" else "random-init"}
+    notes = []
+    if baselines:
+        if loaded.source == "checkpoint":
+            rnd, note = _random_init_baseline(loaded, _run_value(cfg, "seed"), seed)
+            reps["random init"], roles["random init"] = rnd, "random-init"
+            notes.append(note)
+        reps["raw pixels"], roles["raw pixels"] = RAW_PIXELS, "raw-pixels"
+    table = probe_suite(reps, train, test, pcfg, teacher_conditional=conditional, roles=roles, dataset=ds_name,
+                        log=log, progress=progress)
+    if baselines and loaded.source == "checkpoint":
+        table.row("random init").notes.extend(notes)
+    row = table.rows[0]
     out: Dict[str, Any] = dict(student=loaded.name, source=loaded.source,
                                checkpoint=str(loaded.weights) if loaded.weights else None,
                                dataset=ds_name, img_size=size or getattr(train, "resolution", None),
-                               protocol=protocol, num_train=len(train), num_test=len(test))
-    lin_kw = dict(epochs=90 if epochs is None else epochs, batch=batch, lr=lr, device=device, seed=seed, progress=progress)
-    if protocol == "both" and fast:      # one feature extraction serves both protocols
-        ftr, ytr = extract_features(model, train, batch, device)
-        fte, yte = extract_features(model, test, batch, device)
-        n_cls = getattr(train, "num_classes", None) or None
-        out["linear"] = probe_features(ftr, ytr, fte, yte, num_classes=n_cls, **lin_kw)
-        pred = knn_predict(ftr, ytr, fte, k=k, t=t, num_classes=out["linear"]["num_classes"])
-        out["knn"] = dict(top1=100.0 * (pred == yte).float().mean().item(), k=min(k, ftr.shape[0]), t=t,
-                          num_train=ftr.shape[0], num_test=fte.shape[0], feature_dim=ftr.shape[1])
-    else:
-        if protocol in ("linear", "both"):
-            out["linear"] = linear_probe(model, train, test, fast=fast, **lin_kw)
-        if protocol in ("knn", "both"):
-            out["knn"] = knn_eval(model, train, test, k=k, t=t, batch=batch, device=device)
-    if "linear" in out:
-        out["linear"].pop("history", None)
-    out["top1"] = out["linear"]["top1"] if "linear" in out else out["knn"]["top1"]
+                               protocol=protocol, probes=list(probes), num_train=len(train), num_test=len(test),
+                               teacher_conditional=conditional)
+    for p in probes:
+        if getattr(row, p) is not None:
+            out[p] = getattr(row, p)
+    out["top1"] = row.top1()
+    out["table"] = table.to_dict()
     out["time_s"] = time.perf_counter() - t0
     return out
+
+
+def evaluate_table(result: Dict[str, Any]) -> ProbeTable:
+    """The :class:`ProbeTable` of an :func:`evaluate` result (for rendering)."""
+    return ProbeTable.from_dict(result["table"])
 
 
 def evaluate_config(run_or_ckpt: Union[str, Path], cfg: EvalConfig,

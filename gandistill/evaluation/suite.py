@@ -1,0 +1,450 @@
+"""Probe suite: the same probes on several frozen representations, one table.
+
+>>> table = probe_suite({"distilled": student, "raw pixels": RAW_PIXELS}, train_ds, test_ds)  # doctest: +SKIP
+>>> console.print(render_probe_table(table, "digits"))                                      # doctest: +SKIP
+
+Probes (names as ``--protocol`` takes them):
+
+- ``fewshot``: :func:`~gandistill.evaluation.fewshot.fewshot_probe`, k labelled images per class
+  (k = 1 / 10 / 100), several seeded draws, mean and std; L-BFGS logistic regression, nothing to tune.
+- ``knn``: weighted cosine kNN, ``t = 0.1``; ``k`` defaults to 200 (paper) for >= 10k train items,
+  20 below (:func:`~gandistill.evaluation.knn.default_knn_k`).
+- ``fast``: the cached-feature linear probe (paper head/optimiser/schedule, no augmentation).
+- ``linear``: the paper's linear protocol (90 epochs SGD on augmented views); needs a model.
+
+Features are extracted once per representation and shared by every probe (the paper protocol
+extracts its own augmented views). ``raw pixels`` (:data:`RAW_PIXELS`) is a built-in representation:
+the dataset-normalised pixels, flattened. A table of a run whose teacher is label-conditioned
+(``c_dim > 0``) carries :data:`BANNER` in every rendering.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor
+
+from gandistill.evaluation.features import (
+    DataLike,
+    EvalDataError,
+    FeatureFn,
+    as_dataset,
+    check_labels,
+    extract_features,
+    infer_num_classes,
+    iterate,
+    require_labelled,
+)
+from gandistill.evaluation.fewshot import DEFAULT_DRAWS, DEFAULT_L2, DEFAULT_MAX_ITER, DEFAULT_SHOTS, DEFAULT_TOL, fewshot_probe
+from gandistill.evaluation.knn import DEFAULT_T, knn_features
+from gandistill.evaluation.linear import PAPER_LR, linear_probe, probe_features
+
+BANNER = "label-conditioned teacher: not self-supervised"
+RAW_PIXELS = "raw_pixels"
+PROBES = ("fewshot", "knn", "fast", "linear")
+DEFAULT_PROBES = ("fewshot", "knn", "fast")
+PROTOCOL_WORDS = PROBES + ("all", "both")
+
+
+def raw_pixels(x: Tensor) -> Tensor:
+    """The raw-pixel representation: a dataset-normalised batch ``[N, C, H, W]`` flattened to ``[N, CHW]``."""
+    return x.flatten(1)
+
+
+@dataclass
+class Precomputed:
+    """Features already extracted; labels default to the datasets' own."""
+
+    train: Tensor
+    test: Tensor
+    train_labels: Optional[Tensor] = None
+    test_labels: Optional[Tensor] = None
+
+
+Representation = Union[FeatureFn, str, Precomputed, Tuple[Tensor, ...]]
+
+
+@dataclass
+class ProbeConfig:
+    """Settings of every probe of the suite (the CLI's and the engine's flags map onto these)."""
+
+    probes: Tuple[str, ...] = DEFAULT_PROBES
+    shots: Tuple[int, ...] = DEFAULT_SHOTS
+    draws: int = DEFAULT_DRAWS
+    l2: float = DEFAULT_L2
+    fewshot_max_iter: int = DEFAULT_MAX_ITER
+    fewshot_tol: float = DEFAULT_TOL
+    knn_k: Optional[int] = None          # None: 200 for >= 10k train items, else 20
+    knn_t: float = DEFAULT_T
+    fast_epochs: int = 90
+    linear_epochs: int = 90
+    lr: float = PAPER_LR
+    batch: int = 256
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        self.probes = tuple(self.probes)
+        bad = [p for p in self.probes if p not in PROBES]
+        if bad or not self.probes:
+            raise ValueError(f"probes must be a non-empty subset of {', '.join(PROBES)}, got {self.probes}")
+        self.shots = tuple(int(k) for k in self.shots)
+        if "fewshot" in self.probes and (not self.shots or min(self.shots) < 1):
+            raise ValueError(f"shots must be positive integers, got {self.shots}")
+        if self.draws < 1:
+            raise ValueError(f"draws must be >= 1, got {self.draws}")
+        if self.knn_k is not None and self.knn_k < 1:
+            raise ValueError(f"knn_k must be >= 1 (or None for the default rule), got {self.knn_k}")
+
+
+def parse_probes(protocol: Union[str, Sequence[str]], fast: Optional[bool] = None) -> Tuple[str, ...]:
+    """Probe names from a ``--protocol`` value: comma-separated ``fewshot, knn, linear, fast, all``
+    (``all`` = the four; ``both`` = linear + knn, the older spelling).
+
+    ``fast`` picks which linear probe runs: ``True`` turns ``linear`` into ``fast`` (the older
+    ``--protocol linear --fast``), ``False`` (``--full``) turns ``fast`` into the paper's ``linear``.
+    """
+    words = protocol.replace("+", ",").split(",") if isinstance(protocol, str) else list(protocol)
+    out: List[str] = []
+    for w in (w.strip().lower() for w in words):
+        if not w:
+            continue
+        if w not in PROTOCOL_WORDS:
+            raise ValueError(f"protocol must be a comma-separated list of {', '.join(PROTOCOL_WORDS)}, got {w!r}")
+        expanded = PROBES if w == "all" else ("linear", "knn") if w == "both" else (w,)
+        for p in expanded:
+            if fast is True and p == "linear":
+                p = "fast"
+            elif fast is False and p == "fast":
+                p = "linear"
+            if p not in out:
+                out.append(p)
+    if not out:
+        raise ValueError(f"no probe named in protocol {protocol!r}")
+    return tuple(p for p in PROBES if p in out)
+
+
+@dataclass
+class ProbeRow:
+    """One representation's results (a probe that did not run is None)."""
+
+    name: str
+    role: str = "model"                  # model | distilled | random-init | raw-pixels | features
+    feature_dim: int = 0
+    fewshot: Optional[Dict[str, Any]] = None
+    knn: Optional[Dict[str, Any]] = None
+    fast: Optional[Dict[str, Any]] = None
+    linear: Optional[Dict[str, Any]] = None
+    notes: List[str] = field(default_factory=list)
+    extract_s: float = 0.0
+    time_s: float = 0.0
+
+    def top1(self) -> Optional[float]:
+        """The headline number: paper linear, else fast linear, else kNN, else the largest few-shot k."""
+        for r in (self.linear, self.fast, self.knn):
+            if r is not None:
+                return float(r["top1"])
+        if self.fewshot and self.fewshot.get("shots"):
+            return float(self.fewshot["shots"][max(self.fewshot["shots"])]["mean"])
+        return None
+
+
+@dataclass
+class ProbeTable:
+    """Results of :func:`probe_suite`: one :class:`ProbeRow` per representation."""
+
+    rows: List[ProbeRow]
+    config: ProbeConfig
+    dataset: Optional[str] = None
+    num_train: int = 0
+    num_test: int = 0
+    num_classes: int = 0
+    teacher_conditional: bool = False
+    time_s: float = 0.0
+
+    def row(self, name: str) -> ProbeRow:
+        for r in self.rows:
+            if r.name == name:
+                return r
+        raise KeyError(f"no row {name!r}; rows: {', '.join(r.name for r in self.rows)}")
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-ready: few-shot keys become strings (``"1"``, ``"10"``, ...)."""
+        d = dataclasses.asdict(self)
+        d["config"]["probes"], d["config"]["shots"] = list(self.config.probes), list(self.config.shots)
+        for r in d["rows"]:
+            fs = r.get("fewshot")
+            if fs:
+                fs["shots"] = {str(k): v for k, v in fs["shots"].items()}
+                fs["skipped"] = {str(k): v for k, v in fs["skipped"].items()}
+        if self.teacher_conditional:
+            d["banner"] = BANNER
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ProbeTable":
+        """Inverse of :meth:`to_dict` (e.g. to re-render a ``summary.json``)."""
+        cfg = ProbeConfig(**{k: v for k, v in d.get("config", {}).items() if k in ProbeConfig.__dataclass_fields__})
+        rows = []
+        for r in d.get("rows", []):
+            r = dict(r)
+            if r.get("fewshot"):
+                fs = dict(r["fewshot"])
+                fs["shots"] = {int(k): v for k, v in fs.get("shots", {}).items()}
+                fs["skipped"] = {int(k): v for k, v in fs.get("skipped", {}).items()}
+                r["fewshot"] = fs
+            rows.append(ProbeRow(**{k: v for k, v in r.items() if k in ProbeRow.__dataclass_fields__}))
+        keep = {k: d[k] for k in ("dataset", "num_train", "num_test", "num_classes", "teacher_conditional", "time_s")
+                if k in d}
+        return cls(rows=rows, config=cfg, **keep)
+
+
+# ----------------------------------------------------------------------------- running the probes
+def _labels_of(data: Any, batch: int) -> Tensor:
+    return torch.cat([y for _, y in iterate(data, batch)])
+
+
+def _features(rep: Representation, train: Any, test: Any, cfg: ProbeConfig,
+              labels: Dict[str, Tensor]) -> Tuple[Tensor, Tensor, Tensor, Tensor, Optional[FeatureFn]]:
+    """``(ftr, ytr, fte, yte, model_or_None)`` for one representation (a model is needed by ``linear``)."""
+    if isinstance(rep, str):
+        if rep != RAW_PIXELS:
+            raise ValueError(f"unknown built-in representation {rep!r} (built-in: {RAW_PIXELS!r})")
+        rep = raw_pixels
+    if isinstance(rep, tuple):
+        rep = Precomputed(*rep) if len(rep) == 2 else Precomputed(rep[0], rep[2], rep[1], rep[3])
+    if isinstance(rep, Precomputed):
+        if "train" not in labels:
+            labels["train"], labels["test"] = _labels_of(train, cfg.batch), _labels_of(test, cfg.batch)
+        ytr = rep.train_labels if rep.train_labels is not None else labels["train"]
+        yte = rep.test_labels if rep.test_labels is not None else labels["test"]
+        for what, f, y in (("train", rep.train, ytr), ("test", rep.test, yte)):
+            if f.dim() != 2 or f.shape[0] != y.shape[0]:
+                raise EvalDataError(f"precomputed {what} features {tuple(f.shape)} do not match {y.shape[0]} labels")
+        return rep.train.float().cpu(), ytr.long().cpu(), rep.test.float().cpu(), yte.long().cpu(), None
+    ftr, ytr = extract_features(rep, train, cfg.batch, cfg.device)
+    fte, yte = extract_features(rep, test, cfg.batch, cfg.device)
+    return ftr, ytr, fte, yte, rep
+
+
+def _role(rep: Any) -> str:
+    if (isinstance(rep, str) and rep == RAW_PIXELS) or rep is raw_pixels:
+        return "raw-pixels"
+    if isinstance(rep, (Precomputed, tuple)):
+        return "features"
+    return "model"
+
+
+def probe_suite(
+    representations: Mapping[str, Representation],
+    train_ds: DataLike,
+    test_ds: DataLike,
+    config: Optional[ProbeConfig] = None,
+    *,
+    teacher_conditional: bool = False,
+    roles: Optional[Mapping[str, str]] = None,
+    dataset: Optional[str] = None,
+    log: Optional[Callable[[str], None]] = None,
+    progress: Optional[Callable[[dict], None]] = None,
+    **overrides: Any,
+) -> ProbeTable:
+    """Run ``config.probes`` on every representation and collect one :class:`ProbeTable`.
+
+    ``representations`` maps a row name to a ``Student`` / ``nn.Module`` / callable on normalised
+    batches, to :data:`RAW_PIXELS`, or to precomputed features (a :class:`Precomputed`, a pair
+    ``(train_feats, test_feats)`` or ``(train_feats, train_labels, test_feats, test_labels)``).
+    ``overrides`` replace fields of ``config`` (e.g. ``shots=(1, 10), draws=3``). ``roles`` labels
+    rows (``distilled``, ``random-init``, ...). ``log`` receives one line per finished row;
+    ``progress`` is passed to the linear probes (one dict per epoch).
+    """
+    cfg = dataclasses.replace(config or ProbeConfig(), **overrides) if overrides else (config or ProbeConfig())
+    if cfg.device == "auto":
+        cfg = dataclasses.replace(cfg, device="cuda" if torch.cuda.is_available() else "cpu")
+    if not representations:
+        raise ValueError("probe_suite needs at least one representation")
+    t_start = time.perf_counter()
+    train, test = as_dataset(train_ds, "train set"), as_dataset(test_ds, "test set")
+    require_labelled(train, "train set")
+    require_labelled(test, "test set")
+    n_cls = infer_num_classes(train, test)
+    labels: Dict[str, Tensor] = {}
+    rows: List[ProbeRow] = []
+    for name, rep in representations.items():
+        t0 = time.perf_counter()
+        ftr, ytr, fte, yte, model = _features(rep, train, test, cfg, labels)
+        n_cls = check_labels(ytr, n_cls, "train set")
+        n_cls = check_labels(yte, n_cls, "test set")
+        row = ProbeRow(name=name, role=(roles or {}).get(name, _role(rep)), feature_dim=int(ftr.shape[1]),
+                       extract_s=time.perf_counter() - t0)
+        if "fewshot" in cfg.probes:
+            row.fewshot = fewshot_probe(ftr, ytr, fte, yte, shots=cfg.shots, draws=cfg.draws, seed=cfg.seed, l2=cfg.l2,
+                                        max_iter=cfg.fewshot_max_iter, tol=cfg.fewshot_tol, num_classes=n_cls,
+                                        device=cfg.device)
+            row.notes += row.fewshot["notes"]
+        if "knn" in cfg.probes:
+            row.knn = knn_features(ftr, ytr, fte, yte, k=cfg.knn_k, t=cfg.knn_t, num_classes=n_cls)
+        if "fast" in cfg.probes:
+            row.fast = probe_features(ftr, ytr, fte, yte, epochs=cfg.fast_epochs, batch=cfg.batch, lr=cfg.lr,
+                                      device=cfg.device, seed=cfg.seed, num_classes=n_cls, progress=progress)
+            row.fast.pop("history", None)
+        if "linear" in cfg.probes:
+            if model is None:
+                row.notes.append("linear (paper protocol) skipped: precomputed features have no model to augment through")
+            else:
+                row.linear = linear_probe(model, train, test, epochs=cfg.linear_epochs, batch=cfg.batch, lr=cfg.lr,
+                                          fast=False, device=cfg.device, seed=cfg.seed, num_classes=n_cls,
+                                          progress=progress)
+                row.linear.pop("history", None)
+        row.time_s = time.perf_counter() - t0
+        rows.append(row)
+        if log is not None:
+            log(f"probes: {name} ({row.feature_dim}-d) done in {row.time_s:.1f}s")
+    return ProbeTable(rows=rows, config=cfg, dataset=dataset or getattr(train, "name", None),
+                      num_train=len(train), num_test=len(test), num_classes=int(n_cls or 0),
+                      teacher_conditional=bool(teacher_conditional), time_s=time.perf_counter() - t_start)
+
+
+def closing_probes(
+    student: FeatureFn,
+    random_student: Union[FeatureFn, str, Path, None],
+    train_ds: DataLike,
+    test_ds: DataLike,
+    config: Optional[ProbeConfig] = None,
+    *,
+    with_raw_pixels: bool = True,
+    teacher_conditional: bool = False,
+    student_name: str = "distilled",
+    dataset: Optional[str] = None,
+    log: Optional[Callable[[str], None]] = None,
+) -> ProbeTable:
+    """The closing table of ``gandistill fit``: the distilled student, the run's own random-init
+    student and raw pixels, through the same probes on the same data.
+
+    ``random_student``: a module, or a run folder / checkpoint path (e.g. ``run_dir / "init"``) or
+    ``random:<name>`` string loaded with :func:`~gandistill.evaluation.loading.load_student` (seeded
+    with ``config.seed``); None leaves that row out, as ``with_raw_pixels=False`` does the raw-pixel row.
+    """
+    reps: Dict[str, Representation] = {student_name: student}
+    roles = {student_name: "distilled"}
+    if random_student is not None:
+        if isinstance(random_student, (str, Path)):
+            from gandistill.evaluation.loading import load_student
+
+            random_student = load_student(random_student, seed=(config or ProbeConfig()).seed).model
+        reps["random init"] = random_student
+        roles["random init"] = "random-init"
+    if with_raw_pixels:
+        reps["raw pixels"] = RAW_PIXELS
+        roles["raw pixels"] = "raw-pixels"
+    return probe_suite(reps, train_ds, test_ds, config, teacher_conditional=teacher_conditional, roles=roles,
+                       dataset=dataset, log=log)
+
+
+def teacher_is_conditional(run_config: Mapping[str, Any]) -> bool:
+    """Whether a run's ``config.json`` / ``summary.json`` says its teacher is label-conditioned:
+    a ``teacher_conditional`` flag (top level or one section down), else a teacher description
+    with ``c_dim > 0``."""
+    def find(d: Mapping[str, Any], depth: int) -> Optional[bool]:
+        if "teacher_conditional" in d and d["teacher_conditional"] is not None:
+            return bool(d["teacher_conditional"])
+        if depth:
+            for v in d.values():
+                if isinstance(v, Mapping) and (got := find(v, depth - 1)) is not None:
+                    return got
+        return None
+
+    flag = find(run_config, 2)
+    if flag is not None:
+        return flag
+    teacher = run_config.get("teacher")
+    if isinstance(teacher, Mapping):
+        c_dim = teacher.get("c_dim")
+        if c_dim is None and isinstance(teacher.get("G"), Mapping):
+            c_dim = teacher["G"].get("c_dim")
+        return isinstance(c_dim, (int, float)) and c_dim > 0
+    return False
+
+
+# ----------------------------------------------------------------------------- rendering
+def _columns(table: ProbeTable) -> List[Tuple[str, str]]:
+    """(key, header) for every probe column present in some row."""
+    cols: List[Tuple[str, str]] = []
+    shots: List[int] = sorted({k for r in table.rows if r.fewshot for k in (*r.fewshot["shots"], *r.fewshot["skipped"])})
+    cols += [(f"fewshot:{k}", f"{k}-shot") for k in shots]
+    ks = sorted({r.knn["k"] for r in table.rows if r.knn})
+    if ks:
+        cols.append(("knn", f"kNN-{ks[0]}" if len(ks) == 1 else "kNN"))
+    if any(r.fast for r in table.rows):
+        cols.append(("fast", "linear (fast)"))
+    if any(r.linear for r in table.rows):
+        cols.append(("linear", "linear (paper)"))
+    return cols
+
+
+def _cell(row: ProbeRow, key: str) -> str:
+    if key.startswith("fewshot:"):
+        k = int(key.split(":", 1)[1])
+        if not row.fewshot:
+            return "-"
+        res = row.fewshot["shots"].get(k)
+        if res is None:
+            return "skipped" if k in row.fewshot.get("skipped", {}) else "-"
+        return f"{res['mean']:.1f} ± {res['std']:.1f}"
+    res = getattr(row, key)
+    if res is None:
+        return "-"
+    return f"{res['top1']:.1f}"
+
+
+def _caption(table: ProbeTable) -> str:
+    cfg = table.config
+    parts = [f"top-1 (%) on {table.num_test} test images"
+             + (f" of {table.dataset}" if table.dataset else "") + f", {table.num_train} train"]
+    if any(r.fewshot for r in table.rows):
+        parts.append(f"k-shot: k labelled images per class, mean ± std over {cfg.draws} draws, "
+                     f"L-BFGS logistic regression (l2 {cfg.l2:g})")
+    if any(r.knn for r in table.rows):
+        parts.append(f"kNN: cosine, t={cfg.knn_t:g}")
+    return "; ".join(parts)
+
+
+def render_probe_table(table: ProbeTable, title: str = "probes",
+                       conditional_teacher: Optional[bool] = None):
+    """A ``rich.table.Table`` of ``table``; the title carries :data:`BANNER` when the teacher is
+    label-conditioned (``conditional_teacher``, default: ``table.teacher_conditional``)."""
+    from rich.table import Table
+
+    cond = table.teacher_conditional if conditional_teacher is None else conditional_teacher
+    full_title = f"{title}\n[bold red]{BANNER}[/bold red]" if cond else title
+    out = Table(title=full_title, caption=_caption(table), show_header=True)
+    out.add_column("representation")
+    out.add_column("dim", justify="right")
+    cols = _columns(table)
+    for _, header in cols:
+        out.add_column(header, justify="right")
+    for r in table.rows:
+        out.add_row(r.name, str(r.feature_dim), *(_cell(r, key) for key, _ in cols))
+    return out
+
+
+def probe_table_markdown(table: ProbeTable, title: str = "probes",
+                         conditional_teacher: Optional[bool] = None) -> str:
+    """Plain-text (markdown) version of :func:`render_probe_table`, banner line included when conditional."""
+    cond = table.teacher_conditional if conditional_teacher is None else conditional_teacher
+    cols = _columns(table)
+    lines = [f"### {title}", ""]
+    if cond:
+        lines += [f"**{BANNER}**", ""]
+    header = ["representation", "dim", *(h for _, h in cols)]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
+    for r in table.rows:
+        lines.append("| " + " | ".join([r.name, str(r.feature_dim), *(_cell(r, k) for k, _ in cols)]) + " |")
+    notes = [f"{r.name}: {n}" for r in table.rows for n in r.notes]
+    lines += ["", _caption(table) + "."]
+    lines += [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
