@@ -47,7 +47,8 @@ class MethodSpec:
     squeeze_depth: int = 3                     # T_phi MLP depth; 0 = pooled concatenation (vanilla)
     augment: bool = True                       # augment the synthetic images
     proj_layers: int = 5                       # student projector depth
-    proj_hidden: int = 512
+    proj_hidden: Optional[int] = 512           # None: the backbone's width (SimSiam)
+    proj_final_bn: bool = False                # SimSiam: BatchNorm1d(dim, affine=False) after the last Linear
     dim: int = 2048                            # embedding width (projector / squeeze output)
     predictor: bool = False                    # SimSiam predictor head
     base_lr: float = 0.03                      # lr = base_lr * batch / 256
@@ -93,6 +94,12 @@ def list_methods() -> List[str]:
     return METHODS.names()
 
 
+# SimSiam as SnS's simsiam.py (CIFAR): a 2-layer projector whose hidden width is the backbone's
+# (512 for ResNet-18) ending in BatchNorm1d(dim, affine=False), dim 2048; predictor 2048-512-2048
+# trained at the fixed (undecayed) lr; lr 0.03 x batch/256, wd 5e-4. STL-10 (presets): 3 layers.
+_SIMSIAM: Dict[str, Any] = dict(proj_layers=2, proj_hidden=None, proj_final_bn=True, predictor=True,
+                                fixed_head_lr=True, var=0.0, cov=0.0, sim=1.0)
+
 for _spec in [
     MethodSpec("sns", "distill", "Squeeze and Span: squeeze on synthetic + VICReg span on real (alpha 0.5)",
                alpha=0.5, paper="Table 1 'Squeeze and span' (92.54 / 67.87)"),
@@ -102,20 +109,20 @@ for _spec in [
                alpha=1.0, sim=1.0, var=0.0, cov=0.0, squeeze_depth=0, paper="Table 1 'Vanilla (w/ aug)'; Table 5 b"),
     MethodSpec("vanilla-noaug", "distill", "vanilla distillation without augmentation (Table 5 a)",
                alpha=1.0, sim=1.0, var=0.0, cov=0.0, squeeze_depth=0, augment=False, paper="Table 5 a (74.20)"),
-    MethodSpec("squeeze-novarcov", "distill", "ablation: T_phi without var/cov (collapses)",
-               alpha=1.0, sim=25.0, var=0.0, cov=0.0, paper="Table 5 c (10.00, collapse)"),
+    MethodSpec("squeeze-novarcov", "distill", "ablation: T_phi without var/cov, weights 1/0/0 as SnS's script (collapses)",
+               alpha=1.0, sim=1.0, var=0.0, cov=0.0, paper="Table 5 c (10.00, collapse)"),
     MethodSpec("squeeze-var", "distill", "ablation: T_phi + variance only (25/25/0)",
                alpha=1.0, sim=25.0, var=25.0, cov=0.0, paper="Table 5 d (79.10)"),
     MethodSpec("vicreg-real", "vicreg", "VICReg on real images", teacher=None, alpha=0.0, paper="Table 2 VICReg real"),
     MethodSpec("vicreg-syn", "vicreg", "VICReg on synthetic images", alpha=1.0, paper="Table 2 VICReg syn"),
     MethodSpec("vicreg-mixed", "vicreg", "VICReg on a half synthetic, half real batch", alpha=0.5,
                paper="Table 2 VICReg real & syn"),
-    MethodSpec("simsiam-real", "simsiam", "SimSiam on real images", teacher=None, alpha=0.0, proj_layers=2,
-               proj_hidden=2048, predictor=True, fixed_head_lr=True, paper="Table 2 SimSiam real"),
-    MethodSpec("simsiam-syn", "simsiam", "SimSiam on synthetic images", alpha=1.0, proj_layers=2,
-               proj_hidden=2048, predictor=True, fixed_head_lr=True, paper="Table 2 SimSiam syn"),
-    MethodSpec("simsiam-mixed", "simsiam", "SimSiam on a half synthetic, half real batch", alpha=0.5, proj_layers=2,
-               proj_hidden=2048, predictor=True, fixed_head_lr=True, paper="Table 2 SimSiam real & syn"),
+    MethodSpec("simsiam-real", "simsiam", "SimSiam on real images", teacher=None, alpha=0.0, **_SIMSIAM,
+               paper="Table 2 SimSiam real"),
+    MethodSpec("simsiam-syn", "simsiam", "SimSiam on synthetic images", alpha=1.0, **_SIMSIAM,
+               paper="Table 2 SimSiam syn"),
+    MethodSpec("simsiam-mixed", "simsiam", "SimSiam on a half synthetic, half real batch", alpha=0.5, **_SIMSIAM,
+               paper="Table 2 SimSiam real & syn"),
     MethodSpec("encoder", "encoder", "post-hoc encoder E against frozen G (Eq. 3), synthetic only",
                teacher="sg2-encoder", alpha=1.0, sim=1.0, var=0.0, cov=0.0, augment=False, proj_layers=2,
                base_lr=0.01, paper="Table 1 'Encoding' syn (57.15 / 32.19)"),

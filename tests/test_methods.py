@@ -156,3 +156,65 @@ def test_d_direct_probes_discriminator_features(tmp_path):
     assert res.checkpoint is None and res.steps == 0
     assert 0.0 <= res.eval["top1"] <= 100.0 and res.eval["feature_dim"] == 16 + 16 + 16
     assert (tmp_path / "d" / "summary.json").exists()
+
+
+# --- SnS fidelity: SimSiam's projector and Table 5 row c ------------------------------------------
+
+def _layout(module):
+    out = []
+    for m in module.modules():
+        if isinstance(m, torch.nn.Linear):
+            out.append(("Linear", m.in_features, m.out_features, m.bias is not None))
+        elif isinstance(m, torch.nn.BatchNorm1d):
+            out.append(("BN", m.num_features, m.affine))
+        elif isinstance(m, torch.nn.ReLU):
+            out.append(("ReLU",))
+    return out
+
+
+@pytest.mark.parametrize("layers", [2, 3])
+def test_simsiam_projector_is_snss(layers):
+    # SimSiam (Chen & He 2021) as SnS builds it: hidden = backbone width, last layer + BN(dim, affine=False)
+    from gandistill.students.projector import build_projector
+
+    spec = get_method("simsiam-real")
+    assert spec.proj_hidden is None and spec.proj_final_bn and spec.proj_layers == 2 and spec.dim == 2048
+    proj = build_projector(512, layers, spec.proj_hidden, spec.dim, final_bn=spec.proj_final_bn)
+    hidden = [("Linear", 512, 512, False), ("BN", 512, True), ("ReLU",)] * (layers - 1)
+    assert _layout(proj) == hidden + [("Linear", 512, 2048, False), ("BN", 2048, False)]
+    proj.train()
+    z = proj(torch.randn(16, 512))
+    torch.testing.assert_close(z.mean(0), torch.zeros(2048), atol=1e-5, rtol=0)   # BN output, no affine
+    assert not any(p.requires_grad for p in proj[-1].parameters())
+    for name in ("simsiam-syn", "simsiam-mixed"):
+        s = get_method(name)
+        assert (s.proj_layers, s.proj_hidden, s.proj_final_bn, s.predictor, s.fixed_head_lr) == (2, None, True, True, True)
+
+
+def test_simsiam_predictor_and_stl10_preset():
+    from gandistill.compare.presets import get_preset, resolve
+    from gandistill.compare.tables import RUNS
+    from gandistill.methods import SimSiamPredictor
+
+    assert _layout(SimSiamPredictor(2048)) == [("Linear", 2048, 512, False), ("BN", 512, True), ("ReLU",),
+                                               ("Linear", 512, 2048, True)]
+    stl = resolve(RUNS["simsiam-real"], get_preset("stl10"), available={"method", "proj_layers", "base_lr", "wd"})
+    assert (stl.fit["proj_layers"], stl.fit["base_lr"], stl.fit["wd"]) == (3, 0.05, 1e-4)
+    c10 = resolve(RUNS["simsiam-real"], get_preset("cifar10"), available={"method", "proj_layers", "base_lr", "wd"})
+    assert (c10.fit["proj_layers"], c10.fit["base_lr"], c10.fit["wd"]) == (2, 0.03, 5e-4)
+
+
+def test_projector_defaults_unchanged_and_identity():
+    from gandistill.students.projector import build_projector
+
+    assert _layout(build_projector(512)) == [("Linear", 512, 512, False), ("BN", 512, True), ("ReLU",)] * 4 + [
+        ("Linear", 512, 2048, False)]
+    assert isinstance(build_projector(512, 0), torch.nn.Identity)
+    with pytest.raises(ValueError, match="final_bn"):
+        build_projector(512, 0, final_bn=True)
+
+
+def test_table5_row_c_is_snss_script():
+    # ablation c: T_phi (depth 3) on, augmentation on, sim 1 / var 0 / cov 0, synthetic only
+    c = get_method("squeeze-novarcov")
+    assert (c.sim, c.var, c.cov, c.squeeze_depth, c.augment, c.alpha) == (1.0, 0.0, 0.0, 3, True, 1.0)

@@ -38,6 +38,7 @@ class StudentConfig:
     proj_out: int = 2048
     pretrained: bool = False
     cifar_stem: Optional[bool] = None  # None: auto (ResNet family and img_size <= 64)
+    proj_final_bn: bool = False        # SimSiam: BatchNorm1d(proj_out, affine=False) closes the projector
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -89,9 +90,9 @@ def _create_backbone(name: str, img_size: int, pretrained: bool, **kw: Any) -> n
     return timm.create_model(name, pretrained=pretrained, num_classes=0, **kw)
 
 
-def create_student(name: str, img_size: int = 32, proj_layers: int = 5, proj_hidden: int = 512,
+def create_student(name: str, img_size: int = 32, proj_layers: int = 5, proj_hidden: Optional[int] = 512,
                    proj_out: int = 2048, pretrained: bool = False, cifar_stem: Optional[bool] = None,
-                   **timm_kwargs: Any) -> Student:
+                   proj_final_bn: bool = False, **timm_kwargs: Any) -> Student:
     """Build ``Student(backbone=timm.create_model(name, num_classes=0), projector=MLP)``.
 
     Args:
@@ -101,6 +102,7 @@ def create_student(name: str, img_size: int = 32, proj_layers: int = 5, proj_hid
         proj_hidden, proj_out: projector widths (paper: 512 and 2048).
         pretrained: load timm's pretrained weights (never by default; needs them cached locally).
         cifar_stem: force the stem patch on/off; ``None`` = automatic.
+        proj_final_bn: end the projector with ``BatchNorm1d(proj_out, affine=False)`` (SimSiam).
         **timm_kwargs: passed to ``timm.create_model`` (e.g. ``drop_path_rate``).
 
     Raises:
@@ -123,9 +125,10 @@ def create_student(name: str, img_size: int = 32, proj_layers: int = 5, proj_hid
                           stacklevel=2)
     # the pooled (pre-logits) width: differs from num_features for models with a head conv (MobileNetV3)
     num_features = int(getattr(backbone, "head_hidden_size", None) or backbone.num_features)
-    projector = build_projector(num_features, proj_layers, proj_hidden, proj_out)
+    projector = build_projector(num_features, proj_layers, proj_hidden, proj_out, final_bn=proj_final_bn)
     out = num_features if proj_layers == 0 else proj_out
-    cfg = StudentConfig(name, img_size, proj_layers, proj_hidden, out, pretrained, bool(use_stem))
+    cfg = StudentConfig(name, img_size, proj_layers, proj_hidden, out, pretrained, bool(use_stem),
+                        proj_final_bn=bool(proj_final_bn))
     return Student(backbone, projector, num_features, out, cfg)
 
 
