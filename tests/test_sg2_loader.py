@@ -224,13 +224,19 @@ def test_cli_convert(tmp_path):
 
 def test_snapshot_bytes_in_memory_parse_storage_views():
     """Storage blobs: sizes/strides/offsets are honoured (a strided view rebuilt from a blob)."""
-    from gandistill.teachers.stylegan2.nvlabs_pickle import _rebuild_tensor_v2
+    from gandistill.teachers.stylegan2.nvlabs_pickle import _rebuild_tensor_v2, _Storage
 
     flat = torch.arange(12.0)
-    t = _rebuild_tensor_v2(flat, 2, (2, 3), (1, 2))
+    t = _rebuild_tensor_v2(_Storage(flat), 2, (2, 3), (1, 2))
     assert torch.equal(t, torch.tensor([[2.0, 4.0, 6.0], [3.0, 5.0, 7.0]]))
     with pytest.raises(SG2LoadError, match="past the end"):
-        _rebuild_tensor_v2(flat, 5, (2, 4), (4, 1))
+        _rebuild_tensor_v2(_Storage(flat), 5, (2, 4), (4, 1))
+    with pytest.raises(SG2LoadError, match="does not reference a storage"):
+        _rebuild_tensor_v2(flat, 0, (2,), (1,))  # a tensor is not a storage record
+    shared = _Storage(flat)  # views may split a storage, but not claim more than it holds
+    assert _rebuild_tensor_v2(shared, 0, (6,), (1,)).shape == _rebuild_tensor_v2(shared, 6, (6,), (1,)).shape
+    with pytest.raises(SG2LoadError, match="share one storage of 12 elements and claim 13"):
+        _rebuild_tensor_v2(shared, 0, (1,), (1,))
 
 
 # ------------------------------------------------------------------------------------------------ hardening
@@ -266,7 +272,7 @@ def test_build_opcode_refused_outside_the_format(fake_persistence, obj, kind):
 
     rec = fake_persistence("Generator", {"_parameters": {"w": obj}, "_modules": {}, "_init_kwargs": {}})
     with pytest.raises(UnsafePickleError, match=f"set the state of a {kind} object"):
-        read_snapshot(pickle.dumps({"G_ema": rec}, protocol=2))
+        read_snapshot(pickle.dumps({"G_ema": rec}, protocol=3))
 
 
 def test_build_still_allowed_for_easydict_and_numpy_dtype(fake_persistence, monkeypatch):
@@ -313,7 +319,7 @@ def test_build_still_allowed_for_easydict_and_numpy_dtype(fake_persistence, monk
         monkeypatch.setitem(sys.modules, name, m)
     rec = fake_persistence("Generator", {"_parameters": {}, "_modules": {}, "_init_kwargs": {}})
     snap = read_snapshot(pickle.dumps({"G_ema": rec, "training_set_kwargs": EasyDictFake(res=32),
-                                       "augment_p": Scalar()}, protocol=2))
+                                       "augment_p": Scalar()}, protocol=3))
     assert type(snap["training_set_kwargs"]) is EasyDict and snap["training_set_kwargs"] == {"res": 32}
     assert snap["augment_p"] == 0.25
 
@@ -345,11 +351,13 @@ def _cyclic_snapshot(where: str) -> bytes:
     return body + p.STOP
 
 
-@pytest.mark.parametrize("where,msg", [("modules", "appears twice in the module tree"), ("kwargs", "contains itself")])
-def test_self_referencing_records_give_clear_error(tmp_path, where, msg):
+@pytest.mark.parametrize("where", ["modules", "kwargs"])
+def test_self_referencing_records_give_clear_error(tmp_path, where):
+    """A container re-opened after it was placed inside another object (how cycles are built) is refused."""
     path = tmp_path / "cycle.pkl"
     path.write_bytes(_cyclic_snapshot(where))
-    with pytest.raises(SG2LoadError, match=msg):
+    with pytest.raises(UnsafePickleError, match=r"cycle.pkl: .*modifies a dict after placing it inside another "
+                                                r"object \(a cycle"):
         load_sg2(path)
 
 
@@ -379,33 +387,57 @@ def test_plain_guards_cycles_depth_and_size():
 
 def test_rebuild_tensor_cannot_outgrow_its_storage():
     """Zero strides or sizes beyond the storage would allocate far more than the file holds."""
-    from gandistill.teachers.stylegan2.nvlabs_pickle import _rebuild_tensor_v2
+    from gandistill.teachers.stylegan2.nvlabs_pickle import _rebuild_tensor_v2, _Storage
 
-    flat = torch.arange(4.0)
+    def flat():
+        return _Storage(torch.arange(4.0))
+
     with pytest.raises(SG2LoadError, match="larger than its storage"):
-        _rebuild_tensor_v2(flat, 0, (10 ** 6,), (0,))
+        _rebuild_tensor_v2(flat(), 0, (10 ** 6,), (0,))
     with pytest.raises(SG2LoadError, match="larger than its storage"):
-        _rebuild_tensor_v2(flat, 0, (3, 3), (0, 1))
+        _rebuild_tensor_v2(flat(), 0, (3, 3), (0, 1))
     with pytest.raises(SG2LoadError, match="malformed"):
-        _rebuild_tensor_v2(flat, 0, (2,), (-1,))
+        _rebuild_tensor_v2(flat(), 0, (2,), (-1,))
     with pytest.raises(SG2LoadError, match="malformed"):
-        _rebuild_tensor_v2(flat, 0, (2.5,), (1,))
-    assert torch.equal(_rebuild_tensor_v2(flat, 1, (3,), (1,)), torch.tensor([1.0, 2.0, 3.0]))
-    assert _rebuild_tensor_v2(flat, 4, (0, 5), (5, 1)).shape == (0, 5)
+        _rebuild_tensor_v2(flat(), 0, (2.5,), (1,))
+    with pytest.raises(SG2LoadError, match="more than 16 dimensions"):
+        _rebuild_tensor_v2(flat(), 0, (1,) * 100, (1,) * 100)
+    assert torch.equal(_rebuild_tensor_v2(flat(), 1, (3,), (1,)), torch.tensor([1.0, 2.0, 3.0]))
+    assert _rebuild_tensor_v2(flat(), 4, (0, 5), (5, 1)).shape == (0, 5)
+
+
+def _storage_blob(t: torch.Tensor) -> bytes:
+    """The legacy torch serialization of ``t``'s storage: what ``_load_from_bytes`` receives in a snapshot."""
+    import io
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        buf = io.BytesIO()
+        torch.save(t.storage(), buf, _use_new_zipfile_serialization=False)
+    return buf.getvalue()
 
 
 def test_memoised_copies_are_a_refused_memory_bomb(tmp_path):
-    """A small file calling set() on one memoised list many times would copy it each time."""
+    """A small file decoding one memoised 80 KB storage blob many times would copy it each time."""
     p = pickle
-    big = p.MARK + p.BININT1 + b"\x07" + p.BININT1 + b"\x08" + p.LIST  # grown below by DUP+APPENDS
-    items = p.MARK + b"".join(p.BININT2 + i.to_bytes(2, "little") for i in range(20000)) + p.APPENDS
-    body = (p.PROTO + b"\x02" + p.GLOBAL + b"builtins\nset\n" + p.BINPUT + b"\x00" + p.POP
-            + big + items + p.TUPLE1 + p.BINPUT + b"\x01" + p.POP + p.EMPTY_LIST
-            + (p.BINGET + b"\x00" + p.BINGET + b"\x01" + p.REDUCE + p.APPEND) * 300 + p.STOP)
+    blob = _storage_blob(torch.zeros(20000))
+    body = (p.PROTO + b"\x04" + p.GLOBAL + b"torch.storage\n_load_from_bytes\n" + p.BINPUT + b"\x00" + p.POP
+            + p.BINBYTES + len(blob).to_bytes(4, "little") + blob + p.BINPUT + b"\x01" + p.POP + p.EMPTY_LIST
+            + (p.BINGET + b"\x00" + p.BINGET + b"\x01" + p.TUPLE1 + p.REDUCE + p.APPEND) * 300 + p.STOP)
     path = tmp_path / "bomb.pkl"
     path.write_bytes(body)
     assert len(body) < 100_000
-    with pytest.raises(SG2LoadError, match="memory bomb"):
+    with pytest.raises(SG2LoadError, match="bomb.pkl: .*memory bomb"):
+        load_sg2(path)
+
+
+@pytest.mark.parametrize("module,name", [("builtins", "set"), ("_codecs", "encode"), ("builtins", "getattr")])
+def test_globals_outside_the_documented_list_are_refused(tmp_path, module, name):
+    body = pickle.PROTO + b"\x04" + pickle.GLOBAL + f"{module}\n{name}\n".encode() + pickle.STOP
+    path = tmp_path / "g.pkl"
+    path.write_bytes(body)
+    with pytest.raises(UnsafePickleError, match=f"g.pkl: this file wants to import {module}.{name}; refusing"):
         load_sg2(path)
 
 

@@ -3,6 +3,11 @@
 gandistill's format is a folder holding ``<net>.safetensors`` (weights) per network and
 ``gandistill_sg2.json`` (constructor kwargs, dtype, metadata). NVlabs ``.pkl`` snapshots are read with
 the restricted unpickler of ``nvlabs_pickle``: nothing from the file is imported or executed.
+
+Every file is opened with ``safe_io.read_regular_file`` (regular files only, under a size cap, a FIFO
+cannot block); weights files named by the JSON must resolve inside the checkpoint folder. Any failure
+while reading a checkpoint is an ``SG2LoadError`` (``UnsafePickleError`` for a hostile pickle) whose
+message starts with the file's path; a missing path is ``FileNotFoundError``.
 """
 from __future__ import annotations
 
@@ -17,6 +22,8 @@ from typing import Any, Dict, Iterable, Optional, Sequence, Union
 
 import torch
 from torch import nn
+
+from gandistill.safe_io import ForbiddenError, SafeLoadError, brief, read_regular_file, resolve_inside, summary
 
 from .networks import Discriminator, Generator
 from .nvlabs_pickle import (
@@ -93,6 +100,9 @@ def _check_nets(nets: Union[str, Iterable[str]]) -> tuple:
     return nets
 
 
+MAX_SNAPSHOT_BYTES = 2 ** 30   # NVlabs' largest StyleGAN2-ADA pickles (1024 px, G+D+G_ema) are ~380 MB
+MAX_WEIGHTS_BYTES = 2 ** 30
+MAX_JSON_BYTES = 16 * 2 ** 20
 MAX_IMG_RESOLUTION = 2 ** 14
 MAX_MAPPING_LAYERS = 64
 MAX_INT_KWARG = 2 ** 24
@@ -110,7 +120,7 @@ def _check_kwargs(name: str, kwargs: Any, where: str) -> None:
             raise SG2LoadError(f"{where}: {name} kwargs nest too deep at {path}")
         for k, v in d.items():
             if not isinstance(k, str):
-                raise SG2LoadError(f"{where}: {name} kwargs have a non-string key {k!r}")
+                raise SG2LoadError(f"{where}: {name} kwargs have a non-string key {summary(k)}")
             key = f"{path}{k}"
             if isinstance(v, dict):
                 walk(v, key + ".", depth + 1)
@@ -130,8 +140,8 @@ def _construct(name: str, kwargs: dict, where: str, device: Optional[str] = None
         with torch.device(device):
             return cls(**kwargs)
     except _BUILD_ERRORS as e:
-        raise SG2LoadError(f"{where}: cannot build {name} ({cls.__name__}) from its kwargs {str(kwargs)[:400]}: "
-                           f"{type(e).__name__}: {str(e)[:200]}") from None
+        raise SG2LoadError(f"{where}: cannot build {name} ({cls.__name__}) from its kwargs {summary(kwargs, 400)}: "
+                           f"{brief(e)}") from None
 
 
 def _build(name: str, kwargs: dict, state: Dict[str, torch.Tensor], where: str) -> nn.Module:
@@ -159,14 +169,43 @@ def _build(name: str, kwargs: dict, state: Dict[str, torch.Tensor], where: str) 
     return net.eval().requires_grad_(False)
 
 
+def _as_load_error(path: Union[str, Path], e: BaseException) -> SG2LoadError:
+    """Any failure while reading ``path`` -> an ``SG2LoadError`` whose one-line message starts with the path."""
+    if isinstance(e, UnsafePickleError) or isinstance(e, ForbiddenError):
+        cls, msg = UnsafePickleError, str(e)
+    elif isinstance(e, SafeLoadError):
+        cls, msg = SG2LoadError, str(e)
+    elif isinstance(e, RecursionError):
+        cls, msg = SG2LoadError, "the file nests too deep to read"
+    elif isinstance(e, MemoryError):
+        cls, msg = SG2LoadError, "ran out of memory reading the file"
+    else:
+        cls, msg = SG2LoadError, f"cannot read the checkpoint ({brief(e)})"
+    msg = " ".join(msg.split())  # one line
+    where = str(path)
+    return cls(msg if msg.startswith(where) else f"{where}: {msg}")
+
+
+def _guarded(path: Union[str, Path], fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` with every exception except ``FileNotFoundError`` turned into a clean ``SG2LoadError``."""
+    try:
+        return fn(*args)
+    except FileNotFoundError:
+        raise
+    except Exception as e:
+        raise _as_load_error(path, e) from None
+
+
+def _read_snapshot_file(path: Path) -> Dict[str, Any]:
+    return read_snapshot(read_regular_file(path, MAX_SNAPSHOT_BYTES, what="snapshot"))
+
+
 # ------------------------------------------------------------------------------------------------ NVlabs pickles
 
 
-def _load_nvlabs(path: Path, nets: tuple, device: Union[str, torch.device]) -> SG2Checkpoint:
-    try:
-        snap = read_snapshot(path.read_bytes())
-    except SG2LoadError as e:
-        raise type(e)(f"{path}: {e}") from None
+def _load_nvlabs(path: Path, data: bytes, nets: tuple) -> SG2Checkpoint:
+    """Build ``nets`` (on the CPU) from a snapshot's bytes."""
+    snap = read_snapshot(data)
     ckpt = SG2Checkpoint(source="nvlabs-pkl")
     for name in nets:
         rec = snap.get(name)
@@ -175,16 +214,16 @@ def _load_nvlabs(path: Path, nets: tuple, device: Union[str, torch.device]) -> S
             have = [k for k in NET_NAMES if isinstance(snap.get(k), PersistentRecord)]
             raise SG2LoadError(f"{path}: the snapshot has no '{name}' (it has {', '.join(have)})")
         if not isinstance(rec, PersistentRecord) or rec.class_name != want:
-            got = f"a '{rec.class_name}'" if isinstance(rec, PersistentRecord) else type(rec).__name__
+            got = f"a {summary(rec.class_name, 60)}" if isinstance(rec, PersistentRecord) else type(rec).__name__
             raise SG2LoadError(f"{path}: '{name}' is {got}, expected a StyleGAN2-ADA '{want}'")
         kwargs = record_kwargs(rec)
         net = _build(name, kwargs, flatten_state(rec), str(path))
         for attr in ("num_ws", "z_dim", "w_dim", "c_dim", "img_resolution"):
             stored = rec.state.get(attr)
             if type(stored) is int and hasattr(net, attr) and stored != getattr(net, attr):
-                raise SG2LoadError(f"{path}: {name}.{attr} is {rec.state[attr]} in the file but the rebuilt "
+                raise SG2LoadError(f"{path}: {name}.{attr} is {summary(stored)} in the file but the rebuilt "
                                    f"network has {getattr(net, attr)}")
-        setattr(ckpt, name, net.to(device))
+        setattr(ckpt, name, net)
         ckpt.kwargs[name] = kwargs
     for name in NET_NAMES:  # record every network's kwargs even if not built
         rec = snap.get(name)
@@ -200,7 +239,8 @@ def _load_nvlabs(path: Path, nets: tuple, device: Union[str, torch.device]) -> S
                                                                                     dict) else None,
         "networks": [k for k in NET_NAMES if isinstance(snap.get(k), PersistentRecord)],
         "has_augment_pipe": isinstance(snap.get("augment_pipe"), PersistentRecord),
-        "extra_keys": [str(k) for k in snap if k not in NET_NAMES + ("training_set_kwargs", "augment_pipe")],
+        "extra_keys": [summary(k, 80).strip("'") if not isinstance(k, str) else k[:80] for k in list(snap)[:64]
+                       if k not in NET_NAMES + ("training_set_kwargs", "augment_pipe")],
     }
     return ckpt
 
@@ -214,16 +254,17 @@ def _read_info(jpath: Path) -> Dict[str, Any]:
     Each entry needs ``class`` (str), ``kwargs`` (dict) and ``file``: a bare file name inside the folder
     (no directories, no ``..``, not absolute), defaulting to ``<net>.safetensors``.
     """
+    raw = read_regular_file(jpath, MAX_JSON_BYTES, what="checkpoint JSON")
     try:
-        info = json.loads(jpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise SG2LoadError(f"{jpath}: corrupt JSON ({type(e).__name__}: {str(e)[:200]})") from None
+        info = json.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # incl. JSONDecodeError, int too large
+        raise SG2LoadError(f"{jpath}: corrupt JSON ({brief(e)})") from None
     if not isinstance(info, dict) or info.get("format") != FORMAT_NAME:
-        raise SG2LoadError(f"{jpath}: not a {FORMAT_NAME} checkpoint (format field is {info.get('format')!r})"
+        raise SG2LoadError(f"{jpath}: not a {FORMAT_NAME} checkpoint (format field is {summary(info.get('format'))})"
                            if isinstance(info, dict) else f"{jpath}: not a {FORMAT_NAME} checkpoint")
     version = info.get("version")
     if type(version) is not int or version < 1:
-        raise SG2LoadError(f"{jpath}: format version must be a positive integer, got {repr(version)[:40]}")
+        raise SG2LoadError(f"{jpath}: format version must be a positive integer, got {summary(version, 40)}")
     if version > FORMAT_VERSION:
         raise SG2LoadError(f"{jpath}: format version {version} is newer than this gandistill "
                            f"understands ({FORMAT_VERSION}); upgrade gandistill")
@@ -234,29 +275,47 @@ def _read_info(jpath: Path) -> Dict[str, Any]:
         raise SG2LoadError(f"{jpath}: 'meta' must be an object")
     for name, entry in entries.items():
         if not isinstance(entry, dict):
-            raise SG2LoadError(f"{jpath}: the entry for '{name}' must be an object, got {type(entry).__name__}")
+            raise SG2LoadError(f"{jpath}: the entry for {summary(name)} must be an object, got {type(entry).__name__}")
         if not isinstance(entry.get("kwargs"), dict):
-            raise SG2LoadError(f"{jpath}: the entry for '{name}' has no constructor 'kwargs' object")
+            raise SG2LoadError(f"{jpath}: the entry for {summary(name)} has no constructor 'kwargs' object")
         fname = entry.setdefault("file", f"{name}.safetensors")
         if (not isinstance(fname, str) or fname in ("", ".", "..") or "/" in fname or "\\" in fname
                 or "\0" in fname or Path(fname).name != fname or Path(fname).is_absolute()):
-            raise SG2LoadError(f"{jpath}: the weights file of '{name}' must be a bare file name inside the "
-                               f"checkpoint folder, got {str(fname)[:80]!r}")
+            raise SG2LoadError(f"{jpath}: the weights file of {summary(name)} must be a bare file name inside the "
+                               f"checkpoint folder, got {summary(fname, 80)}")
     return {"nets": entries, "meta": info.get("meta") or {}, "version": version}
 
 
 def _resolve_ours(path: Path) -> Path:
+    """The JSON of a checkpoint folder (it must resolve inside the folder), or the JSON path given."""
     if path.is_dir():
-        path = path / JSON_NAME
-    if not path.is_file():
+        if not os.path.lexists(path / JSON_NAME):
+            raise FileNotFoundError(f"no {JSON_NAME} in {path}: not a gandistill StyleGAN2 checkpoint folder")
+        return resolve_inside(path, JSON_NAME, what="checkpoint JSON")
+    if not path.exists():
         raise FileNotFoundError(f"no {JSON_NAME} in {path.parent}: not a gandistill StyleGAN2 checkpoint folder")
     return path
 
 
-def _load_ours(path: Path, nets: tuple, device: Union[str, torch.device]) -> SG2Checkpoint:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+def _read_weights(jpath: Path, fname: str) -> Dict[str, torch.Tensor]:
+    """A network's safetensors file: a regular file inside the checkpoint folder, read under a size cap."""
+    from safetensors.torch import load
 
+    wfile = jpath.parent / fname
+    if not os.path.lexists(wfile):
+        raise SG2LoadError(f"{jpath}: weights file {fname} is missing")
+    target = resolve_inside(jpath.parent, fname, what="weights file")
+    data = read_regular_file(target, MAX_WEIGHTS_BYTES, what="weights file", follow_symlinks=False)
+    try:
+        state = load(data)
+    except Exception as e:  # SafetensorError, or anything else from a hostile header
+        raise SG2LoadError(f"{wfile}: corrupt or truncated safetensors file ({brief(e)})") from None
+    del data
+    return state
+
+
+def _load_ours(path: Path, nets: tuple) -> SG2Checkpoint:
+    """Build ``nets`` (on the CPU) from a gandistill checkpoint folder or its JSON."""
     jpath = _resolve_ours(path)
     info = _read_info(jpath)
     entries = info["nets"]
@@ -267,16 +326,10 @@ def _load_ours(path: Path, nets: tuple, device: Union[str, torch.device]) -> SG2
         entry = entries[name]
         want = NET_CLASSES[name].__name__
         if entry.get("class") != want:
-            raise SG2LoadError(f"{jpath}: '{name}' is a '{entry.get('class')}', expected '{want}'")
-        wfile = jpath.parent / entry["file"]
-        if not wfile.is_file():
-            raise SG2LoadError(f"{jpath}: weights file {wfile.name} is missing")
-        try:
-            state = load_file(str(wfile), device="cpu")
-        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-            raise SG2LoadError(f"{wfile}: corrupt or truncated safetensors file ({e})") from None
-        net = _build(name, entry["kwargs"], state, str(wfile))
-        setattr(ckpt, name, net.to(device))
+            raise SG2LoadError(f"{jpath}: '{name}' is a {summary(entry.get('class'))}, expected '{want}'")
+        state = _read_weights(jpath, entry["file"])
+        net = _build(name, entry["kwargs"], state, str(jpath.parent / entry["file"]))
+        setattr(ckpt, name, net)
     ckpt.kwargs = {k: v["kwargs"] for k, v in entries.items() if isinstance(v, dict) and "kwargs" in v}
     ckpt.meta["path"] = str(jpath.parent)
     return ckpt
@@ -299,17 +352,25 @@ def load_sg2(path: PathLike, nets: Union[str, Sequence[str]] = ("G_ema",),
     p = Path(path).expanduser()
     if not p.exists():
         raise FileNotFoundError(f"no such StyleGAN2 checkpoint: {p}")
+    ckpt = _guarded(p, _load_any, p, nets)
+    for name in NET_NAMES:  # outside the guard: a bad device is the caller's error, not the file's
+        net = getattr(ckpt, name)
+        if net is not None:
+            setattr(ckpt, name, net.to(device))
+    return ckpt
+
+
+def _load_any(p: Path, nets: tuple) -> SG2Checkpoint:
     if p.is_dir() or p.suffix == ".json":
-        return _load_ours(p, nets, device)
-    with open(p, "rb") as f:
-        head = f.read(2)
-    if head == b"PK":
+        return _load_ours(p, nets)
+    if p.suffix == ".safetensors" and (p.parent / JSON_NAME).is_file():
+        return _load_ours(p.parent, nets)
+    data = read_regular_file(p, MAX_SNAPSHOT_BYTES, what="checkpoint")
+    if data[:2] == b"PK":
         raise SG2LoadError(f"{p}: this is a zip archive (a torch.save file?), not a StyleGAN2-ADA snapshot pickle; "
                            "gandistill never unpickles torch.save files")
-    if head[:1] == b"\x80" or p.suffix == ".pkl":
-        return _load_nvlabs(p, nets, device)
-    if p.suffix == ".safetensors" and (p.parent / JSON_NAME).is_file():
-        return _load_ours(p.parent, nets, device)
+    if data[:1] == b"\x80" or p.suffix == ".pkl":
+        return _load_nvlabs(p, data, nets)
     raise SG2LoadError(f"{p}: unrecognised checkpoint (expected an NVlabs .pkl snapshot or a folder with {JSON_NAME})")
 
 
@@ -371,12 +432,9 @@ def available_nets(path: PathLike) -> tuple:
     if not p.exists():
         raise FileNotFoundError(f"no such StyleGAN2 checkpoint: {p}")
     if p.is_dir() or p.suffix == ".json":
-        entries = _read_info(_resolve_ours(p))["nets"]
+        entries = _guarded(p, lambda: _read_info(_resolve_ours(p))["nets"])
         return tuple(n for n in NET_NAMES if n in entries)
-    try:
-        snap = read_snapshot(p.read_bytes())
-    except SG2LoadError as e:
-        raise type(e)(f"{p}: {e}") from None
+    snap = _guarded(p, _read_snapshot_file, p)
     return tuple(n for n in NET_NAMES
                  if isinstance(snap.get(n), PersistentRecord) and snap[n].class_name == NET_CLASSES[n].__name__)
 

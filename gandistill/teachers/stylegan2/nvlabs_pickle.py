@@ -1,42 +1,60 @@
-"""A restricted unpickler for official StyleGAN2-ADA (NVlabs, PyTorch) network snapshots.
+"""A restricted reader for official StyleGAN2-ADA (NVlabs, PyTorch) network snapshot pickles.
 
-Nothing from the file is imported or executed: ``find_class`` returns our own stand-ins for an
-allow-list of globals the format uses, and refuses everything else with ``UnsafePickleError``.
+Nothing from the file is imported or executed. The pickle runs on ``gandistill.safe_io.SafeUnpickler``
+(a whitelisting pickle interpreter: bounded depth, no cycles, bounded dict keys, typed mutation, a
+work budget proportional to the file size). Its globals resolve to our stand-ins for exactly the
+names the format uses (see ``ALLOWED_GLOBALS`` and ``tests/fixtures/README.md``); anything else is
+refused with ``UnsafePickleError``:
 
 * ``torch_utils.persistence._reconstruct_persistent_obj(meta)`` -> a ``PersistentRecord`` holding
   ``class_name``, ``state`` and ``_init_kwargs``. The embedded ``module_src`` is dropped unread: it is
   never executed nor compiled.
-* ``torch.storage._load_from_bytes(blob)`` -> a flat tensor, parsed from the legacy (non-zip) torch
-  serialization by a second restricted unpickler that only knows ``torch.<Type>Storage`` names.
-* ``torch._utils._rebuild_tensor_v2`` / ``_rebuild_parameter`` -> views of those storages (checked bounds).
+* ``torch.storage._load_from_bytes(blob)`` -> a flat storage, parsed from the legacy (non-zip) torch
+  serialization by a second restricted interpreter that only knows ``torch.<Type>Storage`` names.
+* ``torch._utils._rebuild_tensor_v2`` / ``_rebuild_parameter`` -> views of those storages (bounds
+  checked; the views of one storage may not claim more elements than it holds, so many tensors cannot
+  share one small storage).
 * ``numpy.dtype`` / ``numpy.core.multiarray.scalar`` -> Python numbers (no numpy import).
-* ``dnnlib.util.EasyDict`` -> a plain ``dict`` subclass; ``collections.OrderedDict`` as is.
+* ``dnnlib.util.EasyDict`` -> a plain ``dict`` subclass; ``collections.OrderedDict()`` (no arguments).
 
-Opcodes that act on already-built objects are restricted too (the unpickler is the pure-Python
-``pickle._Unpickler`` with its dispatch table overridden): ``BUILD`` (``__setstate__``) only on the
-EasyDict and numpy-dtype stand-ins, ``SETITEM(S)`` only on dicts, so a file cannot, e.g., call
-``Tensor.__setstate__`` (which would resize a storage and expose uninitialised memory). Calls made by
-``REDUCE`` are charged against a budget proportional to the file size, so a small file cannot make the
-loader copy a memoised object over and over (a memory bomb).
+BUILD is allowed only on the EasyDict and numpy-dtype stand-ins.
 """
 from __future__ import annotations
 
 import collections
-import io
-import pickle
+import functools
 import struct
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
+from gandistill.safe_io import (
+    Allowed,
+    Budget,
+    ForbiddenError,
+    Global,
+    Limits,
+    NumpyDType,
+    SafeLoadError,
+    SafeUnpickler,
+    brief,
+    numpy_dtype_build,
+    numpy_scalar,
+    summary,
+)
 
-class SG2LoadError(ValueError):
-    """A StyleGAN2 checkpoint could not be read (corrupt, truncated, wrong kind of file or network)."""
+
+class SG2LoadError(SafeLoadError):
+    """A StyleGAN2 checkpoint could not be read (corrupt, truncated, hostile, wrong kind of file or network)."""
 
 
 class UnsafePickleError(SG2LoadError):
-    """A pickle asked for a global outside the StyleGAN2-ADA allow-list; nothing was imported or run."""
+    """A pickle asked for a global or operation outside the StyleGAN2-ADA format; nothing was imported or run."""
+
+
+FORMAT = "the StyleGAN2-ADA snapshot format"
+LIMITS = Limits()
 
 
 @dataclass
@@ -63,9 +81,14 @@ class EasyDict(dict):
         except KeyError:
             raise AttributeError(name) from None
 
-    def __setstate__(self, state: Any) -> None:  # BUILD with an (empty) attribute dict
-        if isinstance(state, dict):
-            self.update(state)
+
+def _easydict_build(obj: EasyDict, state: Any, vm: SafeUnpickler) -> None:
+    """BUILD on an EasyDict (what Python 3.7 wrote): an attribute dict, whose items become the dict's."""
+    if state is None:
+        return
+    if not isinstance(state, dict):
+        raise SG2LoadError(f"EasyDict state is a {type(state).__name__}, expected a dict")
+    vm.set_items(obj, list(state.items()))
 
 
 PERSISTENCE_VERSION = 6  # what NVlabs' torch_utils.persistence writes (and asserts on load)
@@ -74,61 +97,39 @@ PERSISTENCE_VERSION = 6  # what NVlabs' torch_utils.persistence writes (and asse
 def _reconstruct_persistent_obj(meta: Any) -> PersistentRecord:
     if not isinstance(meta, dict) or not isinstance(meta.get("class_name"), str):
         raise SG2LoadError("malformed persistent object in the snapshot (expected a meta dict with a class_name)")
+    name = summary(meta["class_name"], 80).strip("'")
     if meta.get("type") != "class":
-        raise SG2LoadError(f"persistent object '{meta['class_name']}' has type {str(meta.get('type'))[:40]!r}; "
+        raise SG2LoadError(f"persistent object '{name}' has type {summary(meta.get('type'), 40)}; "
                            "only persistent classes (type 'class') are supported")
     version = meta.get("version")
     if type(version) is not int or version != PERSISTENCE_VERSION:
-        raise SG2LoadError(f"persistent object '{meta['class_name']}' has persistence version "
-                           f"{repr(version)[:40]}; only version {PERSISTENCE_VERSION} (StyleGAN2-ADA PyTorch "
-                           "snapshots) is supported")
+        raise SG2LoadError(f"persistent object '{name}' has persistence version {summary(version, 40)}; only "
+                           f"version {PERSISTENCE_VERSION} (StyleGAN2-ADA PyTorch snapshots) is supported")
     state = meta.get("state")
     if not isinstance(state, dict):
-        raise SG2LoadError(f"persistent object '{meta['class_name']}' has no state dict")
+        raise SG2LoadError(f"persistent object '{name}' has no state dict")
     # meta["module_src"] is deliberately never looked at beyond this point.
     init_args = state.get("_init_args", ()) or ()
     init_kwargs = state.get("_init_kwargs", {}) or {}
     if not isinstance(init_kwargs, dict) or not isinstance(init_args, (tuple, list)):
-        raise SG2LoadError(f"persistent object '{meta['class_name']}' has malformed _init_args/_init_kwargs")
+        raise SG2LoadError(f"persistent object '{name}' has malformed _init_args/_init_kwargs")
+    # no copies: a memoised state shared by many records must not cost more than once
     return PersistentRecord(class_name=meta["class_name"], state=state, version=version,
-                            init_args=tuple(init_args), init_kwargs=dict(init_kwargs))
+                            init_args=init_args if isinstance(init_args, tuple) else tuple(init_args[:64]),
+                            init_kwargs=init_kwargs)
 
 
-# ------------------------------------------------------------------------------------------------ numpy scalars
-
-_NP_CODES = {"f8": "d", "f4": "f", "f2": "e", "i8": "q", "i4": "i", "i2": "h", "i1": "b", "u8": "Q", "u4": "I",
-             "u2": "H", "u1": "B", "b1": "?"}
-
-
-class _NumpyDType:
-    """Stand-in for ``numpy.dtype('f8', False, True)`` followed by ``BUILD`` with numpy's state tuple."""
-
-    def __init__(self, code: Any, align: Any = False, copy: Any = True):
-        if not isinstance(code, str) or code.lstrip("<>|=") not in _NP_CODES:
-            raise UnsafePickleError(f"unsupported numpy dtype {code!r} in the snapshot")
-        self.code = code.lstrip("<>|=")
-        self.byteorder = "<"
-
-    def __setstate__(self, state: Any) -> None:
-        if isinstance(state, tuple) and len(state) > 1 and state[1] in ("<", ">", "|", "="):
-            self.byteorder = "<" if state[1] in ("|", "=") else state[1]
+def _ordered_dict(*args: Any) -> collections.OrderedDict:
+    """``collections.OrderedDict()``: the pickles create it empty and fill it with SETITEMS."""
+    if args:
+        raise UnsafePickleError("this file calls collections.OrderedDict with arguments; refusing (the snapshot "
+                                "format creates them empty)")
+    return collections.OrderedDict()
 
 
-def _numpy_scalar(dtype: Any, data: Any = None) -> Any:
-    if not isinstance(dtype, _NumpyDType) or not isinstance(data, (bytes, bytearray)):
-        raise SG2LoadError("malformed numpy scalar in the snapshot")
-    fmt = dtype.byteorder + _NP_CODES[dtype.code]
-    if struct.calcsize(fmt) != len(data):
-        raise SG2LoadError(f"numpy scalar of type {dtype.code} has {len(data)} bytes")
-    return struct.unpack(fmt, bytes(data))[0]
-
-
-def _codecs_encode(obj: Any, encoding: str = "utf-8") -> bytes:
-    """Protocol-2 pickles spell ``bytes`` as ``_codecs.encode(str, 'latin1')``."""
-    if not isinstance(obj, str) or encoding not in ("latin1", "latin-1"):
-        raise UnsafePickleError("refusing _codecs.encode with unexpected arguments")
-    return obj.encode("latin1")
-
+# keep the historical private names importable
+_NumpyDType = NumpyDType
+_numpy_scalar = numpy_scalar
 
 # ------------------------------------------------------------------------------------------------ tensors
 
@@ -139,183 +140,154 @@ _STORAGE_DTYPES = {
 }
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
+MAX_TENSOR_DIMS = 16
 
 
-@dataclass(frozen=True)
-class _StorageType:
-    name: str
+class _Storage:
+    """A flat storage read from a blob, and how many elements the tensor views built on it have claimed."""
 
-    @property
-    def dtype(self) -> torch.dtype:
-        return _STORAGE_DTYPES[self.name]
+    __slots__ = ("data", "claimed")
+
+    def __init__(self, data: torch.Tensor):
+        self.data = data
+        self.claimed = 0
+
+    def __repr__(self) -> str:
+        return f"<storage {self.data.dtype} x{self.data.numel()}>"
 
 
-class _RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
-    """Pure-Python unpickler whose object-mutating opcodes are limited to what the format needs.
+class _BlobRef:
+    """What a storage persistent id in a blob resolves to (a private type: a blob cannot forge one)."""
 
-    * ``BUILD`` (``__setstate__`` / ``__dict__`` update) only on instances of ``BUILD_TYPES``;
-    * ``SETITEM`` / ``SETITEMS`` only on dicts;
-    * every ``REDUCE`` call (and protocol-0 ``INST``/``OBJ``) is charged ``len`` of its container/bytes
-      arguments against ``budget``, so memoised objects cannot be copied over and over.
+    __slots__ = ("key", "view")
+
+    def __init__(self, key: str, view: Optional[Tuple[int, int]]):
+        self.key, self.view = key, view
+
+
+def _blob_find_class(module: str, name: str) -> Allowed:
+    if module == "torch" and name in _STORAGE_DTYPES:
+        return Allowed()  # only ever passed around inside a storage record
+    raise UnsafePickleError(f"a tensor blob in this file wants to import {summary(module, 60)[1:-1]}."
+                            f"{summary(name, 60)[1:-1]}; refusing")
+
+
+def load_storage_blob(blob: Any, budget: Optional[Budget] = None) -> _Storage:
+    """Parse a legacy ``torch.save`` byte string holding one storage into a flat storage (no ``torch.load``).
+
+    The blob is five small pickles (magic, protocol, sys info, the storage record, the key list) and
+    then, per key, an 8-byte element count and the raw little-endian data.
     """
-
-    BUILD_TYPES: Tuple[type, ...] = ()
-    dispatch = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
-
-    def __init__(self, f: io.BytesIO, budget: int):
-        super().__init__(f)
-        self.budget = budget
-
-    def _charge(self, args: Any) -> None:
-        cost = 1
-        for a in args if isinstance(args, tuple) else ():
-            if isinstance(a, (bytes, bytearray, str, list, tuple, dict, set, frozenset)):
-                cost += len(a)
-        self.budget -= cost
-        if self.budget < 0:
-            raise SG2LoadError("the pickle asks for far more work than its size justifies (a memory bomb?); "
-                               "refusing")
-
-    def load_build(self) -> None:
-        state = self.stack.pop()
-        inst = self.stack[-1]
-        if type(inst) not in self.BUILD_TYPES:
-            raise UnsafePickleError(f"this file wants to set the state of a {type(inst).__name__} object "
-                                    "(pickle BUILD); refusing (not part of the StyleGAN2-ADA snapshot format)")
-        inst.__setstate__(state)
-
-    def load_setitem(self) -> None:
-        value = self.stack.pop()
-        key = self.stack.pop()
-        self._dict_target()[key] = value
-
-    def load_setitems(self) -> None:
-        items = self.pop_mark()
-        target = self._dict_target()
-        for i in range(0, len(items) - 1, 2):
-            target[items[i]] = items[i + 1]
-
-    def _dict_target(self) -> dict:
-        target = self.stack[-1]
-        if not isinstance(target, dict):
-            raise UnsafePickleError(f"this file wants to set items of a {type(target).__name__} object; refusing")
-        return target
-
-    def load_reduce(self) -> None:
-        args = self.stack.pop()
-        func = self.stack[-1]
-        self._charge(args)
-        self.stack[-1] = func(*args)
-
-    def _instantiate(self, klass: Any, args: Any) -> None:
-        self._charge(tuple(args))
-        super()._instantiate(klass, args)
-
-    dispatch[pickle.BUILD[0]] = load_build
-    dispatch[pickle.SETITEM[0]] = load_setitem
-    dispatch[pickle.SETITEMS[0]] = load_setitems
-    dispatch[pickle.REDUCE[0]] = load_reduce
-
-
-class _BlobUnpickler(_RestrictedUnpickler):
-    """Inner unpickler for one legacy storage blob: only ``torch.<Type>Storage`` names, storage persistent ids."""
-
-    def __init__(self, f: io.BytesIO, storages: Dict[str, Any]):
-        super().__init__(f, budget=4 * len(f.getbuffer()) + 4096)
-        self.storages = storages
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module == "torch" and name in _STORAGE_DTYPES:
-            return _StorageType(name)
-        raise UnsafePickleError(f"a tensor blob in this file wants to import {module}.{name}; refusing")
-
-    def persistent_load(self, pid: Any) -> Any:
-        if not isinstance(pid, tuple) or len(pid) != 6 or pid[0] != "storage":
-            raise SG2LoadError(f"unexpected persistent id in a tensor blob: {str(pid)[:80]}")
-        _, stype, key, _location, numel, view = pid
-        if not isinstance(stype, _StorageType) or not isinstance(numel, int) or numel < 0:
-            raise SG2LoadError("malformed storage record in a tensor blob")
-        key = str(key)
-        if key not in self.storages:
-            self.storages[key] = [stype.dtype, numel, None]
-        if view is not None:
-            view_key, offset, size = view
-            return ("view", key, int(offset), int(size))
-        return ("root", key)
-
-
-def load_storage_blob(blob: Any) -> torch.Tensor:
-    """Parse a legacy ``torch.save`` byte string holding one storage into a flat tensor (no ``torch.load``)."""
     if not isinstance(blob, (bytes, bytearray)):
         raise SG2LoadError("tensor blob is not a byte string")
-    f = io.BytesIO(bytes(blob))
+    blob = bytes(blob)
+    budget = budget if budget is not None else Budget(len(blob), LIMITS)
     storages: Dict[str, List[Any]] = {}
-    try:
-        if _BlobUnpickler(f, storages).load() != _LEGACY_MAGIC:
-            raise SG2LoadError("tensor blob has a wrong magic number (not legacy torch serialization)")
-        if _BlobUnpickler(f, storages).load() != _LEGACY_PROTOCOL:
-            raise SG2LoadError("tensor blob has an unsupported serialization protocol")
-        info = _BlobUnpickler(f, storages).load()
-        if not isinstance(info, dict) or not info.get("little_endian", True):
-            raise SG2LoadError("big-endian tensor blobs are not supported")
-        obj = _BlobUnpickler(f, storages).load()
-        keys = _BlobUnpickler(f, storages).load()
-        if not isinstance(keys, list):
-            raise SG2LoadError("tensor blob has no storage key list")
-        for key in keys:
-            key = str(key)
-            if key not in storages:
-                raise SG2LoadError(f"tensor blob lists an unknown storage key {key!r}")
-            dtype, numel, _ = storages[key]
-            head = f.read(8)
-            if len(head) != 8:
-                raise SG2LoadError("tensor blob is truncated")
-            count = struct.unpack("<q", head)[0]
-            if count != numel:
-                raise SG2LoadError(f"tensor blob element count {count} != declared {numel}")
-            nbytes = numel * torch.empty((), dtype=dtype).element_size()
-            raw = f.read(nbytes)
-            if len(raw) != nbytes:
-                raise SG2LoadError("tensor blob is truncated")
-            storages[key][2] = torch.frombuffer(bytearray(raw), dtype=dtype) if numel else torch.empty(0, dtype=dtype)
-    except (pickle.UnpicklingError, EOFError, struct.error, ValueError, TypeError, IndexError) as e:
-        if isinstance(e, SG2LoadError):
-            raise
-        raise SG2LoadError(f"corrupt tensor blob in the snapshot: {e}") from None
-    if not isinstance(obj, tuple):
+
+    def persistent_load(pid: Any) -> _BlobRef:
+        if type(pid) is not tuple or len(pid) != 6 or pid[0] != "storage":
+            raise SG2LoadError(f"unexpected persistent id in a tensor blob: {summary(pid)}")
+        _, stype, key, _location, numel, view = pid
+        if (type(stype) is not Global or stype.name not in _STORAGE_DTYPES or type(key) not in (str, int)
+                or type(numel) is not int or numel < 0):
+            raise SG2LoadError("malformed storage record in a tensor blob")
+        dtype = _STORAGE_DTYPES[stype.name]
+        if numel * torch.empty((), dtype=dtype).element_size() > len(blob):
+            raise SG2LoadError(f"a tensor blob declares {numel} elements, more than its {len(blob)} bytes hold")
+        key = str(key)
+        if key not in storages:
+            storages[key] = [dtype, numel, None]
+        if view is None:
+            return _BlobRef(key, None)
+        if type(view) is not tuple or len(view) != 3 or not all(type(v) is int for v in view[1:]):
+            raise SG2LoadError("malformed storage view record in a tensor blob")
+        return _BlobRef(key, (view[1], view[2]))
+
+    pos = 0
+
+    def next_pickle() -> Any:
+        nonlocal pos
+        vm = SafeUnpickler(blob, pos=pos, find_class=_blob_find_class, budget=budget, limits=LIMITS,
+                           persistent_load=persistent_load, fmt="a tensor blob")
+        obj = vm.load()
+        pos = vm.pos
+        return obj
+
+    if next_pickle() != _LEGACY_MAGIC:
+        raise SG2LoadError("tensor blob has a wrong magic number (not legacy torch serialization)")
+    if next_pickle() != _LEGACY_PROTOCOL:
+        raise SG2LoadError("tensor blob has an unsupported serialization protocol")
+    info = next_pickle()
+    if not isinstance(info, dict) or info.get("little_endian", True) is not True:
+        raise SG2LoadError("tensor blob: only little-endian sys info dicts are supported")
+    ref = next_pickle()
+    keys = next_pickle()
+    if type(keys) is not list or not all(type(k) in (str, int) for k in keys) or len(keys) > len(storages):
+        raise SG2LoadError("tensor blob has no valid storage key list")
+    for key in keys:
+        key = str(key)
+        if key not in storages or storages[key][2] is not None:
+            raise SG2LoadError(f"tensor blob lists an unknown or repeated storage key {summary(key)}")
+        dtype, numel, _ = storages[key]
+        if pos + 8 > len(blob):
+            raise SG2LoadError("tensor blob is truncated")
+        count = struct.unpack_from("<q", blob, pos)[0]
+        pos += 8
+        if count != numel:
+            raise SG2LoadError(f"tensor blob element count {count} != declared {numel}")
+        nbytes = numel * torch.empty((), dtype=dtype).element_size()
+        if pos + nbytes > len(blob):
+            raise SG2LoadError("tensor blob is truncated")
+        raw = bytearray(memoryview(blob)[pos:pos + nbytes])
+        pos += nbytes
+        storages[key][2] = torch.frombuffer(raw, dtype=dtype) if numel else torch.empty(0, dtype=dtype)
+    if type(ref) is not _BlobRef:
         raise SG2LoadError("tensor blob does not hold a storage")
-    root = storages[obj[1]][2]
+    root = storages[ref.key][2]
     if root is None:
         raise SG2LoadError("tensor blob storage has no data")
-    if obj[0] == "view":
-        _, _, offset, size = obj
-        if offset < 0 or offset + size > root.numel():
+    if ref.view is not None:
+        offset, size = ref.view
+        if offset < 0 or size < 0 or offset + size > root.numel():
             raise SG2LoadError("tensor blob storage view is out of bounds")
-        return root[offset: offset + size]
-    return root
+        return _Storage(root[offset: offset + size])
+    return _Storage(root)
 
 
 def _rebuild_tensor_v2(storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any = False,
                        backward_hooks: Any = None, metadata: Any = None) -> torch.Tensor:
-    if not isinstance(storage, torch.Tensor) or storage.ndim != 1:
+    """A view of ``storage`` with the stored size/stride/offset, checked against the storage's bounds.
+
+    Every view claims ``max(numel, 1)`` elements of its storage; claims beyond the storage's size (one
+    small storage reused by many tensors: a memory amplification) are refused.
+    """
+    if not isinstance(storage, _Storage):
         raise SG2LoadError("tensor record does not reference a storage")
     if not isinstance(size, (tuple, list)) or not isinstance(stride, (tuple, list)) or type(offset) is not int:
         raise SG2LoadError("malformed tensor record (size/stride must be tuples, offset an int)")
+    if len(size) > MAX_TENSOR_DIMS or len(stride) > MAX_TENSOR_DIMS:
+        raise SG2LoadError(f"tensor record with more than {MAX_TENSOR_DIMS} dimensions")
     if not all(type(s) is int for s in (*size, *stride)):
         raise SG2LoadError("malformed tensor record (size/stride entries must be ints)")
     size, stride = tuple(size), tuple(stride)
     if len(size) != len(stride) or offset < 0 or any(s < 0 for s in size) or any(s < 0 for s in stride):
-        raise SG2LoadError(f"malformed tensor record (size {size}, stride {stride}, offset {offset})")
+        raise SG2LoadError(f"malformed tensor record (size {summary(size)}, stride {summary(stride)}, "
+                           f"offset {summary(offset)})")
+    flat = storage.data
     numel = 1
     for n in size:
         numel *= n
-    if numel > storage.numel():  # e.g. a zero stride repeating 1 element a billion times
-        raise SG2LoadError(f"tensor record of {numel} elements is larger than its storage ({storage.numel()})")
+    if numel > flat.numel():  # e.g. a zero stride repeating 1 element a billion times
+        raise SG2LoadError(f"tensor record of {numel} elements is larger than its storage ({flat.numel()})")
     if numel > 0:
         last = offset + sum((n - 1) * s for n, s in zip(size, stride))
-        if last >= storage.numel():
+        if last >= flat.numel():
             raise SG2LoadError("tensor record reaches past the end of its storage")
-    return storage.as_strided(size, stride, offset)  # a view: no copy, so repeated records cost nothing
+    storage.claimed += max(numel, 1)
+    if storage.claimed > max(flat.numel(), 1):
+        raise SG2LoadError(f"several tensor records share one storage of {flat.numel()} elements and claim "
+                           f"{storage.claimed}; the format gives each tensor its own storage")
+    return flat.as_strided(size, stride, offset)  # a view: no copy
 
 
 def _rebuild_parameter(data: Any, requires_grad: Any = False, backward_hooks: Any = None) -> torch.Tensor:
@@ -326,66 +298,61 @@ def _rebuild_parameter(data: Any, requires_grad: Any = False, backward_hooks: An
 
 # ------------------------------------------------------------------------------------------------ outer unpickler
 
-ALLOWED_GLOBALS: Dict[Tuple[str, str], Any] = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("dnnlib.util", "EasyDict"): EasyDict,
-    ("dnnlib", "EasyDict"): EasyDict,
-    ("numpy.core.multiarray", "scalar"): _numpy_scalar,
-    ("numpy._core.multiarray", "scalar"): _numpy_scalar,
-    ("numpy", "dtype"): _NumpyDType,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
-    ("torch.storage", "_load_from_bytes"): load_storage_blob,
-    ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
-    ("_codecs", "encode"): _codecs_encode,
-    ("builtins", "set"): set,
+# The documented globals of the format (tests/fixtures/README.md) -> our stand-ins. `_load_from_bytes` is
+# bound to the per-file budget in `read_snapshot`.
+ALLOWED_GLOBALS: Dict[Tuple[str, str], Allowed] = {
+    ("collections", "OrderedDict"): Allowed(call=_ordered_dict),
+    ("dnnlib.util", "EasyDict"): Allowed(new=EasyDict),
+    ("dnnlib", "EasyDict"): Allowed(new=EasyDict),
+    ("numpy.core.multiarray", "scalar"): Allowed(call=numpy_scalar),
+    ("numpy._core.multiarray", "scalar"): Allowed(call=numpy_scalar),
+    ("numpy", "dtype"): Allowed(call=NumpyDType),
+    ("torch._utils", "_rebuild_parameter"): Allowed(call=_rebuild_parameter),
+    ("torch._utils", "_rebuild_tensor_v2"): Allowed(call=_rebuild_tensor_v2),
+    ("torch.storage", "_load_from_bytes"): Allowed(call=load_storage_blob),
+    ("torch_utils.persistence", "_reconstruct_persistent_obj"): Allowed(call=_reconstruct_persistent_obj),
 }
+BUILD_HANDLERS = {EasyDict: _easydict_build, NumpyDType: numpy_dtype_build}
+DICT_TYPES = (dict, collections.OrderedDict, EasyDict)
 
 
-class SnapshotUnpickler(_RestrictedUnpickler):
-    """Unpickler that resolves only ``ALLOWED_GLOBALS`` (to our stand-ins) and refuses everything else.
-
-    ``BUILD`` is allowed only on the EasyDict and numpy-dtype stand-ins (see ``_RestrictedUnpickler``).
-    """
-
-    BUILD_TYPES = (EasyDict, _NumpyDType)
-
-    def __init__(self, f: io.BytesIO):
-        super().__init__(f, budget=4 * len(f.getbuffer()) + 1_000_000)
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            pass
-        if module.startswith("dnnlib.tflib"):
-            raise UnsafePickleError(f"this file wants to import {module}.{name}: it is a TensorFlow StyleGAN pickle. "
-                                    "Convert it to the PyTorch format with NVlabs' legacy.py first; refusing")
-        raise UnsafePickleError(f"this file wants to import {module}.{name}; refusing (not part of the "
-                                "StyleGAN2-ADA snapshot format, nothing was run)")
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise SG2LoadError("this pickle uses persistent ids (a torch.save file?), not an NVlabs snapshot")
+def _snapshot_find_class(budget: Budget, module: str, name: str) -> Allowed:
+    allowed = ALLOWED_GLOBALS.get((module, name))
+    if allowed is not None:
+        if allowed.call is load_storage_blob:
+            return Allowed(call=functools.partial(load_storage_blob, budget=budget))
+        return allowed
+    if module.startswith("dnnlib.tflib"):
+        raise UnsafePickleError(f"this file wants to import {module}.{name}: it is a TensorFlow StyleGAN pickle. "
+                                "Convert it to the PyTorch format with NVlabs' legacy.py first; refusing")
+    raise UnsafePickleError(f"this file wants to import {module}.{name}; refusing (not part of the "
+                            "StyleGAN2-ADA snapshot format, nothing was run)")
 
 
 def read_snapshot(data: bytes) -> Dict[str, Any]:
-    """Unpickle an NVlabs snapshot's bytes safely; returns the top-level dict (networks as ``PersistentRecord``)."""
+    """Unpickle an NVlabs snapshot's bytes safely; returns the top-level dict (networks as ``PersistentRecord``).
+
+    Every failure is an ``SG2LoadError`` (``UnsafePickleError`` for anything outside the format).
+    """
     if data[:2] == b"PK":
         raise SG2LoadError("this is a zip archive (torch.save format?), not a StyleGAN2-ADA snapshot pickle")
     if not data or data[:1] != b"\x80":
         raise SG2LoadError("not a pickle file (no pickle protocol header); is the path right?")
+    budget = Budget(len(data), LIMITS)
     try:
-        obj = SnapshotUnpickler(io.BytesIO(data)).load()
+        obj = SafeUnpickler(data, find_class=functools.partial(_snapshot_find_class, budget), budget=budget,
+                            limits=LIMITS, build=BUILD_HANDLERS, dict_types=DICT_TYPES, fmt=FORMAT).load()
     except SG2LoadError:
         raise
-    except (EOFError, pickle.UnpicklingError) as e:
-        raise SG2LoadError(f"the snapshot is truncated or corrupt ({type(e).__name__}: {e})") from None
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, struct.error, RuntimeError,
-            MemoryError, OverflowError, UnicodeDecodeError) as e:
-        raise SG2LoadError(f"the snapshot is corrupt ({type(e).__name__}: {e})") from None
+    except ForbiddenError as e:
+        raise UnsafePickleError(str(e)) from None
+    except SafeLoadError as e:
+        raise SG2LoadError(str(e)) from None
+    except Exception as e:  # pragma: no cover - load() converts everything; belt and braces
+        raise SG2LoadError(f"the snapshot is corrupt ({brief(e)})") from None
     if not isinstance(obj, dict) or not any(isinstance(obj.get(k), PersistentRecord) for k in ("G", "D", "G_ema")):
         kind = type(obj).__name__
-        keys = f" with keys {list(obj)[:8]}" if isinstance(obj, dict) else ""
+        keys = f" with keys {[summary(k, 30) for k in list(obj)[:8]]}" if isinstance(obj, dict) else ""
         raise SG2LoadError(f"not a StyleGAN2-ADA network snapshot: the pickle holds a {kind}{keys}, "
                            "expected a dict with 'G', 'D' and/or 'G_ema' networks")
     return obj
@@ -394,6 +361,7 @@ def read_snapshot(data: bytes) -> Dict[str, Any]:
 MAX_MODULE_DEPTH = 64  # SG2 networks nest 4 deep; anything near this is a crafted file
 MAX_PLAIN_DEPTH = 64
 MAX_PLAIN_NODES = 100_000
+MAX_PLAIN_CHARS = 4_000_000
 
 
 def _state_group(record: PersistentRecord, key: str, prefix: str) -> Dict[Any, Any]:
@@ -408,12 +376,14 @@ def flatten_state(record: PersistentRecord, prefix: str = "", _seen: Optional[se
     """Join ``_parameters`` and persistent ``_buffers`` with dotted child names -> a flat state_dict.
 
     A submodule that contains itself (a cycle built with the pickle memo), appears twice, or nests
-    more than ``MAX_MODULE_DEPTH`` deep raises ``SG2LoadError``.
+    more than ``MAX_MODULE_DEPTH`` deep raises ``SG2LoadError``; so do tensors that share storage
+    (``check_storage_use``).
     """
+    top = _seen is None
     seen = set() if _seen is None else _seen
     if id(record) in seen:
-        raise SG2LoadError(f"submodule {prefix.rstrip('.') or '<root>'} ({record.class_name}) appears twice in "
-                           "the module tree (a cycle or a shared submodule); not a StyleGAN2-ADA network")
+        raise SG2LoadError(f"submodule {prefix.rstrip('.') or '<root>'} ({summary(record.class_name, 60)}) appears "
+                           "twice in the module tree (a cycle or a shared submodule); not a StyleGAN2-ADA network")
     if prefix.count(".") >= MAX_MODULE_DEPTH:
         raise SG2LoadError(f"the module tree nests more than {MAX_MODULE_DEPTH} deep; not a StyleGAN2-ADA network")
     seen.add(id(record))
@@ -421,36 +391,69 @@ def flatten_state(record: PersistentRecord, prefix: str = "", _seen: Optional[se
     st = record.state
     skip = st.get("_non_persistent_buffers_set") or ()
     if not isinstance(skip, (set, frozenset, list, tuple)):
-        raise SG2LoadError(f"_non_persistent_buffers_set of {record.class_name} is not a set")
+        raise SG2LoadError(f"_non_persistent_buffers_set of {summary(record.class_name, 60)} is not a set")
     skip = {s for s in skip if isinstance(s, str)}
     for group in ("_parameters", "_buffers"):
         for name, t in _state_group(record, group, prefix).items():
             if t is None or (group == "_buffers" and name in skip):
                 continue
             if not isinstance(t, torch.Tensor):
-                raise SG2LoadError(f"{prefix}{name} in {record.class_name} is not a tensor")
+                raise SG2LoadError(f"{prefix}{summary(name, 80)} in {summary(record.class_name, 60)} is not a tensor")
             out[f"{prefix}{name}"] = t
     for name, child in _state_group(record, "_modules", prefix).items():
         if child is None:
             continue
         if not isinstance(child, PersistentRecord):
-            raise SG2LoadError(f"submodule {prefix}{name} is not a StyleGAN2-ADA network object")
+            raise SG2LoadError(f"submodule {prefix}{summary(name, 80)} is not a StyleGAN2-ADA network object")
         out.update(flatten_state(child, f"{prefix}{name}.", seen))
+    if top:
+        check_storage_use(out)
     return out
+
+
+def check_storage_use(state: Dict[str, torch.Tensor]) -> None:
+    """Refuse tensors that together claim more bytes of one storage than it holds.
+
+    NVlabs snapshots give every tensor its own storage; a crafted file could instead point hundreds of
+    parameters at one small storage, so that building the network costs hundreds of times the file.
+    """
+    used: Dict[Tuple[int, int], int] = {}
+    for name, t in state.items():
+        s = t.untyped_storage()
+        key = (s.data_ptr(), s.nbytes())
+        used[key] = used.get(key, 0) + t.numel() * t.element_size()
+        if used[key] > key[1]:
+            raise SG2LoadError(f"tensor {summary(name, 80)} shares its storage with other tensors (together "
+                               f"{used[key]} bytes of a {key[1]}-byte storage); the format gives each tensor "
+                               "its own storage")
 
 
 def plain(obj: Any) -> Any:
     """EasyDict/OrderedDict/tuple/numpy stand-ins -> JSON-able plain Python values.
 
-    A container that contains itself, nests deeper than ``MAX_PLAIN_DEPTH`` or a structure of more
-    than ``MAX_PLAIN_NODES`` values (shared sub-containers count each time) raises ``SG2LoadError``.
+    A container that contains itself, nests deeper than ``MAX_PLAIN_DEPTH``, a structure of more
+    than ``MAX_PLAIN_NODES`` values or ``MAX_PLAIN_CHARS`` characters of strings (shared sub-containers
+    and strings count each time: the result is a tree) raises ``SG2LoadError``.
     """
-    budget = [MAX_PLAIN_NODES]
+    budget = [MAX_PLAIN_NODES, MAX_PLAIN_CHARS]
+
+    def chars(n: int) -> None:
+        budget[1] -= n
+        if budget[1] < 0:
+            raise SG2LoadError(f"a value in the snapshot holds more than {MAX_PLAIN_CHARS} characters of "
+                               "strings; refusing")
+
+    def key(k: Any) -> str:
+        k = str(k) if isinstance(k, (str, int, float, bool)) or k is None else summary(k, 80)
+        chars(len(k))
+        return k
 
     def walk(o: Any, path: Tuple[int, ...]) -> Any:
         budget[0] -= 1
         if budget[0] < 0:
             raise SG2LoadError(f"a value in the snapshot has more than {MAX_PLAIN_NODES} entries; refusing")
+        if isinstance(o, (str, bytes)):
+            chars(len(o))
         if isinstance(o, (dict, list, tuple)):
             if id(o) in path:
                 raise SG2LoadError("a value in the snapshot contains itself (a self-referencing "
@@ -459,13 +462,12 @@ def plain(obj: Any) -> Any:
                 raise SG2LoadError(f"a value in the snapshot nests more than {MAX_PLAIN_DEPTH} deep; refusing")
             inner = path + (id(o),)
             if isinstance(o, dict):
-                return {str(k) if isinstance(k, (str, int, float, bool)) or k is None else repr(k)[:80]:
-                        walk(v, inner) for k, v in o.items()}
+                return {key(k): walk(v, inner) for k, v in o.items()}
             return [walk(v, inner) for v in o]
         if isinstance(o, (str, int, float, bool)) or o is None:
             return o
         if isinstance(o, (set, frozenset)):  # elements are hashable, so never containers that could cycle
-            return [walk(v, path) for v in sorted(o, key=repr)]
+            return [walk(v, path) for v in sorted(o, key=lambda v: summary(v, 200))]
         return f"<{type(o).__name__}>"
 
     return walk(obj, ())
@@ -474,9 +476,9 @@ def plain(obj: Any) -> Any:
 def record_kwargs(record: PersistentRecord) -> Dict[str, Any]:
     """The constructor kwargs (``_init_kwargs``) as plain dicts; positional ``_init_args`` are not expected."""
     if record.init_args:
-        raise SG2LoadError(f"{record.class_name} was constructed with positional arguments; unsupported")
+        raise SG2LoadError(f"{summary(record.class_name, 60)} was constructed with positional arguments; unsupported")
     return plain(record.init_kwargs)
 
 
 def describe_record(record: Optional[PersistentRecord]) -> str:
-    return "nothing" if record is None else f"a '{record.class_name}'"
+    return "nothing" if record is None else f"a {summary(record.class_name, 60)}"

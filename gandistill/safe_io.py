@@ -1,0 +1,875 @@
+"""Reading untrusted files: regular-file checks with a size cap, and a whitelisting pickle interpreter.
+
+Shared by the StyleGAN2-ADA snapshot loader (``teachers/stylegan2/nvlabs_pickle.py``), gandistill's own
+checkpoint format (``teachers/stylegan2/checkpoint.py``) and the CIFAR batch reader (``data/cifar.py``).
+
+``read_regular_file`` opens without blocking (a FIFO cannot hang it), refuses anything that is not a
+regular file (``/dev/zero``, a FIFO, a directory) and anything over a size cap, before reading a byte.
+
+``SafeUnpickler`` is a small pickle virtual machine written for hostile input, not a subclass of
+``pickle.Unpickler``: it imports and calls nothing by itself. Every global is resolved by the caller
+to an ``Allowed`` stand-in; every opcode it does not know or allow is refused. Its invariants:
+
+* **no cycles, bounded depth**: a container that has been placed inside another one is frozen (no
+  more APPEND/SETITEM/BUILD on it), so the object graph is a DAG whose depth is known exactly when each
+  node is built; deeper than ``Limits.max_depth`` is refused;
+* **bounded hashing**: dict keys and set elements must be strings/bytes/numbers of bounded size or
+  small tuples of them (a nested or heavily shared tuple is never hashed);
+* **typed mutation**: APPEND(S) only onto lists, SETITEM(S) only onto the dict types given,
+  ADDITEMS only onto sets, BUILD only on the types given, always objects this interpreter created;
+* **a budget** proportional to the file size: every created container and slot costs nodes, and the
+  bytes/str/containers handed to a call (REDUCE, BUILD) cost payload, so re-using one memoised object
+  over and over cannot make a small file expensive;
+* **clean errors**: anything going wrong becomes ``SafeLoadError`` (``ForbiddenError`` for
+  something outside the allow-list), with bounded messages (``summary`` never formats attacker data
+  beyond a few dozen characters).
+"""
+from __future__ import annotations
+
+import codecs
+import errno
+import os
+import stat
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class SafeLoadError(ValueError):
+    """An untrusted file could not be read safely (corrupt, truncated, too large, or hostile)."""
+
+
+class ForbiddenError(SafeLoadError):
+    """The file asked for something outside the allow-list (a global, an opcode, a BUILD target)."""
+
+
+# ------------------------------------------------------------------------------------------------ messages
+
+
+def summary(obj: Any, limit: int = 60) -> str:
+    """A bounded ``repr``: at most about ``limit`` characters, never walks more than that many nodes."""
+    out: List[str] = []
+    budget = [max(limit, 8)]
+
+    def put(s: str) -> None:
+        out.append(s[: budget[0]])
+        budget[0] -= len(s)
+
+    def walk(o: Any, depth: int) -> None:
+        if budget[0] <= 0:
+            return
+        t = type(o)
+        if o is None or t in (bool, float):
+            put(repr(o))
+        elif t is int:
+            put(repr(o) if o.bit_length() <= 128 else f"<int of {o.bit_length()} bits>")
+        elif t in (str, bytes, bytearray):
+            put(repr(o[: budget[0]]) + ("..." if len(o) > budget[0] else ""))
+        elif isinstance(o, (list, tuple, dict, set, frozenset)):
+            if depth >= 4:
+                put(f"<{t.__name__} of {len(o)}>")
+                return
+            ends = {list: "[]", tuple: "()", dict: "{}", set: "{}", frozenset: "{}"}
+            ends_s = next((v for k, v in ends.items() if isinstance(o, k)), "[]")
+            put((t.__name__ if t not in ends else "") + ends_s[0])
+            items = o.items() if isinstance(o, dict) else o
+            for i, item in enumerate(items):
+                if budget[0] <= 0:
+                    break
+                if i:
+                    put(", ")
+                if isinstance(o, dict):
+                    walk(item[0], depth + 1)
+                    put(": ")
+                    walk(item[1], depth + 1)
+                else:
+                    walk(item, depth + 1)
+            put(ends_s[1])
+        else:
+            put(f"<{t.__name__}>")
+
+    walk(obj, 0)
+    text = "".join(out)
+    return text if budget[0] > 0 else text[:limit] + "..."
+
+
+def brief(e: BaseException, limit: int = 200) -> str:
+    """``Type: first line of the message`` (bounded; no C++ backtrace, no formatting of non-str args)."""
+    args = getattr(e, "args", ())
+    if isinstance(e, OSError) and e.strerror:
+        text = e.strerror
+    elif args and isinstance(args[0], str):
+        text = args[0]
+    elif args:
+        text = summary(args[0], limit)
+    else:
+        text = ""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    line = lines[0][:limit] if lines else ""
+    return f"{type(e).__name__}: {line}" if line else type(e).__name__
+
+
+# ------------------------------------------------------------------------------------------------ files
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO / named pipe"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2 ** 20:.1f} MiB"
+
+
+def read_regular_file(path: PathLike, max_bytes: int, *, what: str = "file", follow_symlinks: bool = True) -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most ``max_bytes``; else ``SafeLoadError``.
+
+    Opens with ``O_NONBLOCK`` (a FIFO cannot block), checks ``fstat`` of the opened descriptor (so what
+    is checked is what is read), refuses non-regular files and oversized files before reading, and
+    refuses a file that grows while being read. ``follow_symlinks=False`` refuses a symlink as the last
+    path component. A missing file raises ``FileNotFoundError``.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    if not follow_symlinks:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        if e.errno == errno.ELOOP and not follow_symlinks:
+            raise SafeLoadError(f"{path}: the {what} is a symbolic link; refusing to follow it") from None
+        raise SafeLoadError(f"{path}: cannot open the {what} ({brief(e)})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise SafeLoadError(f"{path}: the {what} is {_kind(st.st_mode)}, not a regular file; refusing to read it")
+        if st.st_size > max_bytes:
+            raise SafeLoadError(f"{path}: the {what} is {_mb(st.st_size)}, over the {_mb(max_bytes)} limit; "
+                                "refusing to read it")
+        with os.fdopen(fd, "rb", closefd=True) as f:
+            fd = -1
+            data = f.read(st.st_size + 1)
+    except OSError as e:
+        raise SafeLoadError(f"{path}: cannot read the {what} ({brief(e)})") from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    if len(data) > st.st_size:
+        raise SafeLoadError(f"{path}: the {what} grew while being read; refusing")
+    return data
+
+
+def regular_size(path: PathLike, what: str = "file") -> int:
+    """``os.stat(path).st_size`` if ``path`` (after symlinks) is a regular file, else ``SafeLoadError``."""
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise SafeLoadError(f"{path}: the {what} is {_kind(st.st_mode)}, not a regular file; refusing to read it")
+    return st.st_size
+
+
+def resolve_inside(folder: PathLike, name: str, what: str = "file") -> Path:
+    """``folder / name`` with symlinks resolved, refused unless it stays inside ``folder`` (resolved)."""
+    root = Path(folder).resolve()
+    target = (Path(folder) / name).resolve()
+    if target != root and root not in target.parents:
+        raise SafeLoadError(f"{Path(folder) / name}: the {what} resolves to {target}, outside the folder {root}; "
+                            "refusing to follow it")
+    return target
+
+
+# ------------------------------------------------------------------------------------------------ pickle VM
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds of ``SafeUnpickler``; the budgets scale with the size of the data being read."""
+
+    max_depth: int = 100           # nesting of containers / call results
+    max_key_len: int = 1024        # characters of a str/bytes dict key or set element
+    max_key_nodes: int = 32        # elements of a tuple used as a key (counted with repeats)
+    max_int_bytes: int = 256       # LONG1/LONG4 payload
+    max_line: int = 4096           # text opcodes (GLOBAL, INT, ...)
+    max_name: int = 256            # module / name of a global
+    nodes_per_byte: int = 4
+    node_slack: int = 4096
+    payload_per_byte: int = 2
+    payload_slack: int = 65536
+
+
+class Budget:
+    """Work a pickle may ask for: ``nodes`` (containers, slots, calls) and ``payload`` (bytes handed to calls)."""
+
+    def __init__(self, size: int, limits: Limits = Limits()):
+        self.nodes = limits.nodes_per_byte * size + limits.node_slack
+        self.payload = limits.payload_per_byte * size + limits.payload_slack
+
+    def charge(self, nodes: int = 0, payload: int = 0) -> None:
+        self.nodes -= nodes
+        self.payload -= payload
+        if self.nodes < 0 or self.payload < 0:
+            raise SafeLoadError("the pickle asks for far more work than its size justifies (a memory bomb?); "
+                                "refusing")
+
+
+def payload_of(obj: Any) -> int:
+    """What handing ``obj`` to a call costs: its length, plus that of the items of a top-level tuple/list."""
+    def one(o: Any) -> int:
+        return len(o) if isinstance(o, (str, bytes, bytearray, list, tuple, dict, set, frozenset)) else 0
+
+    cost = one(obj)
+    if type(obj) in (tuple, list):
+        cost += sum(one(o) for o in obj)
+    return cost
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """What a resolved global may do: be called by REDUCE (``call``) and/or instantiated by NEWOBJ with no
+    arguments (``new``). Neither: it may only be passed around (e.g. a storage type inside a record)."""
+
+    call: Optional[Callable[..., Any]] = None
+    new: Optional[Callable[[], Any]] = None
+
+
+class Global:
+    """A resolved global on the pickle stack (never the real object: the stand-in ``Allowed``)."""
+
+    __slots__ = ("module", "name", "allowed")
+
+    def __init__(self, module: str, name: str, allowed: Allowed):
+        self.module, self.name, self.allowed = module, name, allowed
+
+    def __repr__(self) -> str:
+        return f"<global {self.module}.{self.name}>"
+
+
+_PRIM = (type(None), bool, int, float, str, bytes)
+_PRIM_SET = frozenset(_PRIM)
+BuildHandler = Callable[[Any, Any, "SafeUnpickler"], None]
+
+
+class _Stop(Exception):
+    pass
+
+
+def _op(code: bytes) -> int:
+    return code[0]
+
+
+class SafeUnpickler:
+    """Run one pickle from ``data[pos:]`` under the rules in the module docstring; ``load()`` -> the object.
+
+    ``find_class(module, name) -> Allowed`` resolves globals (raise ``ForbiddenError`` to refuse);
+    ``build`` maps exact types to ``handler(obj, state, vm)`` for BUILD; ``dict_types`` are the types
+    SETITEM(S) may target; ``persistent_load`` enables (BIN)PERSID; ``str8`` says how protocol-0..2
+    byte strings (Python 2 ``str``) come back: ``"bytes"`` or ``"latin1"``. ``budget`` may be shared by
+    several unpicklers over one file; ``pos`` is where the next pickle starts after ``load()``.
+    """
+
+    def __init__(self, data: bytes, *, find_class: Callable[[str, str], Allowed], pos: int = 0,
+                 budget: Optional[Budget] = None, limits: Limits = Limits(),
+                 build: Optional[Mapping[type, BuildHandler]] = None, dict_types: Tuple[type, ...] = (dict,),
+                 persistent_load: Optional[Callable[[Any], Any]] = None, str8: str = "bytes",
+                 fmt: str = "this file format"):
+        self.data = data
+        self.pos = pos
+        self.find_class = find_class
+        self.limits = limits
+        self.budget = budget if budget is not None else Budget(len(data) - pos, limits)
+        self.build = dict(build or {})
+        self.dict_types = tuple(dict_types)
+        self.persistent_load = persistent_load
+        self.str8 = str8
+        self.fmt = fmt
+        self.stack: List[Any] = []
+        self.metastack: List[List[Any]] = []
+        self.memo: Dict[int, Any] = {}
+        self._info: Dict[int, list] = {}  # id -> [obj, depth, frozen]; holding obj keeps ids unique
+        self._op_pos = pos
+        self._result: Any = None
+
+    # ------------------------------------------------------------------ driver
+    def load(self) -> Any:
+        """Execute opcodes until STOP; any failure is a ``SafeLoadError``."""
+        data, n, dispatch = self.data, len(self.data), self._DISPATCH
+        try:
+            while True:
+                if self.pos >= n:
+                    raise self._truncated("the end of the data, before STOP")
+                self._op_pos = self.pos
+                code = data[self.pos]
+                self.pos += 1
+                handler = dispatch.get(code)
+                if handler is None:
+                    raise self._error(f"unknown pickle opcode {bytes([code])!r}")
+                handler(self)
+        except _Stop:
+            return self._result
+        except SafeLoadError:
+            raise
+        except RecursionError:
+            raise SafeLoadError(f"the pickle nests too deep (at byte {self._op_pos}); refusing") from None
+        except MemoryError:
+            raise SafeLoadError(f"out of memory while reading the pickle (at byte {self._op_pos})") from None
+        except Exception as e:  # a stand-in's TypeError, a torch RuntimeError, ...
+            raise SafeLoadError(f"the pickle is corrupt at byte {self._op_pos} ({brief(e)})") from None
+
+    # ------------------------------------------------------------------ errors
+    def _error(self, msg: str, forbidden: bool = False) -> SafeLoadError:
+        cls = ForbiddenError if forbidden else SafeLoadError
+        return cls(f"{msg} at byte {self._op_pos}; refusing" if forbidden else
+                   f"the pickle is corrupt at byte {self._op_pos}: {msg}")
+
+    def _truncated(self, where: str) -> SafeLoadError:
+        return SafeLoadError(f"the pickle is truncated or corrupt (it reaches {where} at byte {self._op_pos})")
+
+    # ------------------------------------------------------------------ reading
+    def _take(self, k: int) -> bytes:
+        end = self.pos + k
+        if k < 0 or end > len(self.data):
+            raise self._truncated("past the end of the data")
+        out = self.data[self.pos:end]
+        self.pos = end
+        return out
+
+    def _unpack(self, fmt: str, size: int) -> Any:
+        if self.pos + size > len(self.data):
+            raise self._truncated("past the end of the data")
+        v = struct.unpack_from(fmt, self.data, self.pos)[0]
+        self.pos += size
+        return v
+
+    def _line(self) -> bytes:
+        limit = self.limits.max_line
+        end = self.data.find(b"\n", self.pos, self.pos + limit + 1)
+        if end < 0:
+            if self.pos + limit >= len(self.data):
+                raise self._truncated("the end of the data inside a text argument")
+            raise self._error(f"a text argument is longer than {limit} bytes")
+        out = self.data[self.pos:end]
+        self.pos = end + 1
+        return out
+
+    # ------------------------------------------------------------------ object tracking
+    def _pop(self) -> Any:
+        if not self.stack:
+            raise self._error("the stack is empty")
+        return self.stack.pop()
+
+    def _top(self) -> Any:
+        if not self.stack:
+            raise self._error("the stack is empty")
+        return self.stack[-1]
+
+    def _pop_mark(self) -> List[Any]:
+        if not self.metastack:
+            raise self._error("no MARK to pop to")
+        items = self.stack
+        self.stack = self.metastack.pop()
+        return items
+
+    def _depth(self, x: Any) -> int:
+        if type(x) in _PRIM_SET:
+            return 0
+        info = self._info.get(id(x))
+        return info[1] if info is not None else 0
+
+    def _adopt(self, info: list, children: Any) -> None:
+        """``children`` go inside ``info``'s object: freeze them, deepen it, refuse self-insertion."""
+        target, depth = info[0], info[1]
+        for c in children:
+            if type(c) in _PRIM_SET:
+                continue
+            if c is target:
+                raise self._error(f"a {type(target).__name__} is put inside itself (a cycle)", forbidden=True)
+            ci = self._info.get(id(c))
+            if ci is not None:
+                ci[2] = True
+                if ci[1] + 1 > depth:
+                    depth = ci[1] + 1
+        if depth > self.limits.max_depth:
+            raise SafeLoadError(f"the pickle nests deeper than {self.limits.max_depth} levels (at byte "
+                                f"{self._op_pos}); refusing")
+        info[1] = depth
+
+    def register(self, obj: Any, children: Any = (), depth: int = 1, slots: int = 0) -> Any:
+        """Track a newly created ``obj`` (open, i.e. still mutable) holding ``children``; charge the budget."""
+        self.budget.charge(nodes=1 + slots)
+        if type(obj) in _PRIM_SET or id(obj) in self._info:
+            return obj
+        info = [obj, depth, False]
+        self._adopt(info, children)
+        self._info[id(obj)] = info
+        return obj
+
+    def _open(self, obj: Any, kinds: Tuple[type, ...], verb: str, what: str) -> list:
+        """``obj``'s tracking record if it may be mutated by this opcode, else refuse."""
+        if type(obj) not in kinds:
+            raise self._error(f"this file wants to {verb} a {type(obj).__name__} object; only {what} can be "
+                              f"(not part of {self.fmt})", forbidden=True)
+        info = self._info.get(id(obj))
+        if info is None:
+            raise self._error(f"this file wants to {verb} a {type(obj).__name__} it did not create", forbidden=True)
+        if info[2]:
+            raise self._error(f"this file modifies a {type(obj).__name__} after placing it inside another object "
+                              "(a cycle or a re-opened container)", forbidden=True)
+        return info
+
+    def check_key(self, k: Any) -> None:
+        """Dict keys / set elements: bounded strings, numbers, or small tuples of those (never hash more)."""
+        lim = self.limits
+        todo, seen = [(k, 0)], 0
+        while todo:
+            x, d = todo.pop()
+            t = type(x)
+            if t in (str, bytes):
+                if len(x) > lim.max_key_len:
+                    raise self._error(f"a dict key / set element of {len(x)} characters (more than "
+                                      f"{lim.max_key_len})", forbidden=True)
+            elif t is tuple and d < 3:
+                seen += len(x)
+                if seen > lim.max_key_nodes:
+                    raise self._error(f"a dict key / set element is a tuple of more than {lim.max_key_nodes} "
+                                      "values", forbidden=True)
+                todo.extend((e, d + 1) for e in x)
+            elif not (x is None or t in (bool, int, float)):
+                raise self._error(f"a dict key / set element is a {t.__name__}; only strings, numbers and small "
+                                  "tuples of them are allowed", forbidden=True)
+
+    def set_items(self, target: Any, pairs: List[Tuple[Any, Any]]) -> None:
+        """SETITEM(S) semantics onto ``target`` (an allowed dict type this VM created and has not frozen)."""
+        info = self._open(target, self.dict_types, "set items of", "dicts")
+        self.budget.charge(nodes=len(pairs))
+        for k, v in pairs:
+            self.check_key(k)
+            self._adopt(info, (k, v))
+            target[k] = v
+
+    # ------------------------------------------------------------------ opcodes: structure
+    def _proto(self) -> None:
+        proto = self._unpack("<B", 1)
+        if proto > 5:
+            raise self._error(f"unsupported pickle protocol {proto}")
+
+    def _frame(self) -> None:
+        size = self._unpack("<Q", 8)
+        if size > len(self.data) - self.pos:
+            raise self._truncated("past the end of the data (FRAME)")
+
+    def _stop(self) -> None:
+        self._result = self._pop()
+        raise _Stop
+
+    def _mark(self) -> None:
+        self.metastack.append(self.stack)
+        self.stack = []
+
+    def _pop_op(self) -> None:
+        if self.stack:
+            self.stack.pop()
+        else:
+            self._pop_mark()
+
+    def _pop_mark_op(self) -> None:
+        self._pop_mark()
+
+    def _dup(self) -> None:
+        self.stack.append(self._top())
+
+    # ------------------------------------------------------------------ opcodes: primitives
+    def _push(self, v: Any) -> None:
+        self.stack.append(v)
+
+    def _none(self) -> None:
+        self.stack.append(None)
+
+    def _true(self) -> None:
+        self.stack.append(True)
+
+    def _false(self) -> None:
+        self.stack.append(False)
+
+    def _binint(self) -> None:
+        self.stack.append(self._unpack("<i", 4))
+
+    def _binint1(self) -> None:
+        self.stack.append(self._unpack("<B", 1))
+
+    def _binint2(self) -> None:
+        self.stack.append(self._unpack("<H", 2))
+
+    def _long_bytes(self, n: int) -> None:
+        if n < 0:
+            raise self._error("negative LONG length")
+        if n > self.limits.max_int_bytes:
+            raise self._error(f"an integer of {n} bytes (more than {self.limits.max_int_bytes})", forbidden=True)
+        self.stack.append(int.from_bytes(self._take(n), "little", signed=True))
+
+    def _long1(self) -> None:
+        self._long_bytes(self._unpack("<B", 1))
+
+    def _long4(self) -> None:
+        self._long_bytes(self._unpack("<i", 4))
+
+    def _int_text(self) -> None:
+        line = self._line()
+        if line in (b"00", b"01"):
+            self.stack.append(line == b"01")
+        else:
+            self.stack.append(int(line))
+
+    def _long_text(self) -> None:
+        line = self._line()
+        self.stack.append(int(line[:-1] if line.endswith(b"L") else line))
+
+    def _float_text(self) -> None:
+        self.stack.append(float(self._line()))
+
+    def _binfloat(self) -> None:
+        self.stack.append(self._unpack(">d", 8))
+
+    def _bytes(self, n: int, kind: type = bytes) -> None:
+        b = self._take(n)
+        self.stack.append(b if kind is bytes else self.register(bytearray(b)))
+
+    def _short_binbytes(self) -> None:
+        self._bytes(self._unpack("<B", 1))
+
+    def _binbytes(self) -> None:
+        self._bytes(self._unpack("<I", 4))
+
+    def _binbytes8(self) -> None:
+        self._bytes(self._unpack("<Q", 8))
+
+    def _bytearray8(self) -> None:
+        self._bytes(self._unpack("<Q", 8), bytearray)
+
+    def _str8(self, b: bytes) -> None:
+        self.stack.append(b if self.str8 == "bytes" else b.decode("latin1"))
+
+    def _short_binstring(self) -> None:
+        self._str8(self._take(self._unpack("<B", 1)))
+
+    def _binstring(self) -> None:
+        n = self._unpack("<i", 4)
+        if n < 0:
+            raise self._error("negative BINSTRING length")
+        self._str8(self._take(n))
+
+    def _string_text(self) -> None:
+        line = self._line()
+        if len(line) < 2 or line[:1] != line[-1:] or line[:1] not in (b"'", b'"'):
+            raise self._error("STRING argument is not quoted")
+        self._str8(codecs.escape_decode(line[1:-1])[0])
+
+    def _unicode(self, b: bytes) -> None:
+        self.stack.append(str(b, "utf-8", "surrogatepass"))
+
+    def _short_binunicode(self) -> None:
+        self._unicode(self._take(self._unpack("<B", 1)))
+
+    def _binunicode(self) -> None:
+        self._unicode(self._take(self._unpack("<I", 4)))
+
+    def _binunicode8(self) -> None:
+        self._unicode(self._take(self._unpack("<Q", 8)))
+
+    def _unicode_text(self) -> None:
+        self.stack.append(str(self._line(), "raw-unicode-escape"))
+
+    # ------------------------------------------------------------------ opcodes: containers
+    def _empty_list(self) -> None:
+        self.stack.append(self.register([]))
+
+    def _empty_dict(self) -> None:
+        self.stack.append(self.register({}))
+
+    def _empty_set(self) -> None:
+        self.stack.append(self.register(set()))
+
+    def _empty_tuple(self) -> None:
+        self.stack.append(())
+
+    def _tuple_of(self, items: List[Any]) -> None:
+        t = tuple(items)
+        self.stack.append(self.register(t, t, slots=len(t)) if t else t)
+
+    def _tuple(self) -> None:
+        self._tuple_of(self._pop_mark())
+
+    def _tuple1(self) -> None:
+        self._tuple_of([self._pop()])
+
+    def _tuple2(self) -> None:
+        b, a = self._pop(), self._pop()
+        self._tuple_of([a, b])
+
+    def _tuple3(self) -> None:
+        c, b, a = self._pop(), self._pop(), self._pop()
+        self._tuple_of([a, b, c])
+
+    def _list(self) -> None:
+        items = self._pop_mark()
+        self.stack.append(self.register(items, items, slots=len(items)))
+
+    def _dict(self) -> None:
+        items = self._pop_mark()
+        if len(items) % 2:
+            raise self._error("DICT with an odd number of items")
+        d = self.register({})
+        self.set_items(d, list(zip(items[::2], items[1::2])))
+        self.stack.append(d)
+
+    def _frozenset(self) -> None:
+        items = self._pop_mark()
+        for k in items:
+            self.check_key(k)
+        self.stack.append(self.register(frozenset(items), items, slots=len(items)))
+
+    def _append(self) -> None:
+        value = self._pop()
+        target = self._top()
+        info = self._open(target, (list,), "append to", "lists")
+        self.budget.charge(nodes=1)
+        self._adopt(info, (value,))
+        target.append(value)
+
+    def _appends(self) -> None:
+        items = self._pop_mark()
+        target = self._top()
+        info = self._open(target, (list,), "append to", "lists")
+        self.budget.charge(nodes=len(items))
+        self._adopt(info, items)
+        target.extend(items)
+
+    def _setitem(self) -> None:
+        value = self._pop()
+        key = self._pop()
+        self.set_items(self._top(), [(key, value)])
+
+    def _setitems(self) -> None:
+        items = self._pop_mark()
+        if len(items) % 2:
+            raise self._error("SETITEMS with an odd number of items")
+        self.set_items(self._top(), list(zip(items[::2], items[1::2])))
+
+    def _additems(self) -> None:
+        items = self._pop_mark()
+        target = self._top()
+        info = self._open(target, (set,), "add items to", "sets")
+        self.budget.charge(nodes=len(items))
+        for k in items:
+            self.check_key(k)
+        self._adopt(info, items)
+        target.update(items)
+
+    # ------------------------------------------------------------------ opcodes: memo
+    def _put_at(self, idx: int) -> None:
+        if idx < 0:
+            raise self._error("negative memo index")
+        self.memo[idx] = self._top()
+
+    def _get_at(self, idx: int) -> None:
+        try:
+            self.stack.append(self.memo[idx])
+        except KeyError:
+            raise self._error(f"memo entry {idx} is used before it is defined") from None
+
+    def _put(self) -> None:
+        self._put_at(int(self._line()))
+
+    def _binput(self) -> None:
+        self._put_at(self._unpack("<B", 1))
+
+    def _long_binput(self) -> None:
+        self._put_at(self._unpack("<I", 4))
+
+    def _memoize(self) -> None:
+        self._put_at(len(self.memo))
+
+    def _get(self) -> None:
+        self._get_at(int(self._line()))
+
+    def _binget(self) -> None:
+        self._get_at(self._unpack("<B", 1))
+
+    def _long_binget(self) -> None:
+        self._get_at(self._unpack("<I", 4))
+
+    # ------------------------------------------------------------------ opcodes: globals and calls
+    def _resolve(self, module: Any, name: Any) -> None:
+        if type(module) is not str or type(name) is not str:
+            raise self._error("a global's module and name must be strings")
+        if len(module) > self.limits.max_name or len(name) > self.limits.max_name:
+            raise self._error("a global with an over-long name", forbidden=True)
+        allowed = self.find_class(module, name)
+        if not isinstance(allowed, Allowed):
+            raise TypeError("find_class must return an Allowed")
+        self.stack.append(Global(module, name, allowed))
+
+    def _global(self) -> None:
+        module = self._line().decode("utf-8")
+        name = self._line().decode("utf-8")
+        self._resolve(module, name)
+
+    def _stack_global(self) -> None:
+        name = self._pop()
+        module = self._pop()
+        self._resolve(module, name)
+
+    def _reduce(self) -> None:
+        args = self._pop()
+        func = self._top()
+        if type(func) is not Global or func.allowed.call is None:
+            what = f"{func.module}.{func.name}" if type(func) is Global else f"a {type(func).__name__} object"
+            raise self._error(f"this file wants to call {what} (pickle REDUCE), which {self.fmt} never calls",
+                              forbidden=True)
+        if type(args) is not tuple:
+            raise self._error(f"REDUCE arguments are a {type(args).__name__}, not a tuple")
+        self.budget.charge(nodes=1, payload=payload_of(args))
+        result = func.allowed.call(*args)
+        self.stack[-1] = self.register(result, args)
+
+    def _newobj(self) -> None:
+        args = self._pop()
+        cls = self._pop()
+        if type(cls) is not Global or cls.allowed.new is None:
+            what = f"{cls.module}.{cls.name}" if type(cls) is Global else f"a {type(cls).__name__} object"
+            raise self._error(f"this file wants to instantiate {what} (pickle NEWOBJ)", forbidden=True)
+        if args != ():
+            raise self._error(f"{cls.module}.{cls.name} is instantiated with arguments (pickle NEWOBJ)",
+                              forbidden=True)
+        self.stack.append(self.register(cls.allowed.new()))
+
+    def _build_op(self) -> None:
+        state = self._pop()
+        inst = self._top()
+        handler = self.build.get(type(inst))
+        if handler is None:
+            raise self._error(f"this file wants to set the state of a {type(inst).__name__} object (pickle BUILD)"
+                              f" (not part of {self.fmt})", forbidden=True)
+        info = self._open(inst, (type(inst),), "set the state of", "its own objects")
+        self.budget.charge(nodes=1, payload=payload_of(state))
+        handler(inst, state, self)
+        self._adopt(info, ())
+
+    def _persid(self, pid: Any) -> None:
+        if self.persistent_load is None:
+            raise self._error(f"this file uses persistent ids, which {self.fmt} does not", forbidden=True)
+        self.budget.charge(nodes=1, payload=payload_of(pid))
+        self.stack.append(self.register(self.persistent_load(pid), (pid,)))
+
+    def _persid_text(self) -> None:
+        self._persid(self._line().decode("ascii"))
+
+    def _binpersid(self) -> None:
+        self._persid(self._pop())
+
+    def _forbidden(self) -> None:
+        import pickletools
+
+        names = {op.code.encode("latin1")[0]: op.name for op in pickletools.opcodes}
+        name = names.get(self.data[self._op_pos], "?")
+        raise self._error(f"this file uses the pickle opcode {name}, which {self.fmt} never needs", forbidden=True)
+
+    _DISPATCH: Dict[int, Callable[["SafeUnpickler"], None]] = {}
+
+
+def _init_dispatch() -> None:
+    import pickle as p
+
+    U = SafeUnpickler
+    table = {
+        p.PROTO: U._proto, p.FRAME: U._frame, p.STOP: U._stop, p.MARK: U._mark, p.POP: U._pop_op,
+        p.POP_MARK: U._pop_mark_op, p.DUP: U._dup,
+        p.NONE: U._none, p.NEWTRUE: U._true, p.NEWFALSE: U._false, p.BININT: U._binint, p.BININT1: U._binint1,
+        p.BININT2: U._binint2, p.LONG1: U._long1, p.LONG4: U._long4, p.INT: U._int_text, p.LONG: U._long_text,
+        p.FLOAT: U._float_text, p.BINFLOAT: U._binfloat,
+        p.SHORT_BINBYTES: U._short_binbytes, p.BINBYTES: U._binbytes, p.BINBYTES8: U._binbytes8,
+        p.BYTEARRAY8: U._bytearray8, p.SHORT_BINSTRING: U._short_binstring, p.BINSTRING: U._binstring,
+        p.STRING: U._string_text, p.SHORT_BINUNICODE: U._short_binunicode, p.BINUNICODE: U._binunicode,
+        p.BINUNICODE8: U._binunicode8, p.UNICODE: U._unicode_text,
+        p.EMPTY_LIST: U._empty_list, p.EMPTY_DICT: U._empty_dict, p.EMPTY_SET: U._empty_set,
+        p.EMPTY_TUPLE: U._empty_tuple, p.TUPLE: U._tuple, p.TUPLE1: U._tuple1, p.TUPLE2: U._tuple2,
+        p.TUPLE3: U._tuple3, p.LIST: U._list, p.DICT: U._dict, p.FROZENSET: U._frozenset,
+        p.APPEND: U._append, p.APPENDS: U._appends, p.SETITEM: U._setitem, p.SETITEMS: U._setitems,
+        p.ADDITEMS: U._additems,
+        p.PUT: U._put, p.BINPUT: U._binput, p.LONG_BINPUT: U._long_binput, p.MEMOIZE: U._memoize,
+        p.GET: U._get, p.BINGET: U._binget, p.LONG_BINGET: U._long_binget,
+        p.GLOBAL: U._global, p.STACK_GLOBAL: U._stack_global, p.REDUCE: U._reduce, p.NEWOBJ: U._newobj,
+        p.BUILD: U._build_op, p.PERSID: U._persid_text, p.BINPERSID: U._binpersid,
+        # known opcodes that no supported format needs: refused by name
+        p.INST: U._forbidden, p.OBJ: U._forbidden, p.EXT1: U._forbidden, p.EXT2: U._forbidden,
+        p.EXT4: U._forbidden, p.NEWOBJ_EX: U._forbidden, p.NEXT_BUFFER: U._forbidden,
+        p.READONLY_BUFFER: U._forbidden,
+    }
+    SafeUnpickler._DISPATCH = {k[0]: v for k, v in table.items()}
+
+
+_init_dispatch()
+
+
+# ------------------------------------------------------------------------------------------------ numpy stand-ins
+
+NUMPY_CODES = {"f8": "d", "f4": "f", "f2": "e", "i8": "q", "i4": "i", "i2": "h", "i1": "b", "u8": "Q", "u4": "I",
+               "u2": "H", "u1": "B", "b1": "?"}
+
+
+class NumpyDType:
+    """Stand-in for ``numpy.dtype(code, align, copy)`` (+ BUILD with numpy's state tuple): numeric codes only."""
+
+    def __init__(self, code: Any, align: Any = False, copy: Any = True):
+        if isinstance(code, bytes):
+            code = code.decode("latin1")
+        if not isinstance(code, str) or code.lstrip("<>|=") not in NUMPY_CODES:
+            raise ForbiddenError(f"unsupported numpy dtype {summary(code)} (only numeric types are allowed)")
+        self.code = code.lstrip("<>|=")
+        self.byteorder = ">" if code.startswith(">") else "<"
+
+    @property
+    def itemsize(self) -> int:
+        return struct.calcsize(NUMPY_CODES[self.code])
+
+    @property
+    def struct_format(self) -> str:
+        return self.byteorder + NUMPY_CODES[self.code]
+
+    @property
+    def numpy_str(self) -> str:
+        return ("|" if self.itemsize == 1 else self.byteorder) + self.code
+
+
+def numpy_dtype_build(dt: NumpyDType, state: Any, vm: SafeUnpickler) -> None:
+    """BUILD on a ``NumpyDType``: numpy's state tuple ``(version, byteorder, ...)``; only the byte order is used."""
+    if type(state) is not tuple or len(state) < 2:
+        raise SafeLoadError("malformed numpy dtype state")
+    order = state[1].decode("latin1") if isinstance(state[1], bytes) else state[1]
+    if order not in ("<", ">", "|", "="):
+        raise SafeLoadError(f"malformed numpy dtype byte order {summary(order)}")
+    dt.byteorder = ">" if order == ">" else "<"
+
+
+def numpy_scalar(dtype: Any, data: Any = None) -> Any:
+    """Stand-in for ``numpy.core.multiarray.scalar(dtype, raw)``: a Python number (numpy is not imported)."""
+    if isinstance(data, str):
+        data = data.encode("latin1")
+    if not isinstance(dtype, NumpyDType) or not isinstance(data, (bytes, bytearray)):
+        raise SafeLoadError("malformed numpy scalar")
+    if dtype.itemsize != len(data):
+        raise SafeLoadError(f"numpy scalar of type {dtype.code} has {len(data)} bytes")
+    return struct.unpack(dtype.struct_format, bytes(data))[0]
+
+
+def codecs_encode(obj: Any, encoding: Any = "utf-8") -> bytes:
+    """Stand-in for ``_codecs.encode(str, 'latin1')``: how protocol-2 pickles from Python 3 spell ``bytes``."""
+    if not isinstance(obj, str) or encoding not in ("latin1", "latin-1"):
+        raise ForbiddenError("refusing _codecs.encode with unexpected arguments")
+    return obj.encode("latin1")
