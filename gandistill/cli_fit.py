@@ -52,6 +52,7 @@ def fit_cmd(
     cifar_stem: Optional[bool] = typer.Option(None, "--cifar-stem/--no-cifar-stem", help="3x3 stride-1 stem for ResNets (default: auto at <= 64 px; off for the default student)"),
     dataset: str = typer.Option("digits", help="dataset name (gandistill list datasets)"),
     data_root: Optional[str] = typer.Option(None, help="dataset root folder"),
+    train_split: str = typer.Option("train", help="split of the training images (stl10: train+unlabeled)"),
     img_size: Optional[int] = typer.Option(None, help="student input size (default: the dataset's resolution)"),
     batch: int = typer.Option(64, help="global batch (synthetic + real)"),
     steps: Optional[int] = typer.Option(None, help="training steps (default 250 unless --epochs)"),
@@ -68,6 +69,7 @@ def fit_cmd(
     var_cov_on: Optional[str] = typer.Option(None, help="student (SnS) | both (Eq. 11 as printed)"),
     augment: Optional[str] = typer.Option(None, help="augmentation preset (gandistill list augmentations)"),
     shared_aug: bool = typer.Option(False, help="one augmentation per synthetic batch, as SnS"),
+    encoder_input: str = typer.Option("normalised", help="encoder method: normalised | raw (G's [-1, 1], as SnS)"),
     precision: str = typer.Option("auto", help="auto | fp32 | bf16 | fp16"),
     channels_last: bool = typer.Option(False, help="channels_last memory format"),
     sync_bn: bool = typer.Option(False, help="SyncBatchNorm under torchrun"),
@@ -85,25 +87,30 @@ def fit_cmd(
     eval_random: bool = typer.Option(True, "--eval-random/--no-eval-random", help="also probe a random-init student"),
     eval_max_train: Optional[int] = typer.Option(None, help="probe on the first N train images"),
     eval_max_test: Optional[int] = typer.Option(None, help="test on the first N test images"),
-    resume: bool = typer.Option(False, help="continue the run in --out from its last checkpoint"),
+    resume: bool = typer.Option(False, help="continue the run in --out from its last checkpoint; "
+                                "'--resume auto': the latest run of this config (or a new one)"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="progress bar (default: on a TTY)"),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="print the resolved config and exit"),
+    resume_mode: Optional[str] = typer.Argument(None, hidden=True, metavar="", help="'auto' after --resume"),
 ) -> None:
     """Distil a GAN teacher into a student (default: Squeeze-and-Span, bundled digits teacher, ~3 min on CPU)."""
-    from gandistill.engine import FitConfig, TrainingStopped, fit, resolved_config
+    from gandistill.engine import CheckpointWriteError, FitConfig, TrainingStopped, fit, resolved_config
 
-    if resume and not out:
-        raise typer.BadParameter("--resume needs --out RUN_FOLDER")
+    if resume_mode is not None and (not resume or resume_mode != "auto"):
+        raise typer.BadParameter(f"unexpected argument {resume_mode!r} (the only one is 'auto', after --resume)")
+    resume_value: Any = "auto" if resume_mode == "auto" else resume
+    if resume_value is True and not out:
+        raise typer.BadParameter("--resume needs --out RUN_FOLDER (or '--resume auto' for the latest run of this config)")
     cfg = FitConfig(
         method=method, teacher=teacher, teacher_ckpt=teacher_ckpt, teacher_kwargs=_parse_kv(teacher_opt, "--teacher-opt"),
-        student=student, cifar_stem=cifar_stem, dataset=dataset, data_root=data_root, img_size=img_size, batch=batch,
+        student=student, cifar_stem=cifar_stem, dataset=dataset, data_root=data_root, train_split=train_split, img_size=img_size, batch=batch,
         steps=steps, epochs=epochs, base_lr=base_lr,
         wd=wd, sim=sim, var=var, cov=cov, alpha=alpha, squeeze_depth=squeeze_depth, dim=dim, proj_layers=proj_layers,
-        var_cov_on=var_cov_on, augment=augment, shared_aug=shared_aug, precision=precision,
+        var_cov_on=var_cov_on, augment=augment, shared_aug=shared_aug, encoder_input=encoder_input, precision=precision,
         channels_last=channels_last, sync_bn=sync_bn, seed=seed, out=out, device=device, workers=workers,
         log_every=log_every, ckpt_every=ckpt_every, collapse_threshold=collapse_threshold,
         collapse_patience=collapse_patience, eval=eval, eval_fast=eval_fast, eval_epochs=eval_epochs,
-        eval_random=eval_random, eval_max_train=eval_max_train, eval_max_test=eval_max_test, resume=resume,
+        eval_random=eval_random, eval_max_train=eval_max_train, eval_max_test=eval_max_test, resume=resume_value,
         progress=progress,
     )
     if dry_run:
@@ -114,11 +121,19 @@ def fit_cmd(
     except TrainingStopped as e:
         console.print(f"[red]{e}[/red]", soft_wrap=True)
         raise typer.Exit(3)
+    except CheckpointWriteError as e:
+        console.print(f"[red]error:[/red] {e.strerror}", soft_wrap=True)
+        raise typer.Exit(4)
     if int(os.environ.get("RANK", "0")) == 0:      # torchrun: only rank 0 reports
         _print_result(res)
 
 
+CONDITIONAL_BANNER = "label-conditioned teacher: not self-supervised"
+
+
 def _print_result(res) -> None:
+    if getattr(res, "teacher_conditional", False):
+        console.print(f"[yellow]{CONDITIONAL_BANNER}[/yellow]")
     table = Table(title=f"gandistill fit: {res.config.get('config', {}).get('method', '')}", show_header=True)
     table.add_column("student")
     table.add_column("linear top-1 (%)", justify="right")

@@ -9,8 +9,10 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +22,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from gandistill.engine.plan import Plan
 
 CKPT_JSON = "checkpoint.json"
+CKPT_FORMAT = "gandistill-student"
+STAGING = ".checkpoint-next"         # a checkpoint being written (see save_checkpoint)
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -37,32 +41,102 @@ def _state_cpu(m: nn.Module) -> Dict[str, Tensor]:
     return {k: v.detach().cpu().contiguous().clone() for k, v in m.state_dict().items()}
 
 
+class CheckpointWriteError(OSError):
+    """Writing a checkpoint failed (e.g. the disk is full); the previous checkpoint is intact."""
+
+
+def _fsync(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _commit(run_dir: Path) -> None:
+    """Move a complete staged checkpoint over the live one, the JSON last (idempotent: :func:`recover`
+    finishes a commit a crash interrupted)."""
+    stage = run_dir / STAGING
+    for name in sorted(os.listdir(stage)):
+        if name != CKPT_JSON:
+            os.replace(stage / name, run_dir / name)
+    if (stage / CKPT_JSON).exists():
+        os.replace(stage / CKPT_JSON, run_dir / CKPT_JSON)
+    stage.rmdir()
+    _fsync(run_dir)
+
+
+def recover(run_dir: Path) -> None:
+    """Bring ``run_dir`` to a consistent checkpoint after a crash during a write.
+
+    A staged ``checkpoint.json`` is written only after every other staged file, so its presence
+    means the staged set is complete: finish moving it in. Without it the write never completed:
+    drop the staged files, the live checkpoint is the previous one, untouched.
+    """
+    stage = Path(run_dir) / STAGING
+    if not stage.is_dir():
+        return
+    if (stage / CKPT_JSON).exists():
+        _commit(Path(run_dir))
+    else:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
 def save_checkpoint(run_dir: Path, step: int, student: nn.Module, head: Optional[nn.Module], head_kind: Optional[str],
                     optimizer: Optional[torch.optim.Optimizer], meta: Dict[str, Any],
                     extra_state: Optional[Dict[str, Any]] = None) -> Path:
-    """Write the last checkpoint atomically (each file tmp + os.replace; the JSON last)."""
+    """Write the last checkpoint so that a crash at any point leaves a loadable one.
+
+    All files go to ``run_dir/.checkpoint-next/`` first (``checkpoint.json`` last, after the others are
+    synced); only then are they moved over the live files. A failing write (disk full, a kill) leaves
+    the previous checkpoint as it was and raises :class:`CheckpointWriteError`.
+    """
     from safetensors.torch import save_file
 
+    run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    recover(run_dir)
+    stage = run_dir / STAGING
+    stage.mkdir()
     md = {"step": str(step)}
-    atomic_write(run_dir / "student.safetensors", lambda p: save_file(_state_cpu(student), str(p), metadata=md))
-    head_file = None
-    if head is not None and len(list(head.state_dict())) > 0:
-        head_file = f"{head_kind}.safetensors"
-        atomic_write(run_dir / head_file, lambda p: save_file(_state_cpu(head), str(p), metadata=md))
-    state_file = None
-    if optimizer is not None:
-        state_file = "train_state.pt"
-        state = {"step": step, "optimizer": optimizer.state_dict(), **(extra_state or {})}
-        atomic_write(run_dir / state_file, lambda p: torch.save(state, p))
-    cfg = getattr(student, "config", None)
-    skw = cfg.to_dict() if cfg is not None else {}
-    name = skw.pop("name", None) or meta.get("student")
-    data = {"format": "gandistill-student", "version": 1, "student": name, "student_kwargs": skw,
-            "weights": "student.safetensors", "head": head_file, "head_kind": head_kind if head_file else None,
-            "train_state": state_file, "step": step, "saved": _dt.datetime.now().isoformat(timespec="seconds"),
-            **meta}
-    write_json(run_dir / CKPT_JSON, data)
+    try:
+        written = []
+        save_file(_state_cpu(student), str(stage / "student.safetensors"), metadata=md)
+        written.append("student.safetensors")
+        head_file = None
+        if head is not None and len(list(head.state_dict())) > 0:
+            head_file = f"{head_kind}.safetensors"
+            save_file(_state_cpu(head), str(stage / head_file), metadata=md)
+            written.append(head_file)
+        state_file = None
+        if optimizer is not None:
+            state_file = "train_state.pt"
+            state = {"step": step, "optimizer": optimizer.state_dict(), **(extra_state or {})}
+            torch.save(state, stage / state_file)
+            written.append(state_file)
+        for name in written:
+            _fsync(stage / name)
+        cfg = getattr(student, "config", None)
+        skw = cfg.to_dict() if cfg is not None else {}
+        name = skw.pop("name", None) or meta.get("student")
+        data = {"format": CKPT_FORMAT, "version": 1, "student": name, "student_kwargs": skw,
+                "weights": "student.safetensors", "head": head_file, "head_kind": head_kind if head_file else None,
+                "train_state": state_file, "step": step, "saved": _dt.datetime.now().isoformat(timespec="seconds"),
+                **meta}
+        write_json(stage / CKPT_JSON, data)
+        _fsync(stage / CKPT_JSON)
+    except BaseException as e:
+        shutil.rmtree(stage, ignore_errors=True)
+        if isinstance(e, OSError):
+            raise CheckpointWriteError(e.errno, f"writing the checkpoint of step {step} in {run_dir} failed "
+                                                f"({e.strerror or e}); the previous checkpoint is intact") from e
+        raise
+    _commit(run_dir)
     return run_dir / CKPT_JSON
 
 
@@ -94,34 +168,157 @@ def load_weights(module: nn.Module, path: Path) -> None:
     module.load_state_dict(load_file(str(path)), strict=True)
 
 
-def check_run_dir(plan: "Plan") -> None:
-    """A resumed run needs a checkpoint; a new run must not overwrite one."""
+# --- resume -------------------------------------------------------------------------------------
+
+# what makes two runs "the same config" for --resume: the settings that change the trajectory
+# (not: run folder, device, workers, logging, guards, eval, teacher_kwargs, world size)
+FINGERPRINT_CONFIG = ("method", "teacher_ckpt", "student_kwargs", "dataset", "train_split", "batch",
+                      "squeeze_hidden", "shared_aug", "gather", "seed", "encoder_input")
+FINGERPRINT_RESOLVED = ("student", "cifar_stem", "teacher", "img_size", "total_steps", "lr", "weight_decay",
+                        "augment", "augment_real", "precision", "proj_layers", "proj_hidden", "proj_final_bn", "dim",
+                        "squeeze_depth", "loss_weights")
+
+
+def fingerprint(record: Dict[str, Any]) -> Dict[str, Any]:
+    """The trajectory-relevant settings of a run record (``config.json`` or :func:`plan_dict`)."""
+    cfg, res = record.get("config") or {}, record.get("resolved") or {}
+    fp = {k: cfg[k] for k in FINGERPRINT_CONFIG if k in cfg}
+    fp.update({k: res[k] for k in FINGERPRINT_RESOLVED if k in res})
+    return json.loads(json.dumps(fp, default=str))          # tuples -> lists, as read back from JSON
+
+
+def fingerprint_diff(old: Dict[str, Any], new: Dict[str, Any]) -> List[str]:
+    """``"key: old -> new"`` for every setting both records have and that differs."""
+    return [f"{k}: {old[k]!r} -> {new[k]!r}" for k in new if k in old and old[k] != new[k]]
+
+
+def read_checkpoint(run_dir: Path, what: str = "--resume") -> Dict[str, Any]:
+    """``run_dir/checkpoint.json`` if it is a readable gandistill student checkpoint, else a clear error."""
+    path = Path(run_dir) / CKPT_JSON
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what}: no checkpoint in {run_dir} (expected {CKPT_JSON})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{what}: {path} is unreadable or corrupt ({type(e).__name__}: {e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != CKPT_FORMAT:
+        kind = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise ValueError(f"{what}: {path} is not a gandistill student checkpoint (format {kind!r}, expected "
+                         f"{CKPT_FORMAT!r})")
+    return meta
+
+
+def _read_record(run_dir: Path) -> Optional[Dict[str, Any]]:
+    try:
+        data = json.loads((Path(run_dir) / "config.json").read_text())
+        return data if isinstance(data, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _saved_time(run_dir: Path) -> float:
+    try:
+        return (run_dir / CKPT_JSON).stat().st_mtime
+    except OSError:
+        return -1.0
+
+
+def find_latest_run(root: Path, record: Dict[str, Any]) -> Optional[Path]:
+    """The run folder under ``root`` with a checkpoint and the same :func:`fingerprint`, newest first."""
+    fp = fingerprint(record)
+    found = []
+    for cand in Path(root).iterdir() if Path(root).is_dir() else []:
+        if not (cand / CKPT_JSON).is_file():
+            continue
+        old = _read_record(cand)
+        if old is not None and fingerprint(old) == fp:
+            found.append(cand)
+    return max(found, key=_saved_time) if found else None
+
+
+def resolve_resume(plan: "Plan", record: Dict[str, Any], say: Callable[[str], None] = lambda s: None) -> "Plan":
+    """``--resume auto``: continue the latest run of this config (in ``--out`` when given, else the newest
+    matching folder next to the default run folder), or start a new run when there is none."""
+    if not plan.resume_auto:
+        return plan
+    given = plan.config.get("out")
+    if given:
+        recover(plan.run_dir)
+        found = plan.run_dir if (plan.run_dir / CKPT_JSON).exists() else None
+    else:
+        found = find_latest_run(plan.run_dir.parent, record)
+    if found is None:
+        say(f"--resume auto: no earlier run of this config; starting {plan.run_dir}")
+        return replace(plan, resume=False, resume_auto=False)
+    return replace(plan, run_dir=Path(found), resume=True, resume_auto=False)
+
+
+def check_run_dir(plan: "Plan", record: Optional[Dict[str, Any]] = None) -> None:
+    """A resumed run needs a checkpoint of the same method, student and trajectory settings
+    (``record``: this run's :func:`plan_dict`); a new run must not overwrite one."""
     run_dir = plan.run_dir
-    if plan.resume and not (run_dir / CKPT_JSON).exists():
-        raise FileNotFoundError(f"--resume: no checkpoint in {run_dir} (expected {CKPT_JSON})")
-    if not plan.resume and (run_dir / CKPT_JSON).exists():
-        raise ValueError(f"{run_dir} already holds a run (checkpoint.json); pass --resume to continue it "
-                         "or choose another --out")
+    if not plan.resume:
+        if (run_dir / CKPT_JSON).exists():
+            raise ValueError(f"{run_dir} already holds a run (checkpoint.json); pass --resume to continue it "
+                             "or choose another --out")
+        return
+    meta = read_checkpoint(run_dir)
+    spec, name = plan.spec, plan.student_name
+    if meta.get("method") != spec.name or meta.get("student") != name:
+        raise ValueError(f"--resume: {run_dir} was a '{meta.get('method')}' run of '{meta.get('student')}', "
+                         f"not '{spec.name}' of '{name}'")
+    old = _read_record(run_dir) if record is not None else None
+    if old is not None:
+        diff = fingerprint_diff(fingerprint(old), fingerprint(record))
+        if diff:
+            raise ValueError(f"--resume: {run_dir} was trained with a different config ({'; '.join(diff)}); "
+                             "resume with the run's own settings or start a new run with another --out")
+
+
+def _load_safetensors(module: nn.Module, path: Path, step: int) -> None:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            saved = (f.metadata() or {}).get("step")
+        state = load_file(str(path))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--resume: {path} is missing") from None
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"--resume: {path} is truncated or corrupt ({e})") from None
+    if saved is not None and int(saved) != step:
+        raise ValueError(f"--resume: {path} holds step {saved} but {CKPT_JSON} says step {step} "
+                         "(an interrupted checkpoint write from an older version?)")
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"--resume: {path} does not fit the network this config builds: {e}") from None
 
 
 def resume(plan: "Plan", parts: "Parts") -> int:
     """Load the last checkpoint of ``plan.run_dir`` into ``parts``; returns the step to continue from."""
     run_dir = plan.run_dir
-    try:
-        meta = json.loads((run_dir / CKPT_JSON).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"--resume: {run_dir / CKPT_JSON} is unreadable or corrupt ({type(e).__name__}: {e})") from None
-    spec, name = plan.spec, plan.student_name
-    if meta.get("method") != spec.name or meta.get("student") != name:
-        raise ValueError(f"--resume: {run_dir} was a '{meta.get('method')}' run of '{meta.get('student')}', "
-                         f"not '{spec.name}' of '{name}'")
-    load_weights(parts.model.student, run_dir / meta["weights"])
+    meta = read_checkpoint(run_dir)
+    step = int(meta.get("step", -1))
+    _load_safetensors(parts.model.student, run_dir / meta["weights"], step)
     if parts.head is not None and meta.get("head"):
-        load_weights(parts.head, run_dir / meta["head"])
+        _load_safetensors(parts.head, run_dir / meta["head"], step)
     if not meta.get("train_state"):
         raise ValueError(f"--resume: {run_dir} has no optimizer state")
-    state = torch.load(run_dir / meta["train_state"], map_location="cpu", weights_only=True)
-    parts.opt.load_state_dict(state["optimizer"])
+    path = run_dir / meta["train_state"]
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--resume: {path} is missing") from None
+    except Exception as e:                     # truncated zip, bad pickle: torch raises several kinds
+        raise ValueError(f"--resume: {path} is truncated or corrupt ({type(e).__name__}: {e})") from None
+    if int(state.get("step", -1)) != step:
+        raise ValueError(f"--resume: {path} holds step {state.get('step')} but {CKPT_JSON} says step {step}")
+    try:
+        parts.opt.load_state_dict(state["optimizer"])
+    except (ValueError, KeyError) as e:
+        raise ValueError(f"--resume: the optimizer state in {path} does not fit this run: {e}") from None
     if state.get("rng_cpu") is not None:
         torch.set_rng_state(state["rng_cpu"])
     if state.get("rng_cuda") is not None and torch.cuda.is_available():

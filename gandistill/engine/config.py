@@ -14,6 +14,7 @@ DEFAULT_STUDENT = "resnet10t"
 DEFAULT_STEPS = 250
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 EVAL_PROTOCOLS = ("linear", "knn", "both", "none")
+ENCODER_INPUTS = ("normalised", "raw")
 
 
 class TrainingStopped(RuntimeError):
@@ -40,6 +41,7 @@ class FitConfig:
     student_kwargs: Dict[str, Any] = field(default_factory=dict)   # extra create_student kwargs
     dataset: str = "digits"
     data_root: Optional[str] = None
+    train_split: str = "train"                     # the training images' split (stl10: "train+unlabeled")
     img_size: Optional[int] = None                 # default: the dataset's resolution
     batch: int = 64                                # global batch (synthetic + real)
     steps: Optional[int] = None                    # total steps (wins over epochs; default DEFAULT_STEPS)
@@ -58,6 +60,7 @@ class FitConfig:
     var_cov_on: Optional[str] = None               # "student" (SnS) | "both" (Eq. 11 as printed)
     augment: Optional[str] = None                  # preset; default ssl-cifar (ssl-stl for stl10)
     shared_aug: bool = False                       # SnS: one augmentation for the whole synthetic batch
+    encoder_input: str = "normalised"              # encoder method: "normalised" | "raw" (G's [-1, 1], as SnS)
     precision: str = "auto"                        # auto = bf16 on GPU, fp32 on CPU
     channels_last: bool = False
     sync_bn: bool = False
@@ -100,6 +103,7 @@ class FitResult:
     train_time_s: float
     eval: Optional[Dict[str, Any]] = None
     eval_random: Optional[Dict[str, Any]] = None
+    teacher_conditional: bool = False              # the teacher's G/D takes class labels (c_dim > 0)
     config: Dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -69,3 +70,22 @@ def agree(code: int, d: Dist, device: torch.device) -> int:
     t = torch.tensor([code], dtype=torch.int32, device=device if dist.get_backend() == "nccl" else "cpu")
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return int(t.item())
+
+
+def broadcast_object(obj: Any, d: Dist) -> Any:
+    """Rank 0's ``obj`` on every rank (a picklable object, e.g. the run folder rank 0 chose)."""
+    if d.world <= 1:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj if d.main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier(d: Dist) -> None:
+    """Wait until every rank gets here (no-op on one process)."""
+    if d.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()

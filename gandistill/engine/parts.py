@@ -58,6 +58,21 @@ def build_teacher(plan: Plan, device: torch.device):
     return teacher
 
 
+def teacher_conditional(teacher: Any) -> bool:
+    """True when the teacher's network takes class labels (SG2 ``c_dim > 0``): the distilled student
+    then learnt from a label-conditioned model and is not self-supervised."""
+    if teacher is None:
+        return False
+    c_dim = getattr(teacher, "c_dim", None)
+    if c_dim is None:
+        net = getattr(teacher, "G", None) or getattr(teacher, "D", None)
+        c_dim = getattr(net, "c_dim", 0)
+    try:
+        return int(c_dim) > 0
+    except (TypeError, ValueError):
+        return False
+
+
 def _build_aug(preset: str, size: int, ds: Any, input_range: str, shared: bool, device: torch.device):
     from gandistill.augment import build_augment
 
@@ -81,9 +96,11 @@ def build_parts(plan: Plan, teacher: Any, train_ds: Any, device: torch.device, d
         head, head_kind, proj_out = None, None, int(teacher.target_dims[0])
     else:
         head, head_kind, proj_out = None, None, plan.dim
+    skw = dict(plan.student_kwargs)
+    if plan.proj_final_bn:
+        skw["proj_final_bn"] = True
     student = create_student(plan.student_name, img_size=plan.img_size, proj_layers=plan.proj_layers,
-                             proj_hidden=plan.proj_hidden, proj_out=proj_out, cifar_stem=plan.cifar_stem,
-                             **plan.student_kwargs)
+                             proj_hidden=plan.proj_hidden, proj_out=proj_out, cifar_stem=plan.cifar_stem, **skw)
     if student.proj_out != proj_out:
         raise ValueError(f"the student's output width {student.proj_out} does not match the target width {proj_out} "
                          "(proj_layers=0 keeps the backbone width; use a projector)")

@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import torch
 
-from gandistill.engine.config import (DEFAULT_STEPS, EVAL_PROTOCOLS, PRECISIONS, FitConfig, config_dict,
-                                      default_run_dir, student_choice)
+from gandistill.engine.config import (DEFAULT_STEPS, ENCODER_INPUTS, EVAL_PROTOCOLS, PRECISIONS, FitConfig,
+                                      config_dict, default_run_dir, student_choice)
 from gandistill.methods import LossWeights, MethodSpec, get_method
 
 
@@ -46,18 +46,21 @@ class Plan:
     cifar_stem: Optional[bool]
     student_kwargs: Dict[str, Any]
     proj_layers: int
-    proj_hidden: int
+    proj_hidden: Optional[int]          # None: the backbone's width (SimSiam)
+    proj_final_bn: bool                 # SimSiam: BatchNorm1d(dim, affine=False) closes the projector
     dim: int
     depth: int
     squeeze_hidden: int
     # data
     dataset: str
     data_root: Optional[str]
+    train_split: str
     img_size: int
     n_syn: int
     n_real: int
     aug_preset: str
     shared_aug: bool
+    encoder_input: str                  # "normalised" | "raw"
     workers: int
     # schedule and numerics
     total_steps: int
@@ -70,7 +73,8 @@ class Plan:
     seed: int
     # the loop
     run_dir: Path
-    resume: bool
+    resume: bool                        # continue run_dir from its checkpoint
+    resume_auto: bool                   # "--resume auto": look for the latest run of this config first
     log_every: int
     ckpt_every: int
     collapse_threshold: float
@@ -80,9 +84,24 @@ class Plan:
     config: Dict[str, Any] = field(default_factory=dict)   # the source config, JSON-able (for the record)
 
 
+def default_augment(dataset: str) -> str:
+    """The preset when none is given: ssl-stl for STL-10, ssl-digits for digits (if registered), else ssl-cifar."""
+    name = dataset.lower()
+    if name.startswith("stl"):
+        return "ssl-stl"
+    if name == "digits":
+        from gandistill.augment import PRESETS
+
+        if "ssl-digits" in PRESETS:
+            return "ssl-digits"
+    return "ssl-cifar"
+
+
 def make_plan(cfg: FitConfig, train_len: int, resolution: int, device: torch.device, world: int) -> Plan:
     """Resolve ``cfg`` for a training set of ``train_len`` images at ``resolution`` on ``world`` ranks."""
     spec = get_method(cfg.method)
+    if cfg.resume not in (False, True, "auto"):
+        raise ValueError(f"resume must be False, True or 'auto', got {cfg.resume!r}")
     alpha = spec.alpha if cfg.alpha is None else float(cfg.alpha)
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
@@ -116,10 +135,9 @@ def make_plan(cfg: FitConfig, train_len: int, resolution: int, device: torch.dev
     if cfg.eval not in EVAL_PROTOCOLS:
         raise ValueError(f"eval must be one of {EVAL_PROTOCOLS}, got {cfg.eval!r}")
     base_lr = spec.base_lr if cfg.base_lr is None else float(cfg.base_lr)
-    if cfg.augment is not None:
-        preset = cfg.augment
-    else:
-        preset = "ssl-stl" if cfg.dataset.lower().startswith("stl") else "ssl-cifar"
+    if cfg.encoder_input not in ENCODER_INPUTS:
+        raise ValueError(f"encoder_input must be one of {ENCODER_INPUTS}, got {cfg.encoder_input!r}")
+    preset = cfg.augment if cfg.augment is not None else default_augment(cfg.dataset)
     w = LossWeights(
         sim=spec.sim if cfg.sim is None else float(cfg.sim),
         var=spec.var if cfg.var is None else float(cfg.var),
@@ -136,15 +154,18 @@ def make_plan(cfg: FitConfig, train_len: int, resolution: int, device: torch.dev
         student_name=student_name, cifar_stem=stem, student_kwargs=dict(cfg.student_kwargs),
         proj_layers=spec.proj_layers if cfg.proj_layers is None else int(cfg.proj_layers),
         proj_hidden=spec.proj_hidden if cfg.proj_hidden is None else int(cfg.proj_hidden),
+        proj_final_bn=bool(getattr(spec, "proj_final_bn", False)),
         dim=spec.dim if cfg.dim is None else int(cfg.dim),
         depth=spec.squeeze_depth if cfg.squeeze_depth is None else int(cfg.squeeze_depth),
         squeeze_hidden=cfg.squeeze_hidden,
-        dataset=cfg.dataset, data_root=cfg.data_root, img_size=int(cfg.img_size or resolution),
-        n_syn=n_syn, n_real=n_real, aug_preset=preset, shared_aug=cfg.shared_aug, workers=cfg.workers,
+        dataset=cfg.dataset, data_root=cfg.data_root, train_split=cfg.train_split,
+        img_size=int(cfg.img_size or resolution), n_syn=n_syn, n_real=n_real, aug_preset=preset,
+        shared_aug=cfg.shared_aug, encoder_input=cfg.encoder_input, workers=cfg.workers,
         total_steps=total, steps_per_epoch=steps_per_epoch, lr=base_lr * cfg.batch / 256.0,
         wd=spec.weight_decay if cfg.wd is None else float(cfg.wd), precision=precision,
         channels_last=cfg.channels_last, sync_bn=cfg.sync_bn, seed=cfg.seed,
-        run_dir=Path(cfg.out) if cfg.out else default_run_dir(cfg), resume=bool(cfg.resume),
+        run_dir=Path(cfg.out) if cfg.out else default_run_dir(cfg), resume=cfg.resume is True,
+        resume_auto=cfg.resume == "auto",
         log_every=cfg.log_every, ckpt_every=cfg.ckpt_every or max(50, total // 10),
         collapse_threshold=cfg.collapse_threshold, collapse_patience=cfg.collapse_patience,
         progress=cfg.progress,
@@ -154,15 +175,24 @@ def make_plan(cfg: FitConfig, train_len: int, resolution: int, device: torch.dev
     )
 
 
-def check_labelled(plan: Plan, ds: Any) -> None:
-    """Fail before training, not after it, when the evaluation would need labels the dataset lacks."""
+def check_labelled(plan: Plan, ds: Any, probe_ds: Optional[Callable[[], Any]] = None) -> None:
+    """Fail before training, not after it, when the evaluation would need labels the dataset lacks.
+
+    ``ds`` is the training split; the probe reads split ``train`` (``probe_ds()`` loads it when the
+    training split is another one, e.g. STL-10's ``train+unlabeled``).
+    """
     if getattr(ds, "num_classes", None) != 0:
         return
     if plan.spec.objective == "probe":
         raise ValueError(f"method {plan.spec.name} is a linear probe and needs a labelled dataset; "
-                         f"'{plan.dataset}' (split train) has no labels")
+                         f"'{plan.dataset}' (split {plan.train_split}) has no labels")
     if plan.eval.protocol != "none":
-        raise ValueError(f"dataset '{plan.dataset}' (split train) has no labels, so --eval {plan.eval.protocol} "
+        split = plan.train_split
+        if split != "train" and probe_ds is not None:
+            if getattr(probe_ds(), "num_classes", None) != 0:
+                return
+            split = "train"
+        raise ValueError(f"dataset '{plan.dataset}' (split {split}) has no labels, so --eval {plan.eval.protocol} "
                          "cannot run after training; pass --eval none (and evaluate later on a labelled dataset "
                          "with `gandistill eval RUN --dataset NAME`)")
 
@@ -180,7 +210,7 @@ def plan_dict(plan: Plan, train_len: int) -> Dict[str, Any]:
             "augment": plan.aug_preset if plan.spec.augment else "none", "augment_real": plan.aug_preset,
             "precision": plan.precision, "proj_layers": plan.proj_layers, "proj_hidden": plan.proj_hidden,
             "dim": plan.dim, "squeeze_depth": plan.depth, "loss_weights": asdict(plan.weights),
-            "train_images": train_len,
+            "proj_final_bn": plan.proj_final_bn, "train_split": plan.train_split, "train_images": train_len,
         },
     }
 
@@ -189,9 +219,10 @@ def resolved_config(cfg: FitConfig) -> Dict[str, Any]:
     """The config with method defaults filled in (what ``--dry-run`` prints); builds nothing heavy."""
     from gandistill.data import load_dataset
 
-    ds = load_dataset(cfg.dataset, root=cfg.data_root, split="train", img_size=cfg.img_size)
+    ds = load_dataset(cfg.dataset, root=cfg.data_root, split=cfg.train_split, img_size=cfg.img_size)
     dev = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                        ("cpu" if cfg.device == "auto" else cfg.device))
     plan = make_plan(cfg, len(ds), int(getattr(ds, "resolution", 32)), dev, int(os.environ.get("WORLD_SIZE", "1")))
-    check_labelled(plan, ds)
+    check_labelled(plan, ds, lambda: load_dataset(cfg.dataset, root=cfg.data_root, split="train",
+                                                  img_size=cfg.img_size))
     return plan_dict(plan, len(ds))

@@ -7,6 +7,7 @@ the probe's baseline) and ``summary.json``.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -14,10 +15,11 @@ import torch
 
 from gandistill.engine import checkpoint as ckpt
 from gandistill.engine.config import FitConfig, FitResult
-from gandistill.engine.distributed import Dist, resolve_device, setup_distributed, teardown_distributed
+from gandistill.engine.distributed import (Dist, barrier, broadcast_object, resolve_device, setup_distributed,
+                                           teardown_distributed)
 from gandistill.engine.loop import train
-from gandistill.engine.parts import build_parts, build_teacher
-from gandistill.engine.plan import Plan, check_labelled, make_plan
+from gandistill.engine.parts import build_parts, build_teacher, teacher_conditional
+from gandistill.engine.plan import Plan, check_labelled, make_plan, plan_dict
 from gandistill.engine.record import run_record
 
 
@@ -41,20 +43,30 @@ def _fit(cfg: FitConfig, d: Dist, log: Optional[Callable[[str], None]], t_start:
     say = (log or (lambda s: print(s, flush=True))) if d.main else (lambda s: None)
     device = resolve_device(cfg.device, d)
     torch.manual_seed(cfg.seed + d.rank)
-    train_ds = load_dataset(cfg.dataset, root=cfg.data_root, split="train", img_size=cfg.img_size)
+    train_ds = load_dataset(cfg.dataset, root=cfg.data_root, split=cfg.train_split, img_size=cfg.img_size)
 
     # config -> plan (nothing below reads cfg)
     plan = make_plan(cfg, len(train_ds), int(getattr(train_ds, "resolution", 32)), device, d.world)
-    check_labelled(plan, train_ds)
-    ckpt.check_run_dir(plan)
+    check_labelled(plan, train_ds, lambda: load_dataset(plan.dataset, root=plan.data_root, split="train",
+                                                        img_size=plan.img_size))
+    record = plan_dict(plan, len(train_ds))
+    if d.main:      # rank 0 decides where the run lives (and finishes an interrupted checkpoint write)
+        plan = ckpt.resolve_resume(plan, record, say)
+        if plan.resume:
+            ckpt.recover(plan.run_dir)
+    where = broadcast_object((plan.run_dir, plan.resume), d)
+    plan = replace(plan, run_dir=where[0], resume=where[1], resume_auto=False)
+    barrier(d)
+    ckpt.check_run_dir(plan, record)
     if d.main:
         plan.run_dir.mkdir(parents=True, exist_ok=True)
 
     # plan -> parts
     teacher = build_teacher(plan, device)
     info = run_record(plan, len(train_ds), teacher, d, device)
+    info["teacher_conditional"] = conditional = teacher_conditional(teacher)
     if plan.spec.objective == "probe":
-        return _probe_only(plan, teacher, train_ds, info, say, device, t_start, d)
+        return _probe_only(plan, teacher, train_ds, info, say, device, t_start, d, conditional)
     parts = build_parts(plan, teacher, train_ds, device, d)
     info["resolved"]["student_params"] = sum(p.numel() for p in parts.student.parameters())
     info["resolved"]["head_params"] = sum(p.numel() for p in parts.head.parameters()) if parts.head is not None else 0
@@ -76,7 +88,8 @@ def _fit(cfg: FitConfig, d: Dist, log: Optional[Callable[[str], None]], t_start:
     # parts -> loop -> results
     loop = train(plan, parts, d, device, say, start, meta)
     result = FitResult(run_dir=plan.run_dir, checkpoint=loop.checkpoint, steps=plan.total_steps,
-                       final_loss=loop.final_loss, time_s=0.0, train_time_s=loop.train_time_s, config=info)
+                       final_loss=loop.final_loss, time_s=0.0, train_time_s=loop.train_time_s,
+                       teacher_conditional=conditional, config=info)
     if d.main and plan.eval.protocol != "none":
         say(f"training done in {loop.train_time_s:.1f}s; evaluating ({plan.eval.protocol}, fast={plan.eval.fast}) ...")
         result.eval, result.eval_random = _evaluate(plan, device)
@@ -107,7 +120,7 @@ def _evaluate(plan: Plan, device: torch.device) -> Tuple[Dict[str, Any], Optiona
 
 
 def _probe_only(plan: Plan, teacher: Any, train_ds: Any, info: Dict[str, Any], say: Callable[[str], None],
-                device: torch.device, t_start: float, d: Dist) -> FitResult:
+                device: torch.device, t_start: float, d: Dist, conditional: bool) -> FitResult:
     """``d-direct``: no training, a linear probe on the frozen discriminator features (images in [-1,1])."""
     from gandistill.data import load_dataset
     from gandistill.evaluate import linear_probe
@@ -131,7 +144,8 @@ def _probe_only(plan: Plan, teacher: Any, train_ds: Any, info: Dict[str, Any], s
         res.pop("history", None)
         res.update(student=f"{plan.teacher_name}:{teacher.mode}", dataset=plan.dataset, protocol="linear")
     result = FitResult(run_dir=plan.run_dir, checkpoint=None, steps=0, final_loss=None,
-                       time_s=time.perf_counter() - t_start, train_time_s=0.0, eval=res, config=info)
+                       time_s=time.perf_counter() - t_start, train_time_s=0.0, eval=res,
+                       teacher_conditional=conditional, config=info)
     if d.main:
         ckpt.write_json(plan.run_dir / "summary.json", result.to_dict())
     return result

@@ -119,12 +119,14 @@ def make_inputs(plan: "Plan", parts: "Parts", device: torch.device) -> Tuple[Dic
             v2.append(aug_real(x_real))
         inputs["v1"], inputs["v2"] = cl(torch.cat(v1)), cl(torch.cat(v2))
     elif obj == "encoder":
-        # E sees dataset-normalised images (as the linear probe will); G reconstructs in [-1, 1]
+        # "normalised": E sees dataset-normalised images (as the linear probe will); "raw": E sees
+        # images in G's range [-1, 1] (SnS's encode.py). G reconstructs in [-1, 1] either way.
+        raw = plan.encoder_input == "raw"
         if syn is not None:
-            inputs["x_syn"] = cl(aug_syn(syn.images))
+            inputs["x_syn"] = cl(syn.images if raw else aug_syn(syn.images))
             batch["x_syn"], batch["ws"] = syn.images, syn.ws
         if x_real is not None:
-            inputs["x_real"] = cl(parts.norm_real(x_real))
+            inputs["x_real"] = cl(x_real * 2.0 - 1.0 if raw else parts.norm_real(x_real))
             batch["x_real"] = x_real * 2.0 - 1.0
     return inputs, batch
 

