@@ -58,6 +58,8 @@ def register(app: typer.Typer) -> None:
         mmd_samples: Optional[int] = typer.Option(None, help="Table 6: images per domain (default: the preset's)"),
         gan_run: Optional[str] = typer.Option(None, help="--figure 4: a `gandistill gan train` folder with snapshots"),
         snapshots: Optional[str] = typer.Option(None, help="--figure 4: comma list of snapshot folders instead"),
+        inception: Optional[str] = typer.Option(None, help="--figure 4: Inception weights file for FID (else the "
+                                                "offline digits judge)"),
     ) -> None:
         """Run the paper's table rows (or Fig. 4) and print ours beside the paper's numbers.
 
@@ -74,7 +76,7 @@ def register(app: typer.Typer) -> None:
             from gandistill.compare.figure4 import Figure4Config, figure4, print_figure4
 
             fcfg = Figure4Config(preset=preset, gan_run=gan_run, snapshots=snapshots, data_root=data_root,
-                                 budget=budget, out=out, dry_run=dry_run, device=device, seed=seed,
+                                 budget=budget, out=out, dry_run=dry_run, device=device, seed=seed, inception=inception,
                                  probe_epochs=probe_epochs, probe_max_train=probe_max_train,
                                  probe_max_test=probe_max_test)
             print_figure4(figure4(fcfg, log=console.print), console, command)

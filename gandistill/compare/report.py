@@ -222,8 +222,8 @@ def bar_chart_pil(path: Path, labels: Sequence[str], ours_v: Sequence[Optional[f
 
     font = ImageFont.load_default()
     n = max(1, len(labels))
-    group_w, left, top, bottom, right = 64, 60, 40, 110, 20
-    w, h = left + group_w * n + right, 380
+    group_w, left, top, bottom, right = 64, 60, 40, 110, 80
+    w, h = max(360, left + group_w * n + right), 380
     vals = [v for v in list(ours_v) + list(paper_v) if v is not None]
     vmax = max(vals) if vals else 1.0
     vmax = vmax * 1.1 if vmax > 0 else 1.0
@@ -231,7 +231,7 @@ def bar_chart_pil(path: Path, labels: Sequence[str], ours_v: Sequence[Optional[f
     d = ImageDraw.Draw(img)
     d.text((left, 10), title, fill="black", font=font)
     y0, y1 = h - bottom, top
-    d.line([(left, y0), (w - right, y0)], fill="black")
+    d.line([(left, y0), (w - right, y0)], fill="black")  # x axis
     d.line([(left, y0), (left, y1)], fill="black")
     for k in range(5):
         v = vmax * k / 4
@@ -252,10 +252,10 @@ def bar_chart_pil(path: Path, labels: Sequence[str], ours_v: Sequence[Optional[f
         ImageDraw.Draw(lab_img).text((2, 0), lab, fill="black", font=font)
         lab_img = lab_img.rotate(90, expand=True)
         img.paste(lab_img, (x + 16, y0 + 4))
-    lx = w - right - 120
+    lx = w - right + 10
     for j, key in enumerate(("ours", "paper")):
-        d.rectangle([lx, 24 + j * 14, lx + 10, 34 + j * 14], fill=COLOURS[key], outline="black")
-        d.text((lx + 14, 24 + j * 14), key, fill="black", font=font)
+        d.rectangle([lx, top + j * 16, lx + 10, top + 10 + j * 16], fill=COLOURS[key], outline="black")
+        d.text((lx + 14, top + j * 16), key, fill="black", font=font)
     img.save(path)
     return path
 

@@ -1,0 +1,90 @@
+"""Fig. 2 (`gandistill plot embed`) and Fig. 4 (`gandistill compare --figure 4`) on tiny inputs."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from gandistill.compare.embed import available_reducer, reduce_2d
+
+
+def test_plot_embed_bundled_teacher(tmp_path):
+    from gandistill.compare.embed import plot_embed
+
+    res = plot_embed("bundled", str(tmp_path / "e.png"), n=60, reducer="pca")
+    assert res["reducer"] == "pca"
+    assert [p.split(")")[0] for p in res["panels"]] == ["(a", "(b", "(c"]      # h^d, w, h^g
+    with Image.open(res["png"]) as im:
+        assert im.size[0] > 3 * 300
+
+
+def test_pca_reducer_keeps_the_two_leading_directions():
+    # two latent factors, each copied into four noisy features: after standardisation they are the
+    # two leading principal directions, so the 2-D output must explain both (regression R^2)
+    g = torch.Generator().manual_seed(0)
+    f = torch.randn(200, 2, generator=g)
+    x = torch.cat([f[:, :1].repeat(1, 4), f[:, 1:].repeat(1, 4)], 1) + 0.1 * torch.randn(200, 8, generator=g)
+    xy = reduce_2d(x, "pca").double()
+    assert xy.shape == (200, 2)
+    a = torch.cat([xy, torch.ones(200, 1, dtype=torch.float64)], 1)
+    for j in range(2):
+        y = f[:, j].double()
+        fit = a @ torch.linalg.lstsq(a, y[:, None]).solution
+        r2 = 1 - ((y[:, None] - fit) ** 2).sum() / ((y - y.mean()) ** 2).sum()
+        assert r2 > 0.95
+    assert available_reducer("pca") == "pca"
+    with pytest.raises(ValueError, match="reducer"):
+        available_reducer("mds")
+
+
+def _fake_snapshots(root: Path, n: int):
+    from gandistill.gan import bundled_teacher_path
+
+    src = Path(bundled_teacher_path())
+    for i in range(n):
+        d = root / f"snapshot-{i * 1000:09d}"
+        d.mkdir(parents=True)
+        for f in src.iterdir():
+            if f.is_file():
+                (d / f.name).write_bytes(f.read_bytes())
+    (root / "snapshot-000999999").mkdir()          # incomplete (no gandistill_sg2.json): ignored
+
+
+def test_find_snapshots_spreads_over_the_run(tmp_path):
+    from gandistill.compare.figure4 import Figure4Config, find_snapshots
+
+    _fake_snapshots(tmp_path / "gan", 5)
+    got = find_snapshots(Figure4Config(gan_run=str(tmp_path / "gan"), max_snapshots=3))
+    assert [p.name for p in got] == ["snapshot-000000000", "snapshot-000002000", "snapshot-000004000"]
+    with pytest.raises(ValueError, match="--gan-run"):
+        find_snapshots(Figure4Config())
+
+
+def test_figure4_scores_each_snapshot_and_writes_the_plot(tmp_path, monkeypatch):
+    from gandistill.compare.figure4 import Figure4Config, figure4, write_figure4
+    from gandistill.engine import TrainingStopped
+
+    _fake_snapshots(tmp_path / "gan", 2)
+    seen = []
+
+    def fake_score(ckpt, **kw):
+        seen.append(Path(ckpt).name)
+        return {"fd": 10.0 * len(seen), "kid": 0.01, "feature_space": "digits-judge"}
+
+    def fake_fit(cfg, log=None):   # the training itself is covered by test_compare_run
+        assert Path(cfg.teacher_ckpt).name.startswith("snapshot-")
+        Path(cfg.out).mkdir(parents=True, exist_ok=True)
+        raise TrainingStopped("collapsed", reason="collapse", step=3)
+
+    monkeypatch.setattr("gandistill.engine.fit", fake_fit)
+    cfg = Figure4Config(gan_run=str(tmp_path / "gan"), out=str(tmp_path / "out"), device="cpu")
+    res = figure4(cfg, log=lambda s: None, score_fn=fake_score)
+    assert seen == ["snapshot-000000000", "snapshot-000001000"]
+    assert [p.fd for p in res.points] == [10.0, 20.0] and {p.status for p in res.points} == {"collapsed"}
+    files = write_figure4(res)
+    assert "digits-judge" in Path(files["md"]).read_text() and Path(files["png"]).exists()
+    again = figure4(cfg, log=lambda s: None, score_fn=lambda *a, **k: pytest.fail("rescored"))
+    assert [p.fd for p in again.points] == [10.0, 20.0]
+    saved = json.loads((tmp_path / "out" / "results" / "figure4" / "snapshot-000001000.json").read_text())
+    assert saved["feature_space"] == "digits-judge"
