@@ -65,6 +65,9 @@ def _fit(cfg: FitConfig, d: Dist, log: Optional[Callable[[str], None]], t_start:
     teacher = build_teacher(plan, device)
     info = run_record(plan, len(train_ds), teacher, d, device)
     info["teacher_conditional"] = conditional = teacher_conditional(teacher)
+    if hasattr(train_ds, "mean") and hasattr(train_ds, "std"):     # the input normalisation (for export)
+        info["resolved"]["normalise"] = {"mean": [float(v) for v in train_ds.mean],
+                                         "std": [float(v) for v in train_ds.std]}
     if plan.spec.objective == "probe":
         return _probe_only(plan, teacher, train_ds, info, say, device, t_start, d, conditional)
     parts = build_parts(plan, teacher, train_ds, device, d)
