@@ -101,6 +101,8 @@ def brief(e: BaseException, limit: int = 200) -> str:
     args = getattr(e, "args", ())
     if isinstance(e, OSError) and e.strerror:
         text = e.strerror
+    elif isinstance(e, UnicodeError):  # its str() names only the offending position and byte
+        text = str(e)
     elif args and isinstance(args[0], str):
         text = args[0]
     elif args:
@@ -252,6 +254,7 @@ class Global:
 
 
 _PRIM = (type(None), bool, int, float, str, bytes)
+_MISSING = object()
 _PRIM_SET = frozenset(_PRIM)
 BuildHandler = Callable[[Any, Any, "SafeUnpickler"], None]
 
@@ -347,6 +350,13 @@ class SafeUnpickler:
         self.pos += size
         return v
 
+    def _byte(self) -> int:
+        pos = self.pos
+        if pos >= len(self.data):
+            raise self._truncated("past the end of the data")
+        self.pos = pos + 1
+        return self.data[pos]
+
     def _line(self) -> bytes:
         limit = self.limits.max_line
         end = self.data.find(b"\n", self.pos, self.pos + limit + 1)
@@ -434,11 +444,11 @@ class SafeUnpickler:
                 if len(x) > lim.max_key_len:
                     raise self._error(f"a dict key / set element of {len(x)} characters (more than "
                                       f"{lim.max_key_len})", forbidden=True)
-            elif t is tuple and d < 3:
+            elif t is tuple:
                 seen += len(x)
-                if seen > lim.max_key_nodes:
-                    raise self._error(f"a dict key / set element is a tuple of more than {lim.max_key_nodes} "
-                                      "values", forbidden=True)
+                if seen > lim.max_key_nodes or d >= 3:
+                    raise self._error(f"a dict key / set element is a tuple nested more than 3 deep or of more "
+                                      f"than {lim.max_key_nodes} values", forbidden=True)
                 todo.extend((e, d + 1) for e in x)
             elif not (x is None or t in (bool, int, float)):
                 raise self._error(f"a dict key / set element is a {t.__name__}; only strings, numbers and small "
@@ -455,7 +465,7 @@ class SafeUnpickler:
 
     # ------------------------------------------------------------------ opcodes: structure
     def _proto(self) -> None:
-        proto = self._unpack("<B", 1)
+        proto = self._byte()
         if proto > 5:
             raise self._error(f"unsupported pickle protocol {proto}")
 
@@ -501,7 +511,7 @@ class SafeUnpickler:
         self.stack.append(self._unpack("<i", 4))
 
     def _binint1(self) -> None:
-        self.stack.append(self._unpack("<B", 1))
+        self.stack.append(self._byte())
 
     def _binint2(self) -> None:
         self.stack.append(self._unpack("<H", 2))
@@ -514,7 +524,7 @@ class SafeUnpickler:
         self.stack.append(int.from_bytes(self._take(n), "little", signed=True))
 
     def _long1(self) -> None:
-        self._long_bytes(self._unpack("<B", 1))
+        self._long_bytes(self._byte())
 
     def _long4(self) -> None:
         self._long_bytes(self._unpack("<i", 4))
@@ -541,7 +551,7 @@ class SafeUnpickler:
         self.stack.append(b if kind is bytes else self.register(bytearray(b)))
 
     def _short_binbytes(self) -> None:
-        self._bytes(self._unpack("<B", 1))
+        self._bytes(self._byte())
 
     def _binbytes(self) -> None:
         self._bytes(self._unpack("<I", 4))
@@ -556,7 +566,7 @@ class SafeUnpickler:
         self.stack.append(b if self.str8 == "bytes" else b.decode("latin1"))
 
     def _short_binstring(self) -> None:
-        self._str8(self._take(self._unpack("<B", 1)))
+        self._str8(self._take(self._byte()))
 
     def _binstring(self) -> None:
         n = self._unpack("<i", 4)
@@ -574,7 +584,7 @@ class SafeUnpickler:
         self.stack.append(str(b, "utf-8", "surrogatepass"))
 
     def _short_binunicode(self) -> None:
-        self._unicode(self._take(self._unpack("<B", 1)))
+        self._unicode(self._take(self._byte()))
 
     def _binunicode(self) -> None:
         self._unicode(self._take(self._unpack("<I", 4)))
@@ -687,19 +697,28 @@ class SafeUnpickler:
         self._put_at(int(self._line()))
 
     def _binput(self) -> None:
-        self._put_at(self._unpack("<B", 1))
+        self._put_at(self._byte())
 
     def _long_binput(self) -> None:
         self._put_at(self._unpack("<I", 4))
 
     def _memoize(self) -> None:
-        self._put_at(len(self.memo))
+        if not self.stack:
+            raise self._error("the stack is empty")
+        self.memo[len(self.memo)] = self.stack[-1]
 
     def _get(self) -> None:
         self._get_at(int(self._line()))
 
     def _binget(self) -> None:
-        self._get_at(self._unpack("<B", 1))
+        pos = self.pos
+        if pos >= len(self.data):
+            raise self._truncated("past the end of the data")
+        self.pos = pos + 1
+        v = self.memo.get(self.data[pos], _MISSING)
+        if v is _MISSING:
+            self._get_at(self.data[pos])
+        self.stack.append(v)
 
     def _long_binget(self) -> None:
         self._get_at(self._unpack("<I", 4))

@@ -164,7 +164,9 @@ def test_cifar10_fake_root(tmp_path, monkeypatch):
 
 
 def test_cifar_missing_and_malformed(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"cifar-10-batches-py/.*data_batch_1.*set download to True"):
+    with pytest.raises(FileNotFoundError, match=r"cifar-10-batches-py/.*data_batch_1.*no --download flag.*"
+                                                 r"load_dataset\('cifar10'.*download argument set to True.*"
+                                                 r"--data-root .*nowhere"):
         load_dataset("cifar10", root=tmp_path / "nowhere")
     _fake_cifar10(tmp_path)
     folder = tmp_path / "cifar-10-batches-py"
@@ -246,7 +248,8 @@ def test_stl10_fake_root(tmp_path):
 
 
 def test_stl10_missing_and_malformed(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"stl10_binary.*train_X\.bin.*set download to True"):
+    with pytest.raises(FileNotFoundError, match=r"stl10_binary.*train_X\.bin.*no --download flag.*"
+                                                 r"load_dataset\('stl10'.*set to True.*--data-root "):
         load_dataset("stl10", root=tmp_path)
     _fake_stl10(tmp_path)
     folder = tmp_path / "stl10_binary"
@@ -261,6 +264,141 @@ def test_stl10_missing_and_malformed(tmp_path):
         load_dataset("stl10", root=tmp_path)
     with pytest.raises(ValueError, match="splits"):
         load_dataset("stl10", root=tmp_path, split="val")
+
+
+# ----------------------------------------------------------------------------- hostile CIFAR / STL10 files
+P = pickle
+
+
+def _py2_batch(n: int = 2, rng_seed: int = 3) -> tuple[bytes, np.ndarray]:
+    """A batch exactly as the official (Python 2, cPickle protocol 2) files spell it, built by hand."""
+    data = np.random.default_rng(rng_seed).integers(0, 256, (n, 3072), dtype=np.uint8)
+
+    def s8(b: bytes) -> bytes:  # Python 2 str
+        return P.SHORT_BINSTRING + bytes([len(b)]) + b
+
+    raw = data.tobytes()
+    body = (P.PROTO + b"\x02" + P.EMPTY_DICT + P.MARK + s8(b"data")
+            + P.GLOBAL + b"numpy.core.multiarray\n_reconstruct\n" + P.GLOBAL + b"numpy\nndarray\n"
+            + P.BININT1 + b"\x00" + P.TUPLE1 + s8(b"b") + P.TUPLE3 + P.REDUCE
+            + P.MARK + P.BININT1 + b"\x01" + P.BININT1 + bytes([n]) + P.BININT2 + (3072).to_bytes(2, "little")
+            + P.TUPLE2 + P.GLOBAL + b"numpy\ndtype\n" + s8(b"u1") + P.BININT1 + b"\x00" + P.BININT1 + b"\x01"
+            + P.TUPLE3 + P.REDUCE + P.MARK + P.BININT1 + b"\x03" + s8(b"|") + P.NONE + P.NONE + P.NONE
+            + P.BININT + b"\xff\xff\xff\xff" + P.BININT + b"\xff\xff\xff\xff" + P.BININT1 + b"\x00" + P.TUPLE
+            + P.BUILD + P.NEWFALSE + P.BINSTRING + len(raw).to_bytes(4, "little") + raw + P.TUPLE + P.BUILD
+            + s8(b"labels") + P.EMPTY_LIST + P.MARK + P.BININT1 + b"\x03" + P.BININT1 + b"\x07" + P.APPENDS
+            + P.SETITEMS + P.STOP)
+    return body, data
+
+
+def test_cifar_reader_reads_python2_and_protocol5_batches(tmp_path):
+    from gandistill.data.cifar import read_batch
+
+    body, data = _py2_batch()
+    (tmp_path / "py2").write_bytes(body)
+    batch = read_batch(tmp_path / "py2")
+    assert np.array_equal(batch["data"], data) and batch["labels"] == [3, 7]
+    _write_pickle(tmp_path / "p5", {"data": data, "labels": [1, 2]})
+    (tmp_path / "p5").write_bytes(pickle.dumps({"data": data, "labels": [1, 2]}, protocol=5))
+    assert b"_frombuffer" in (tmp_path / "p5").read_bytes()
+    got = read_batch(tmp_path / "p5")
+    assert np.array_equal(got["data"], data) and got["data"].dtype == np.uint8
+
+
+def _refused_batch(path: Path, match: str) -> None:
+    """``read_batch`` must raise ValueError naming ``path`` within 1 s of CPU."""
+    import time
+
+    from gandistill.data.cifar import read_batch
+
+    t0 = time.process_time()
+    with pytest.raises(ValueError, match=match) as info:
+        read_batch(path)
+    assert time.process_time() - t0 < 1.0
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def _dag(levels: int) -> bytes:
+    """A list DAG [[x, x], [x, x]] ... of 2**levels leaves in ~12 bytes a level."""
+    put, get = P.LONG_BINPUT + b"\0\0\0\0", P.LONG_BINGET + b"\0\0\0\0"
+    return b"".join([P.BININT1 + b"\x01"] + [put + P.POP + P.MARK + get + get + P.LIST for _ in range(levels)])
+
+
+@pytest.mark.parametrize("case,body,match", [
+    ("deep_key", P.EMPTY_DICT + P.EMPTY_TUPLE + P.TUPLE1 * 100_000 + P.NONE + P.SETITEM, "nests deeper than"),
+    ("shared_key", P.EMPTY_DICT + P.EMPTY_TUPLE + (P.DUP + P.TUPLE2) * 60 + P.NONE + P.SETITEM, "tuple nested"),
+    ("object_array", P.GLOBAL + b"numpy\ndtype\n" + P.SHORT_BINUNICODE + b"\x02O8" + P.TUPLE1 + P.REDUCE,
+     "unsupported numpy dtype 'O8'"),
+    ("huge_reconstruct", P.GLOBAL + b"numpy.core.multiarray\n_reconstruct\n" + P.GLOBAL + b"numpy\nndarray\n"
+     + P.LONG1 + b"\x06" + (2 ** 40).to_bytes(6, "little") + P.TUPLE1 + P.SHORT_BINBYTES + b"\x01b" + P.TUPLE3
+     + P.REDUCE, "numpy _reconstruct with unexpected arguments"),
+    ("frombuffer_lies", P.GLOBAL + b"numpy.core.numeric\n_frombuffer\n" + P.MARK + P.SHORT_BINBYTES + b"\x04abcd"
+     + P.GLOBAL + b"numpy\ndtype\n" + P.SHORT_BINUNICODE + b"\x02u1" + P.TUPLE1 + P.REDUCE
+     + P.LONG1 + b"\x06" + (10 ** 12).to_bytes(6, "little") + P.TUPLE1 + P.SHORT_BINUNICODE + b"\x01C"
+     + P.TUPLE + P.REDUCE, r"shape \(1000000000000,\) and type uint8 needs 1000000000000 bytes, the file gives 4"),
+    ("additems_on_array", P.GLOBAL + b"numpy.core.multiarray\n_reconstruct\n" + P.GLOBAL + b"numpy\nndarray\n"
+     + P.BININT1 + b"\x00" + P.TUPLE1 + P.SHORT_BINBYTES + b"\x01b" + P.TUPLE3 + P.REDUCE + P.MARK + P.NONE
+     + P.ADDITEMS, "add items to a ndarray object; only sets"),
+    ("call_system", P.GLOBAL + b"posix\nsystem\n" + P.SHORT_BINUNICODE + b"\x04true" + P.TUPLE1 + P.REDUCE,
+     "global posix.system is not allowed"),
+    ("inst", P.INST + b"os\nsystem\n", "opcode INST"),
+])
+def test_cifar_reader_refuses_hostile_pickles(tmp_path, case, body, match):
+    path = tmp_path / case
+    path.write_bytes(P.PROTO + b"\x02" + body + P.STOP)
+    _refused_batch(path, match)
+
+
+def test_cifar_label_and_data_bombs(tmp_path):
+    """Labels as a 2**40-leaf list DAG (np.asarray would expand it), data as a list: refused, fast."""
+    _fake_cifar10(tmp_path)
+    folder = tmp_path / "cifar-10-batches-py"
+    body = (P.PROTO + b"\x02" + P.EMPTY_DICT + P.MARK + P.SHORT_BINUNICODE + b"\x06labels" + _dag(40)
+            + P.SHORT_BINUNICODE + b"\x04data" + P.EMPTY_LIST + P.SETITEMS + P.STOP)
+    (folder / "test_batch").write_bytes(body)
+    with pytest.raises(ValueError, match="'data' is a list, expected a uint8 array"):
+        load_dataset("cifar10", root=tmp_path, split="test")
+    _write_pickle(folder / "test_batch", {"data": np.zeros((2, 3072), np.uint8), "labels": [[0], [1]]})
+    with pytest.raises(ValueError, match="labels must be a flat list of integers"):
+        load_dataset("cifar10", root=tmp_path, split="test")
+    body = body.replace(P.SHORT_BINUNICODE + b"\x04data" + P.EMPTY_LIST, P.SHORT_BINUNICODE + b"\x04data"
+                        + _py2_batch()[0][4 + 6:].split(P.SHORT_BINSTRING + b"\x06labels")[0])
+    (folder / "test_batch").write_bytes(body)
+    with pytest.raises(ValueError, match=r"labels must be a flat list of integers, got \[\[\["):
+        load_dataset("cifar10", root=tmp_path, split="test")
+    # one memoised 1 MB string handed to numpy 200 times: over the work budget for a file this size
+    raw = P.BINBYTES + (2 ** 20).to_bytes(4, "little") + b"\0" * 2 ** 20 + P.BINPUT + b"\x09" + P.POP
+    one = (P.GLOBAL + b"numpy.core.numeric\n_frombuffer\n" + P.BINGET + b"\x09" + P.GLOBAL + b"numpy\ndtype\n"
+           + P.SHORT_BINUNICODE + b"\x02u1" + P.TUPLE1 + P.REDUCE + P.BININT + (2 ** 20).to_bytes(4, "little")
+           + P.TUPLE1 + P.SHORT_BINUNICODE + b"\x01C" + P.TUPLE + P.REDUCE)
+    one = one.replace(P.GLOBAL + b"numpy.core.numeric\n_frombuffer\n", P.GLOBAL
+                      + b"numpy.core.numeric\n_frombuffer\n" + P.MARK)
+    (tmp_path / "bomb").write_bytes(P.PROTO + b"\x02" + raw + P.EMPTY_LIST + P.MARK + one * 200 + P.APPENDS + P.STOP)
+    _refused_batch(tmp_path / "bomb", "memory bomb")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs and /dev/zero")
+def test_cifar_and_stl10_refuse_fifos_and_devices(tmp_path):
+    _fake_cifar10(tmp_path)
+    folder = tmp_path / "cifar-10-batches-py"
+    (folder / "test_batch").unlink()
+    os.mkfifo(folder / "test_batch")
+    with pytest.raises(ValueError, match="test_batch.*is a FIFO / named pipe, not a regular file"):
+        load_dataset("cifar10", root=tmp_path, split="test")
+    (folder / "test_batch").unlink()
+    (folder / "test_batch").symlink_to("/dev/zero")
+    with pytest.raises(ValueError, match="character device"):
+        load_dataset("cifar10", root=tmp_path, split="test")
+    _fake_stl10(tmp_path)
+    stl = tmp_path / "stl10_binary"
+    (stl / "train_y.bin").unlink()
+    (stl / "train_y.bin").symlink_to("/dev/zero")
+    with pytest.raises(ValueError, match="train_y.bin: the STL-10 file is a character device"):
+        load_dataset("stl10", root=tmp_path)
+    (stl / "test_X.bin").unlink()
+    os.mkfifo(stl / "test_X.bin")
+    with pytest.raises(ValueError, match="test_X.bin: the STL-10 file is a FIFO"):
+        load_dataset("stl10", root=tmp_path, split="test")
 
 
 # ----------------------------------------------------------------------------- image folders

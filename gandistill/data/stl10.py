@@ -5,16 +5,20 @@ Layout (``<root>/stl10_binary/``): ``train_X.bin``, ``train_y.bin``, ``test_X.bi
 stored channel by channel in column-major order; ``*_y.bin`` are uint8 labels 1..10 (we return 0..9).
 Images are memory-mapped (the unlabeled file is 2.7 GB), so only the items used are read.
 We read the files ourselves because torchvision's STL10 checks md5 sums (rejecting test fixtures);
-``download`` set to True delegates the fetch to torchvision.
+``download`` set to True delegates the fetch to torchvision. Only regular files are opened (a FIFO or
+a link to a device is refused before any read), and the label files are size-checked before reading.
 Splits: ``train`` (5k), ``test`` (8k), ``unlabeled`` (100k, y = -1), ``train+unlabeled`` (105k).
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
 import torch
+
+from gandistill.safe_io import SafeLoadError, read_regular_file, regular_size
 
 from .base import ArrayDataset, ConcatImageDataset, check_img_size
 from .stats import NORM_STATS
@@ -28,14 +32,26 @@ CLASSES = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "
 
 def _hint(root: Path) -> str:
     return (f"expected {root}/{FOLDER}/{{train_X.bin, train_y.bin, test_X.bin, test_y.bin, unlabeled_X.bin}} "
-            f"(torchvision STL10 format); set download to True to fetch it")
+            f"(torchvision STL10 format). The command line has no --download flag: fetch it once from Python with "
+            f"gandistill.data.load_dataset('stl10', root='{root}') and its download argument set to True "
+            f"(or put the files there yourself), then pass --data-root {root}")
+
+
+def _size(path: Path, root: Path) -> int:
+    """Size of a regular file; ``FileNotFoundError`` if missing, ``ValueError`` for a FIFO, device, folder."""
+    if not os.path.lexists(path):
+        raise FileNotFoundError(f"stl10: missing {path}; {_hint(root)}")
+    try:
+        return regular_size(path, what="STL-10 file")
+    except FileNotFoundError:  # a dangling symlink
+        raise FileNotFoundError(f"stl10: missing {path} (a broken link); {_hint(root)}") from None
+    except SafeLoadError as e:
+        raise ValueError(str(e)) from None
 
 
 def _read_images(path: Path, root: Path) -> np.ndarray:
     """Memory-map ``*_X.bin`` as a uint8 view [N, 3, 96, 96] in (C, H, W) order."""
-    if not path.is_file():
-        raise FileNotFoundError(f"stl10: missing {path}; {_hint(root)}")
-    size = path.stat().st_size
+    size = _size(path, root)
     if size == 0 or size % IMAGE_BYTES:
         raise ValueError(f"{path}: size {size} bytes is not a positive multiple of 3*96*96={IMAGE_BYTES}; {_hint(root)}")
     mm = np.memmap(path, dtype=np.uint8, mode="r", shape=(size // IMAGE_BYTES, 3, SIDE, SIDE))
@@ -43,11 +59,14 @@ def _read_images(path: Path, root: Path) -> np.ndarray:
 
 
 def _read_labels(path: Path, root: Path, n: int) -> torch.Tensor:
-    if not path.is_file():
-        raise FileNotFoundError(f"stl10: missing {path}; {_hint(root)}")
-    y = np.fromfile(path, dtype=np.uint8).astype(np.int64)
-    if len(y) != n:
-        raise ValueError(f"{path}: {len(y)} labels for {n} images; {_hint(root)}")
+    size = _size(path, root)
+    if size != n:
+        raise ValueError(f"{path}: {size} labels for {n} images; {_hint(root)}")
+    try:
+        raw = read_regular_file(path, max_bytes=n, what="STL-10 label file")
+    except SafeLoadError as e:
+        raise ValueError(str(e)) from None
+    y = np.frombuffer(raw, dtype=np.uint8).astype(np.int64)
     if len(y) and (y.min() < 1 or y.max() > 10):
         raise ValueError(f"{path}: labels must be 1..10 (1-based), got range [{y.min()}, {y.max()}]")
     return torch.from_numpy(y - 1)

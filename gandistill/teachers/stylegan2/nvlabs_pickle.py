@@ -141,6 +141,7 @@ _STORAGE_DTYPES = {
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
 MAX_TENSOR_DIMS = 16
+_BLOB_HEADERS: List[bytes] = []  # byte prefixes (magic, protocol, sys info pickles) already validated
 
 
 class _Storage:
@@ -192,7 +193,7 @@ def load_storage_blob(blob: Any, budget: Optional[Budget] = None) -> _Storage:
                 or type(numel) is not int or numel < 0):
             raise SG2LoadError("malformed storage record in a tensor blob")
         dtype = _STORAGE_DTYPES[stype.name]
-        if numel * torch.empty((), dtype=dtype).element_size() > len(blob):
+        if numel * dtype.itemsize > len(blob):
             raise SG2LoadError(f"a tensor blob declares {numel} elements, more than its {len(blob)} bytes hold")
         key = str(key)
         if key not in storages:
@@ -213,13 +214,19 @@ def load_storage_blob(blob: Any, budget: Optional[Budget] = None) -> _Storage:
         pos = vm.pos
         return obj
 
-    if next_pickle() != _LEGACY_MAGIC:
-        raise SG2LoadError("tensor blob has a wrong magic number (not legacy torch serialization)")
-    if next_pickle() != _LEGACY_PROTOCOL:
-        raise SG2LoadError("tensor blob has an unsupported serialization protocol")
-    info = next_pickle()
-    if not isinstance(info, dict) or info.get("little_endian", True) is not True:
-        raise SG2LoadError("tensor blob: only little-endian sys info dicts are supported")
+    header = next((h for h in _BLOB_HEADERS if blob.startswith(h)), None)
+    if header is not None:  # the same three header pickles as a blob already checked: same result
+        pos = len(header)
+    else:
+        if next_pickle() != _LEGACY_MAGIC:
+            raise SG2LoadError("tensor blob has a wrong magic number (not legacy torch serialization)")
+        if next_pickle() != _LEGACY_PROTOCOL:
+            raise SG2LoadError("tensor blob has an unsupported serialization protocol")
+        info = next_pickle()
+        if not isinstance(info, dict) or info.get("little_endian", True) is not True:
+            raise SG2LoadError("tensor blob: only little-endian sys info dicts are supported")
+        if pos <= 512 and len(_BLOB_HEADERS) < 8:
+            _BLOB_HEADERS.append(blob[:pos])
     ref = next_pickle()
     keys = next_pickle()
     if type(keys) is not list or not all(type(k) in (str, int) for k in keys) or len(keys) > len(storages):
@@ -235,7 +242,7 @@ def load_storage_blob(blob: Any, budget: Optional[Budget] = None) -> _Storage:
         pos += 8
         if count != numel:
             raise SG2LoadError(f"tensor blob element count {count} != declared {numel}")
-        nbytes = numel * torch.empty((), dtype=dtype).element_size()
+        nbytes = numel * dtype.itemsize
         if pos + nbytes > len(blob):
             raise SG2LoadError("tensor blob is truncated")
         raw = bytearray(memoryview(blob)[pos:pos + nbytes])
