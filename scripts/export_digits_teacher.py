@@ -20,26 +20,41 @@ from typing import Optional
 import torch
 
 
-COMMAND = "scripts/train_digits_teacher.sh runs/digits-sg2 300"
 
 
 def _hist(h) -> str:
     return " | ".join(str(v) for v in h)
 
 
-def model_card(meta: dict, g_kwargs: dict, quality: Optional[dict]) -> str:
+def _train_command(cfg: dict) -> str:
+    net = " ".join(f"--net {k}={v}" for k, v in (cfg.get("net_overrides") or {}).items())
+    return (f"gandistill gan train --data digits --split train --config {cfg.get('arch', 'tiny')} --grey --clamp-fakes"
+            f" --range-weight {cfg.get('range_weight')} --range-margin {cfg.get('range_margin')}"
+            f"{' --cond' if cfg.get('cond') else ''} --batch {cfg.get('batch')} --gamma {cfg.get('r1_gamma')}"
+            f" --glr {cfg.get('glr')} --dlr {cfg.get('dlr')} {net} --ema-kimg {cfg.get('ema_kimg')}"
+            f"{' --mixing ' + str(cfg.get('style_mixing_prob')) if cfg.get('style_mixing_prob') else ''}"
+            f" --augment {cfg.get('augment')} --ada-kimg {cfg.get('ada_kimg')} --snap-kimg {cfg.get('snap_kimg')}"
+            f" --seed {cfg.get('seed')} --threads {cfg.get('threads')}")
+
+
+def model_card(meta: dict, g_kwargs: dict, quality: Optional[dict], notes: Optional[list] = None) -> str:
     """The MODEL_CARD.md text (config, kimg, wall time, command, samples, quality)."""
     cfg = meta.get("training_config") or {}
     kimg, wall = meta.get("kimg"), meta.get("wall_s") or 0.0
     syn = g_kwargs.get("synthesis_kwargs", {})
+    cond = bool(g_kwargs.get("c_dim"))
+    mbstd = (cfg.get("net_overrides") or {}).get("mbstd_group", 4)
     lines = [
-        "# digits-sg2: the bundled default teacher",
+        f"# {meta.get('name', 'digits-sg2')}: {'a label-conditioned digits teacher (not self-supervised)' if cond else 'the bundled default teacher'}",
         "",
         "A tiny StyleGAN2 (generator G_ema and discriminator D, fp16 safetensors) trained by `gandistill gan train` on the",
         f"bundled `digits` data set (train split, 4000 images, 32x32, "
-        f"{'class-conditional, c = one-hot digit' if g_kwargs.get('c_dim') else 'unconditional'}). It is the teacher that the",
-        "default, offline `gandistill fit` run distils from. Load it with",
-        "`load_sg2(gandistill.gan.bundled_teacher_path())`.",
+        f"{'class-conditional, c = one-hot digit' if cond else 'unconditional: G(z), no labels'}).",
+        ("It is the teacher that the default, offline `gandistill fit` run distils from. No label reaches the "
+         "student through it." if not cond else
+         "It is kept to show label leakage: a student distilled from it has seen the labels through the teacher, and "
+         "every table of such a run says 'label-conditioned teacher: not self-supervised'."),
+        f"Load it with `load_sg2(\"{meta.get('asset_path', 'gandistill/assets/digits-sg2')}\")`.",
         "",
         "![samples](samples.png)",
         "",
@@ -48,37 +63,27 @@ def model_card(meta: dict, g_kwargs: dict, quality: Optional[dict]) -> str:
         "## Network",
         "",
         f"- SG2 config `{cfg.get('arch', 'tiny')}`: z_dim={g_kwargs.get('z_dim')}, w_dim={g_kwargs.get('w_dim')}, "
-        f"mapping layers {g_kwargs.get('mapping_kwargs', {}).get('num_layers')}, channel_base {syn.get('channel_base')}, "
-        f"channel_max {syn.get('channel_max')} (channels b4/b8/b16/b32 = "
+        f"c_dim={g_kwargs.get('c_dim')}, mapping layers {g_kwargs.get('mapping_kwargs', {}).get('num_layers')}, "
+        f"channel_base {syn.get('channel_base')}, channel_max {syn.get('channel_max')} (channels b4/b8/b16/b32 = "
         + "/".join(str(min(syn.get('channel_base', 0) // r, syn.get('channel_max', 0))) for r in (4, 8, 16, 32))
-        + "), G architecture skip, num_fp16_res 0, conv_clamp 256, 32x32 RGB output in [-1, 1].",
-        "- Discriminator: SG2 `tiny` (architecture orig, minibatch-std group 8), shipped as `D.safetensors`"
+        + "), G architecture skip, 32x32 RGB output in [-1, 1].",
+        f"- Discriminator: SG2 `tiny` (architecture orig, minibatch-std group {mbstd}), shipped as `D.safetensors`"
         " (fp16) for the `sg2-discriminator` teacher.",
         "",
         "## Training",
         "",
-        f"- Command: `{COMMAND}{' --cond' if cfg.get('cond') else ''}` (stopped/exported at the snapshot below), i.e.",
-        f"  `gandistill gan train --data digits --split train --config tiny --grey --clamp-fakes"
-        f" --range-weight {cfg.get('range_weight')} --range-margin {cfg.get('range_margin')}"
-        f"{' --cond' if cfg.get('cond') else ''} --batch {cfg.get('batch')} --gamma {cfg.get('r1_gamma')} "
-        f"--glr {cfg.get('glr')} --dlr {cfg.get('dlr')} --net mbstd_group=8 --ema-kimg {cfg.get('ema_kimg')} "
-        f"--augment ada --ada-kimg {cfg.get('ada_kimg')} --snap-kimg 4 --seed {cfg.get('seed')} --threads 2`",
-        f"- Length: **{kimg} kimg** (snapshot `{meta.get('source_snapshot')}`), wall time {wall / 60:.0f} min "
-        "on 2 shared CPU cores (other jobs running), no GPU.",
+        f"- Command: `{_train_command(cfg)}`, stopped and exported at snapshot `{meta.get('source_snapshot')}`.",
+        f"- Length: **{kimg} kimg**, wall time {wall / 60:.0f} min on 2 CPU cores shared with other jobs, no GPU.",
         f"- Objective: non-saturating logistic loss, lazy R1 (gamma {cfg.get('r1_gamma')}, every "
-        f"{cfg.get('r1_interval')} D steps, D lr/betas scaled by 16/17), Adam lr {cfg.get('glr')} betas "
-        f"{tuple(cfg.get('betas', ()))}, batch {cfg.get('batch')}, G EMA {cfg.get('ema_kimg')} kimg with ramp-up "
-        f"{cfg.get('ema_rampup')}, no style mixing, no path-length regularisation.",
+        f"{cfg.get('r1_interval')} D steps), Adam lr {cfg.get('glr')} betas {tuple(cfg.get('betas', ()))}, batch "
+        f"{cfg.get('batch')}, G EMA {cfg.get('ema_kimg')} kimg with ramp-up {cfg.get('ema_rampup')}, style mixing "
+        f"{cfg.get('style_mixing_prob')}, no path-length regularisation.",
         "- Greyscale data: the toRGB layers' output rows are tied after every G step (`--grey`, R = G = B"
         " exactly), and D sees G's images clamped to [-1, 1] with a straight-through gradient (`--clamp-fakes`)"
-        " plus a soft penalty 0.02 * sum relu(|x| - 4) that keeps raw outputs within about +-4 (consumers clamp"
-        " to [-1, 1]; `samples.png` is clamped too). Without these two,"
-        " every run collapsed to one digit within 10-20 kimg: colour and the exactly-black background were"
-        " trivial real/fake cues that D won on (D scores real +3 / fake -3) and G chased with the same"
-        " gradient for every sample.",
-        f"- ADA: ops {', '.join(cfg.get('augment_ops', []))}; target r_t = {cfg.get('ada_target')}, adjusted every "
-        f"{cfg.get('ada_interval')} steps, speed {cfg.get('ada_kimg')} kimg for p 0 -> 1; p at export "
-        f"{meta.get('augment_p'):.3f}.",
+        " plus a soft penalty 0.02 * sum relu(|x| - 4) on raw outputs. Without these, runs collapsed to one digit"
+        " within 10-20 kimg (colour and the exactly-black background were trivial real/fake cues).",
+        f"- ADA: ops {', '.join(cfg.get('augment_ops', []))}; target r_t = {cfg.get('ada_target')}, speed "
+        f"{cfg.get('ada_kimg')} kimg for p 0 -> 1; p at export {meta.get('augment_p') or 0:.3f}.",
         "",
         "## Quality (offline)",
         "",
@@ -86,42 +91,37 @@ def model_card(meta: dict, g_kwargs: dict, quality: Optional[dict]) -> str:
     if quality is None:
         lines += ["Not measured yet (run `scripts/teacher_quality.py`)."]
     else:
-        real, gen = quality["real_test"], quality["generated"]
+        real, gen = quality["real_test_labels"], quality["generated_labels"]
+        ref = quality["reference_real_train_vs_test"]
         lines += [
-            "Measured with `python scripts/teacher_quality.py gandistill/assets/digits-sg2 --n "
-            f"{gen['n']}`: a small CNN judge ({quality['judge']}) labels generated samples.",
+            f"Measured with `python scripts/teacher_quality.py {meta.get('asset_path', 'gandistill/assets/digits-sg2')} "
+            f"--n {gen['n']}` (the figures of `gandistill gan score`) in the feature space of the shipped offline "
+            f"digits judge (`gandistill/assets/digits-judge`: {quality.get('feature_dim')}-d penultimate features of a "
+            f"small CNN, **{quality['judge_test_accuracy'] * 100:.1f}%** on the real digits test split). No Inception "
+            "weights are on this machine, so this is not FID; `gan score --inception PATH` gives Inception-space figures.",
             "",
-            f"- Judge accuracy on the real digits test split: **{quality['judge_test_accuracy'] * 100:.1f}%**.",
-        ]
-        if "judge_agrees_with_requested_class" in quality:
-            lines += [
-                "- Conditional G, labels requested class-balanced (i mod 10): the judge labels "
-                f"**{quality['judge_agrees_with_requested_class'] * 100:.1f}%** of the samples with the requested digit.",
-            ]
-        lines += [
+            f"| figure | generated (n = {gen['n']}) vs digits/train | reference: real digits/test vs digits/train |",
+            "|---|---|---|",
+            f"| Frechet distance (judge space) | {quality['fd']:.2f} | {ref['fd']:.2f} |",
+            f"| KID (judge space) | {quality['kid']:.3f} +- {quality['kid_std']:.3f} | {ref['kid']:.3f} +- {ref['kid_std']:.3f} |",
             "",
-            "| images | n | mean max-softmax confidence | share with confidence > 0.9 | classes with >= 2% | "
-            "class-histogram entropy (1 = uniform) |",
-            "|---|---|---|---|---|---|",
+            "| images | n | mean max-softmax confidence | share with confidence > 0.9 | smallest class share | "
+            "classes with >= 3% | class-histogram entropy (1 = uniform) |",
+            "|---|---|---|---|---|---|---|",
             f"| real test | {real['n']} | {real['mean_confidence']:.3f} | {real['share_confident_0.9']:.3f} | "
-            f"{real['classes_with_2pct']} | {real['class_entropy_norm']:.3f} |",
+            f"{real['class_share_min']:.3f} | {real['classes_with_3pct']} | {real['class_entropy_norm']:.3f} |",
             f"| generated | {gen['n']} | {gen['mean_confidence']:.3f} | {gen['share_confident_0.9']:.3f} | "
-            f"{gen['classes_with_2pct']} | {gen['class_entropy_norm']:.3f} |",
+            f"{gen['class_share_min']:.3f} | {gen['classes_with_3pct']} | {gen['class_entropy_norm']:.3f} |",
             "",
             "Class histogram of the judge's labels on generated samples (digits 0..9):",
             "",
             "| " + " | ".join(str(i) for i in range(10)) + " |",
             "|" + "---|" * 10,
             "| " + _hist(gen["class_histogram"]) + " |",
-            "",
-            f"- FID: {quality['fid']}.",
         ]
+    if notes:
+        lines += ["", *notes]
     lines += [
-        "",
-        "An unconditional run with the same recipe (seed 9, 92 kimg, 37 min) reached mean confidence 0.884,",
-        "66.8% of samples above 0.9, but an uneven class histogram (1s and 7s 22-26%, 2s 1.8%); the conditional",
-        "run covers every class evenly, so it ships (the official NVlabs cifar10.pkl is class-conditional too).",
-        "ADA's p stayed at 0: with 4000 images and 80 kimg the overfitting heuristic r_t never exceeded 0.6 for long.",
         "",
         "## Limits",
         "",
@@ -140,6 +140,7 @@ def main() -> None:
     ap.add_argument("--dest", default=None)
     ap.add_argument("--no-d", action="store_true", help="ship G_ema only (no discriminator)")
     ap.add_argument("--quality", default=None, help="JSON written by scripts/teacher_quality.py --out")
+    ap.add_argument("--notes", default=None, help="a markdown file appended to the quality section")
     args = ap.parse_args()
 
     from gandistill.gan import bundled_teacher_path, sample_grid
@@ -152,10 +153,11 @@ def main() -> None:
     src_meta = dict(ck.meta)
     src_meta.pop("path", None)
     meta = {
-        "name": "digits-sg2",
+        "name": dest.name,
         "description": "tiny StyleGAN2 (G_ema, fp16) trained with gandistill gan train on the bundled digits "
-                       "train split, unconditional; the default offline teacher",
+                       f"train split, {'class-conditional' if ck.G_ema.c_dim else 'unconditional'}",
         "source_snapshot": snap.name,
+        "asset_path": str(dest),
         "kimg": src_meta.get("kimg"),
         "augment_p": src_meta.get("augment_p"),
         "wall_s": src_meta.get("wall_s"),
@@ -165,7 +167,8 @@ def main() -> None:
     save_sg2(dest, G_ema=ck.G_ema, D=None if args.no_d else ck.D, meta=meta, half=True)
     sample_grid(dest, n=64, out=dest / "samples.png", seed=0)
     quality = json.loads(Path(args.quality).read_text()) if args.quality else None
-    (dest / "MODEL_CARD.md").write_text(model_card(meta, ck.kwargs["G_ema"], quality))
+    notes = Path(args.notes).read_text().splitlines() if args.notes else None
+    (dest / "MODEL_CARD.md").write_text(model_card(meta, ck.kwargs["G_ema"], quality, notes))
     size = sum(p.stat().st_size for p in dest.iterdir() if p.is_file())
     print(json.dumps({"dest": str(dest), "from": str(snap), "kimg": meta["kimg"], "bytes": size}, indent=1))
 
