@@ -157,7 +157,8 @@ def main() -> None:
         "description": "tiny StyleGAN2 (G_ema, fp16) trained with gandistill gan train on the bundled digits "
                        f"train split, {'class-conditional' if ck.G_ema.c_dim else 'unconditional'}",
         "source_snapshot": snap.name,
-        "asset_path": str(dest),
+        "asset_path": (f"gandistill/assets/{dest.name}" if dest.resolve().parent == bundled_teacher_path().parent
+                       else str(dest)),
         "kimg": src_meta.get("kimg"),
         "augment_p": src_meta.get("augment_p"),
         "wall_s": src_meta.get("wall_s"),
