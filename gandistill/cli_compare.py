@@ -29,7 +29,12 @@ def print_dry_run(table_no: int, preset_name: str, rows: Optional[str], budget: 
         echo("")
         echo(f"[{row.key}] {row.group} | {row.label}  (run {row.run}; paper {preset.paper_column}: "
              f"{'-' if paper is None else f'{paper:.2f}'})")
-        for k, v in describe_plan(plan, preset).items():
+        desc = describe_plan(plan, preset)
+        if table.metric == "mmd2":
+            desc["probe"] = (f"MMD^2 (unbiased, Gaussian kernel, sigma = median pairwise distance) between the "
+                             f"backbone features of {preset.mmd_samples} synthetic and {preset.mmd_samples} real "
+                             "training images")
+        for k, v in desc.items():
             if k == "notes":
                 for note in v:
                     echo(f"  note: {note}")

@@ -203,3 +203,25 @@ def test_ranks_and_kendall():
     assert report.ranks([3.0, 1.0], higher_is_better=False) == [2, 1]
     assert report.kendall_tau([1, 2, 3], [10, 20, 30]) == 1.0
     assert report.kendall_tau([1, 2, 3], [30, 20, 10]) == -1.0
+
+
+def test_an_interrupted_fit_is_continued_not_restarted(tmp_path, monkeypatch):
+    import gandistill.engine as engine
+    from gandistill.compare.presets import get_preset, resolve
+    from gandistill.compare.runner import _fit_config
+
+    cfg = tiny_cfg(tmp_path, "g-vanilla", baselines=False)
+    plan = resolve(RUNS["g-vanilla"], get_preset("digits"), 1.0, seed=0, device="cpu")
+    run_dir = tmp_path / "runs" / "g-vanilla"
+    engine.fit(_fit_config(plan, cfg, run_dir, resume=False), log=lambda s: None)
+    (run_dir / "summary.json").unlink()          # killed after its last checkpoint, before the summary
+    calls = []
+    real_fit = engine.fit
+
+    def spy(c, log=None):
+        calls.append(c.resume)
+        return real_fit(c, log=log)
+
+    monkeypatch.setattr("gandistill.engine.fit", spy)
+    res = compare(cfg, log=lambda s: None)
+    assert calls == [True] and res.rows[0].status == "ok", res.rows[0].notes

@@ -19,8 +19,11 @@ from typing import Any, Dict, List, Optional, Tuple
 from gandistill.compare.tables import SQ, RunSpec
 from gandistill.methods import get_method
 
-# the step budget of the embedded preset at --budget 1 (each training row; D probes train nothing)
-DIGITS_STEPS = 300
+# The step budget of the embedded preset at --budget 1: every training row gets the same number of
+# steps (the paper trains every row 800 epochs). Sized from the default run's ~0.6 s per sns step on
+# 2 CPU cores (issue 8) and the measured cost ratios of the rows' steps (encoder ~1.5x, vanilla /
+# squeeze ~0.7x, vicreg / simsiam ~0.5x of sns): Table 1's eight trainings ~30 min + probes ~5 min.
+DIGITS_STEPS = 400
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,14 @@ def fit_fields() -> set:
     return {f.name for f in fields(FitConfig)}
 
 
+def _encoder_takes(option: str) -> bool:
+    import inspect
+
+    from gandistill.teachers.encoder import EncoderTeacher
+
+    return option in inspect.signature(EncoderTeacher.__init__).parameters
+
+
 def _scaled(value: Optional[float], budget: float) -> Optional[float]:
     return None if value is None else value * budget
 
@@ -181,6 +192,9 @@ def resolve(run: RunSpec, preset: Preset, budget: float = 1.0, *, lpips_weights:
         kw.update(sim=sim, var=var, cov=cov)
     if run.method.startswith("encoder"):
         kw.update(preset.encoder)
+        if lpips_weights and not _encoder_takes("lpips_weights"):
+            notes.append("--lpips-weights ignored: the sg2-encoder teacher has no lpips_weights option yet")
+            lpips_weights = None
         kw["teacher_kwargs"].setdefault("perceptual", "lpips" if lpips_weights else "auto")
         if lpips_weights:
             kw["teacher_kwargs"]["lpips_weights"] = lpips_weights

@@ -271,19 +271,51 @@ def write_all(res: CompareResult, command: str = "") -> Dict[str, str]:
     return {"csv": str(csv_p), "md": str(md_p), "png": str(png_p), "png_backend": backend}
 
 
+def _short(cell: str, signed: bool = False) -> str:
+    """One decimal for the terminal ("59.60 ± 3.1" -> "59.6±3.1"); non-numbers unchanged."""
+    parts = [p.strip() for p in cell.split("±")]
+    try:
+        nums = [float(p) for p in parts if p]
+    except ValueError:
+        return cell
+    if not nums:
+        return cell
+    head = f"{nums[0]:+.1f}" if signed else f"{nums[0]:.1f}"
+    if abs(nums[0]) < 0.05 and nums[0] != 0:
+        head = f"{nums[0]:.3g}"
+    return head + (f"±{nums[1]:.1f}" if len(nums) > 1 else "")
+
+
 def print_rich(res: CompareResult, console=None) -> None:
+    """A compact rich table (row, status, probes, ours vs paper, ranks) with the notes as footnotes."""
     from rich.console import Console
     from rich.table import Table
 
     console = console or Console()
+    if not console.is_terminal and console.width < 140:     # logs and pipes: do not fold the numbers
+        console = Console(width=140, file=console.file)
     header, cells = table_rows(res)
-    tab = Table(title=f"Table {res.table.number}: {res.table.title} -- preset {res.preset.name}")
-    for hname in header[1:]:
-        tab.add_column(hname, overflow="fold", max_width=60 if hname == "notes" else None)
+    idx = {h: i for i, h in enumerate(header)}
+    names = header[idx["status"] + 1: idx[f"ours ({unit_label(res)})"]]
+    tab = Table(title=f"Table {res.table.number}: {res.table.title} -- preset {res.preset.name}",
+                caption=f"ours: {unit_label(res)}"
+                        + (f"; headline = {res.rows[0].headline}" if res.rows and res.rows[0].headline else ""))
+    for hname in ["row", "label", "status"] + names + ["ours", f"paper {res.preset.paper_column}", "diff", "rank o/p"]:
+        tab.add_column(hname, overflow="fold", max_width=28 if hname == "label" else None,
+                       no_wrap=hname not in ("label",), justify="left" if hname in ("row", "label", "status") else "right")
+    notes = []
     for c in cells:
-        style = {"failed": "red", "collapsed": "yellow"}.get(c[4])
-        tab.add_row(*c[1:], style=style)
+        style = {"failed": "red", "collapsed": "yellow"}.get(c[idx["status"]])
+        rank = f"{c[idx['rank ours']]}/{c[idx['rank paper']]}" if c[idx["rank ours"]] else ""
+        label = "" if c[idx["label"]] == c[idx["row"]] else c[idx["label"]]
+        tab.add_row(c[idx["row"]], label, c[idx["status"]], *(_short(c[idx[n]]) for n in names),
+                    _short(c[idx[f"ours ({unit_label(res)})"]]), _short(c[idx[f"paper {res.preset.paper_column}"]]),
+                    _short(c[idx["diff"]], signed=True), rank, style=style)
+        if c[idx["notes"]]:
+            notes.append(f"[bold]{c[idx['row']]}[/bold]: {c[idx['notes']]}")
     console.print(tab)
+    for n in notes:
+        console.print(f"  {n}", highlight=False)
     console.print(ordering_summary(res))
 
 
