@@ -272,14 +272,18 @@ def test_evaluate_run_folder_matches_the_saved_student(tmp_path):
         own, got = student.state_dict(), loaded.model.state_dict()
         assert own.keys() == got.keys() and all(torch.equal(own[k], got[k]) for k in own)
 
-    res = evaluate(run, protocol="both", epochs=3, max_train=48, max_test=24)   # dataset from the run
+    # the older spelling: protocol both + fast = the cached-feature linear probe and kNN
+    res = evaluate(run, protocol="both", fast=True, epochs=3, max_train=48, max_test=24)   # dataset from the run
     assert res["dataset"] == "digits" and res["img_size"] == 16 and res["source"] == "checkpoint"
-    assert res["num_train"] == 48 and res["num_test"] == 24
-    assert res["top1"] == res["linear"]["top1"] and res["linear"]["protocol"] == "linear-fast"
+    assert res["num_train"] == 48 and res["num_test"] == 24 and res["probes"] == ["knn", "fast"]
+    assert res["top1"] == res["fast"]["top1"] and res["fast"]["protocol"] == "linear-fast" and "linear" not in res
     train = FirstN(load_dataset("digits", split="train", img_size=16), 48)
     test = FirstN(load_dataset("digits", split="test", img_size=16), 24)
-    direct = knn_eval(student, train, test, k=200, t=0.1)
-    assert res["knn"]["top1"] == pytest.approx(direct["top1"]) and res["knn"]["k"] == 48
+    direct = knn_eval(student, train, test, k=20, t=0.1)
+    assert res["knn"]["top1"] == pytest.approx(direct["top1"]) and res["knn"]["k"] == 20   # small-train default
+    res200 = evaluate(run, protocol="knn", k=200, max_train=48, max_test=24)
+    assert res200["knn"]["k"] == 48                                    # an explicit k, clamped to the train size
+    assert res200["knn"]["top1"] == pytest.approx(knn_eval(student, train, test, k=200)["top1"])
 
 
 def test_evaluate_reads_engine_checkpoints(tmp_path):

@@ -17,12 +17,14 @@ z-scored features the value keeps every shot count well posed and is small next 
 Test accuracy is top-1 (%) of ``argmax_c (W x + b)_c`` on the test features standardised with the
 same subset statistics.
 
-When ``D > n`` the fit runs in the span of the ``n`` standardised train vectors: every gradient of
-``J`` with respect to ``W`` lies in that row space, so from ``W = 0`` the iterates and the minimiser
-do too, and L-BFGS is invariant to the orthonormal change of basis ``x -> V^T x`` (``V`` from the
-thin SVD of the train matrix). The result is the same; a 100-shot fit on 3072 raw pixels is ~3x
-cheaper. The draws of one ``seed`` are nested across ``k`` (the 1-shot items of draw
-``r`` are among its 10-shot items), so the shot counts differ only by the added labels.
+When ``D > n`` the fit runs in ``n`` coordinates: every gradient of ``J`` with respect to ``W``
+lies in the row space of the standardised train matrix, so from ``W = 0`` the iterates and the
+minimiser do too, and L-BFGS is invariant to an orthonormal change of basis ``x -> V^T x`` (``V``
+from the reduced QR of the train matrix's transpose; ``||W||`` is preserved). The result is the
+same fit at a fraction of the cost (a 100-shot fit on 3072 raw pixels: 1000 instead of 3072 columns).
+
+The draws of one ``seed`` are nested across ``k`` (the 1-shot items of draw ``r`` are among its
+10-shot items), so the shot counts differ only by the added labels.
 """
 from __future__ import annotations
 
@@ -41,6 +43,13 @@ DEFAULT_DRAWS = 5
 DEFAULT_L2 = 1e-2          # weight decay on W of the mean cross-entropy, z-scored features
 DEFAULT_TOL = 1e-6         # L-BFGS stop: max |dJ/dtheta| <= tol
 DEFAULT_MAX_ITER = 1000
+DEFAULT_HISTORY = 100      # L-BFGS memory: 100 pairs take ~5x fewer evaluations than torch's 20 here
+HISTORY_BYTES = 2 ** 30    # ... capped so the stored pairs stay under 1 GiB for huge W (e.g. 1000 x 2048)
+
+
+def history_size(num_params: int, wanted: int = DEFAULT_HISTORY) -> int:
+    """L-BFGS history length: ``wanted`` pairs, fewer (>= 10) when 2 float64 vectors per pair exceed 1 GiB."""
+    return max(10, min(wanted, HISTORY_BYTES // (16 * max(1, num_params))))
 
 
 def zscore(train: Tensor, *others: Tensor) -> Tuple[Tensor, ...]:
@@ -66,7 +75,8 @@ def fit_logreg(
     max_iter: int = DEFAULT_MAX_ITER,
     tol: float = DEFAULT_TOL,
 ) -> Tuple[Tensor, Tensor, Dict[str, float]]:
-    """Minimise ``J`` full-batch with L-BFGS (strong Wolfe), float64, from zero.
+    """Minimise ``J`` full-batch with L-BFGS (strong Wolfe, :func:`history_size` pairs), float64, from
+    zero, until ``max |grad| <= tol`` (or no progress is possible: the step no longer changes ``W``).
 
     Returns ``(W [C, D], b [C], info)`` with ``info = dict(loss, grad_max, iters, converged)``.
     """
@@ -78,7 +88,8 @@ def fit_logreg(
     W = torch.zeros(num_classes, x.shape[1], dtype=torch.float64, device=x.device, requires_grad=True)
     b = torch.zeros(num_classes, dtype=torch.float64, device=x.device, requires_grad=True)
     opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=max_iter, max_eval=2 * max_iter, tolerance_grad=tol,
-                            tolerance_change=1e-14, history_size=20, line_search_fn="strong_wolfe")
+                            tolerance_change=0.0, history_size=history_size(W.numel() + b.numel()),
+                            line_search_fn="strong_wolfe")
     evals = [0]
 
     def closure() -> Tensor:
@@ -96,13 +107,16 @@ def fit_logreg(
     return W.detach(), b.detach(), info
 
 
-def span_basis(x: Tensor, rtol: float = 1e-10) -> Optional[Tensor]:
-    """Orthonormal basis ``V [D, r]`` of the row space of ``x [n, D]`` when ``n < D``, else None."""
+def span_basis(x: Tensor) -> Optional[Tensor]:
+    """Orthonormal ``V [D, n]`` whose span holds the rows of ``x [n, D]`` when ``n < D``, else None.
+
+    The reduced QR of ``x^T`` (any orthonormal basis of a space containing the rows will do: the
+    fit in ``V`` coordinates is the same fit, see the module docstring; QR is ~7x cheaper than SVD).
+    """
     if x.shape[0] >= x.shape[1]:
         return None
-    _, s, vh = torch.linalg.svd(x, full_matrices=False)
-    keep = s > rtol * s.max().clamp_min(1e-300)
-    return vh[keep].T
+    q, _ = torch.linalg.qr(x.T, mode="reduced")
+    return q
 
 
 def sample_shots(labels: Tensor, k: int, num_classes: int, generator: torch.Generator) -> Tensor:
