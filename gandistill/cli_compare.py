@@ -78,6 +78,8 @@ def register(app: typer.Typer) -> None:
             raise ValueError("pass exactly one of --table N (1, 2, 5, 6) or --figure 4")
         command = "gandistill " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         if figure is not None:
+            if figure != 4:
+                raise ValueError(f"--figure {figure}: only Fig. 4 is a comparison (Fig. 2 is `gandistill plot embed`)")
             from gandistill.compare.figure4 import Figure4Config, figure4, print_figure4
 
             fcfg = Figure4Config(preset=preset, gan_run=gan_run, snapshots=snapshots, data_root=data_root,

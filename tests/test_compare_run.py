@@ -225,3 +225,23 @@ def test_an_interrupted_fit_is_continued_not_restarted(tmp_path, monkeypatch):
     monkeypatch.setattr("gandistill.engine.fit", spy)
     res = compare(cfg, log=lambda s: None)
     assert calls == [True] and res.rows[0].status == "ok", res.rows[0].notes
+
+
+def test_paper_presets_need_a_teacher_checkpoint(tmp_path):
+    with pytest.raises(ValueError, match="--teacher-ckpt"):
+        compare(CompareConfig(table=1, preset="cifar10", out=str(tmp_path)), log=lambda s: None)
+
+
+def test_encoder_and_simsiam_rows_record_how_they_differ_from_the_paper(tmp_path):
+    enc = compare(tiny_cfg(tmp_path / "a", "enc-syn", baselines=False), log=lambda s: None).rows[0]
+    assert enc.status == "ok", enc.notes
+    assert any("not LPIPS" in n for n in enc.notes)                  # no AlexNet weights offline: labelled
+    cfg = json.loads((tmp_path / "a" / "runs" / "enc-syn" / "config.json").read_text())
+    assert cfg["config"]["encoder_input"] == "raw"                    # E sees G's [-1, 1] images, as SnS
+    over = {k: v for k, v in TINY.items() if k != "proj_hidden"}      # SimSiam: hidden = backbone width
+    ss = compare(tiny_cfg(tmp_path / "b", "real-simsiam", table=2, baselines=False, fit_overrides=over),
+                 log=lambda s: None).rows[0]
+    assert ss.status == "ok", ss.notes
+    ck = json.loads((tmp_path / "b" / "runs" / "simsiam-real" / "checkpoint.json").read_text())
+    assert ck["student_kwargs"]["proj_final_bn"] is True and ck["student_kwargs"]["proj_hidden"] is None
+    assert not any("final BatchNorm1d" in n for n in ss.notes)
