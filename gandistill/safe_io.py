@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import codecs
 import errno
+import gc
 import os
 import stat
 import struct
@@ -204,14 +205,19 @@ class Limits:
     node_slack: int = 4096
     payload_per_byte: int = 2
     payload_slack: int = 65536
+    ops_floor: int = 200_000       # opcodes: honest snapshots run ~17k per MB (tensor bytes dominate)
+    bytes_per_op: int = 16
 
 
 class Budget:
-    """Work a pickle may ask for: ``nodes`` (containers, slots, calls) and ``payload`` (bytes handed to calls)."""
+    """Work a pickle may ask for: ``nodes`` (containers, slots, calls), ``payload`` (bytes handed to calls)
+    and ``ops`` (opcodes executed, which bounds the time of a file made of nothing but opcodes)."""
 
     def __init__(self, size: int, limits: Limits = Limits()):
         self.nodes = limits.nodes_per_byte * size + limits.node_slack
         self.payload = limits.payload_per_byte * size + limits.payload_slack
+        self.ops = limits.ops_floor + size // limits.bytes_per_op
+        self.max_ops = self.ops
 
     def charge(self, nodes: int = 0, payload: int = 0) -> None:
         self.nodes -= nodes
@@ -295,16 +301,37 @@ class SafeUnpickler:
         self.stack: List[Any] = []
         self.metastack: List[List[Any]] = []
         self.memo: Dict[int, Any] = {}
-        self._info: Dict[int, list] = {}  # id -> [obj, depth, frozen]; holding obj keeps ids unique
+        # tracked objects (containers holding containers, and every mutable one): id -> nesting depth;
+        # ids of frozen ones (placed inside another object); _keep holds them so no id is ever reused
+        self._depths: Dict[int, int] = {}
+        self._frozen: set = set()
+        self._keep: List[Any] = []
         self._op_pos = pos
         self._result: Any = None
 
     # ------------------------------------------------------------------ driver
     def load(self) -> Any:
-        """Execute opcodes until STOP; any failure is a ``SafeLoadError``."""
-        data, n, dispatch = self.data, len(self.data), self._DISPATCH
+        """Execute opcodes until STOP; any failure is a ``SafeLoadError``.
+
+        The cyclic garbage collector is paused meanwhile: the object graph built here has no cycles,
+        and collections triggered by many small containers would make hostile files slow.
+        """
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._load()
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+
+    def _load(self) -> Any:
+        data, n, dispatch, budget = self.data, len(self.data), self._DISPATCH, self.budget
         try:
             while True:
+                budget.ops -= 1
+                if budget.ops < 0:
+                    raise SafeLoadError(f"the pickle has more than {budget.max_ops} opcodes, far more than a file "
+                                        "of its size needs; refusing")
                 if self.pos >= n:
                     raise self._truncated("the end of the data, before STOP")
                 self._op_pos = self.pos
@@ -386,52 +413,65 @@ class SafeUnpickler:
         self.stack = self.metastack.pop()
         return items
 
-    def _depth(self, x: Any) -> int:
-        if type(x) in _PRIM_SET:
-            return 0
-        info = self._info.get(id(x))
-        return info[1] if info is not None else 0
+    def _too_deep(self) -> SafeLoadError:
+        return SafeLoadError(f"the pickle nests deeper than {self.limits.max_depth} levels (at byte "
+                             f"{self._op_pos}); refusing")
 
-    def _adopt(self, info: list, children: Any) -> None:
-        """``children`` go inside ``info``'s object: freeze them, deepen it, refuse self-insertion."""
-        target, depth = info[0], info[1]
+    def _adopt(self, target: Any, depth: int, children: Any) -> int:
+        """``children`` go inside ``target`` (of depth ``depth``): freeze them, return the new depth.
+
+        Untracked non-primitives (tuples of primitives, globals) count as one level.
+        """
+        depths, frozen = self._depths, self._frozen
         for c in children:
             if type(c) in _PRIM_SET:
                 continue
             if c is target:
                 raise self._error(f"a {type(target).__name__} is put inside itself (a cycle)", forbidden=True)
-            ci = self._info.get(id(c))
-            if ci is not None:
-                ci[2] = True
-                if ci[1] + 1 > depth:
-                    depth = ci[1] + 1
+            cid = id(c)
+            cd = depths.get(cid)
+            if cd is None:
+                cd = 1
+            else:
+                frozen.add(cid)
+            if cd >= depth:
+                depth = cd + 1
         if depth > self.limits.max_depth:
-            raise SafeLoadError(f"the pickle nests deeper than {self.limits.max_depth} levels (at byte "
-                                f"{self._op_pos}); refusing")
-        info[1] = depth
+            raise self._too_deep()
+        return depth
 
-    def register(self, obj: Any, children: Any = (), depth: int = 1, slots: int = 0) -> Any:
+    def register(self, obj: Any, children: Any = (), slots: int = 0) -> Any:
         """Track a newly created ``obj`` (open, i.e. still mutable) holding ``children``; charge the budget."""
-        self.budget.charge(nodes=1 + slots)
-        if type(obj) in _PRIM_SET or id(obj) in self._info:
+        budget = self.budget
+        budget.nodes -= 1 + slots
+        if budget.nodes < 0:
+            budget.charge()
+        t = type(obj)
+        if t in _PRIM_SET or id(obj) in self._depths:
             return obj
-        info = [obj, depth, False]
-        self._adopt(info, children)
-        self._info[id(obj)] = info
+        depth = self._adopt(obj, 1, children)
+        if t is tuple and depth == 1:  # immutable and holds only primitives: nothing to remember
+            return obj
+        self._depths[id(obj)] = depth
+        self._keep.append(obj)
         return obj
 
-    def _open(self, obj: Any, kinds: Tuple[type, ...], verb: str, what: str) -> list:
-        """``obj``'s tracking record if it may be mutated by this opcode, else refuse."""
+    def _open(self, obj: Any, kinds: Tuple[type, ...], verb: str, what: str) -> int:
+        """The depth of ``obj`` if this opcode may mutate it (a type in ``kinds``, created here, not frozen)."""
         if type(obj) not in kinds:
             raise self._error(f"this file wants to {verb} a {type(obj).__name__} object; only {what} can be "
                               f"(not part of {self.fmt})", forbidden=True)
-        info = self._info.get(id(obj))
-        if info is None:
+        oid = id(obj)
+        depth = self._depths.get(oid)
+        if depth is None:
             raise self._error(f"this file wants to {verb} a {type(obj).__name__} it did not create", forbidden=True)
-        if info[2]:
+        if oid in self._frozen:
             raise self._error(f"this file modifies a {type(obj).__name__} after placing it inside another object "
                               "(a cycle or a re-opened container)", forbidden=True)
-        return info
+        return depth
+
+    def _mutated(self, target: Any, depth: int, children: Any) -> None:
+        self._depths[id(target)] = self._adopt(target, depth, children)
 
     def check_key(self, k: Any) -> None:
         """Dict keys / set elements: bounded strings, numbers, or small tuples of those (never hash more)."""
@@ -456,12 +496,13 @@ class SafeUnpickler:
 
     def set_items(self, target: Any, pairs: List[Tuple[Any, Any]]) -> None:
         """SETITEM(S) semantics onto ``target`` (an allowed dict type this VM created and has not frozen)."""
-        info = self._open(target, self.dict_types, "set items of", "dicts")
+        depth = self._open(target, self.dict_types, "set items of", "dicts")
         self.budget.charge(nodes=len(pairs))
         for k, v in pairs:
             self.check_key(k)
-            self._adopt(info, (k, v))
+            depth = self._adopt(target, depth, (k, v))
             target[k] = v
+        self._depths[id(target)] = depth
 
     # ------------------------------------------------------------------ opcodes: structure
     def _proto(self) -> None:
@@ -615,16 +656,21 @@ class SafeUnpickler:
     def _tuple(self) -> None:
         self._tuple_of(self._pop_mark())
 
+    def _tuple_n(self, k: int) -> None:
+        stack = self.stack
+        if len(stack) < k:
+            raise self._error("the stack is empty")
+        t = tuple(stack[-k:])
+        stack[-k:] = [self.register(t, t, slots=k)]
+
     def _tuple1(self) -> None:
-        self._tuple_of([self._pop()])
+        self._tuple_n(1)
 
     def _tuple2(self) -> None:
-        b, a = self._pop(), self._pop()
-        self._tuple_of([a, b])
+        self._tuple_n(2)
 
     def _tuple3(self) -> None:
-        c, b, a = self._pop(), self._pop(), self._pop()
-        self._tuple_of([a, b, c])
+        self._tuple_n(3)
 
     def _list(self) -> None:
         items = self._pop_mark()
@@ -647,17 +693,17 @@ class SafeUnpickler:
     def _append(self) -> None:
         value = self._pop()
         target = self._top()
-        info = self._open(target, (list,), "append to", "lists")
+        depth = self._open(target, (list,), "append to", "lists")
         self.budget.charge(nodes=1)
-        self._adopt(info, (value,))
+        self._mutated(target, depth, (value,))
         target.append(value)
 
     def _appends(self) -> None:
         items = self._pop_mark()
         target = self._top()
-        info = self._open(target, (list,), "append to", "lists")
+        depth = self._open(target, (list,), "append to", "lists")
         self.budget.charge(nodes=len(items))
-        self._adopt(info, items)
+        self._mutated(target, depth, items)
         target.extend(items)
 
     def _setitem(self) -> None:
@@ -674,11 +720,11 @@ class SafeUnpickler:
     def _additems(self) -> None:
         items = self._pop_mark()
         target = self._top()
-        info = self._open(target, (set,), "add items to", "sets")
+        depth = self._open(target, (set,), "add items to", "sets")
         self.budget.charge(nodes=len(items))
         for k in items:
             self.check_key(k)
-        self._adopt(info, items)
+        self._mutated(target, depth, items)
         target.update(items)
 
     # ------------------------------------------------------------------ opcodes: memo
@@ -775,10 +821,9 @@ class SafeUnpickler:
         if handler is None:
             raise self._error(f"this file wants to set the state of a {type(inst).__name__} object (pickle BUILD)"
                               f" (not part of {self.fmt})", forbidden=True)
-        info = self._open(inst, (type(inst),), "set the state of", "its own objects")
+        self._open(inst, (type(inst),), "set the state of", "its own objects")
         self.budget.charge(nodes=1, payload=payload_of(state))
-        handler(inst, state, self)
-        self._adopt(info, ())
+        handler(inst, state, self)  # a handler that keeps parts of the state adds them with set_items
 
     def _persid(self, pid: Any) -> None:
         if self.persistent_load is None:

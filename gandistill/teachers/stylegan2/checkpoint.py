@@ -294,7 +294,7 @@ def _resolve_ours(path: Path) -> Path:
         return resolve_inside(path, JSON_NAME, what="checkpoint JSON")
     if not path.exists():
         raise FileNotFoundError(f"no {JSON_NAME} in {path.parent}: not a gandistill StyleGAN2 checkpoint folder")
-    return path
+    return path.resolve()  # weights are looked up next to the real JSON
 
 
 def _read_weights(jpath: Path, fname: str) -> Dict[str, torch.Tensor]:
