@@ -9,9 +9,9 @@
 comma-separated list; see :mod:`gandistill.evaluation.suite`): ``fewshot`` (k = 1/10/100 labelled
 images per class, L-BFGS logistic regression, mean ± std over draws), ``knn`` (weighted cosine,
 t = 0.1, k = 200 for >= 10k train items else 20), ``fast`` (cached-feature linear probe), ``linear``
-(the paper protocol), ``all``. The pieces (:func:`fewshot_probe`, :func:`linear_probe`,
-:func:`knn_eval`, :func:`extract_features`, :func:`probe_suite`) work on any frozen feature
-function and any dataset yielding ``(x in [0,1], y)``.
+(the paper protocol), ``all`` (``both``: the older spelling of fast + knn). The pieces
+(:func:`fewshot_probe`, :func:`linear_probe`, :func:`knn_eval`, :func:`extract_features`,
+:func:`probe_suite`) work on any frozen feature function and any dataset yielding ``(x in [0,1], y)``.
 """
 from __future__ import annotations
 
@@ -150,12 +150,12 @@ def _random_init_baseline(loaded: LoadedStudent, run_seed: Optional[int], seed: 
     for init in (f / "init" for f in folders):
         if init.is_dir():
             try:
-                return load_student(init).model, f"random init: the run's own initial weights ({init})"
+                return load_student(init).model, f"the run's own initial weights ({init})"
             except CheckpointError:
                 pass
     s = seed if run_seed is None else int(run_seed)
     model = load_student(f"random:{loaded.name}", student_kwargs=loaded.kwargs, seed=s).model
-    return model, f"random init: a fresh {loaded.name} seeded with {s} (no {init} checkpoint)"
+    return model, f"a fresh {loaded.name} seeded with {s} (no {init} checkpoint)"
 
 
 def evaluate(
@@ -188,8 +188,9 @@ def evaluate(
     """Rebuild the student of a run folder / checkpoint (or ``random:<timm-name>``) and probe it.
 
     ``protocol``: comma-separated probes of ``fewshot, knn, fast, linear`` or ``all`` (``both`` =
-    linear + knn). ``fast`` picks the linear probe: ``True`` runs ``linear`` as the cached-feature
-    probe (the older ``protocol="linear", fast=True``), ``False`` runs ``fast`` as the paper protocol.
+    fast + knn, the older spelling). ``fast`` picks the linear probe: ``True`` runs ``linear`` as the
+    cached-feature probe (the older ``protocol="linear", fast=True``), ``False`` runs ``fast`` as the
+    paper protocol.
     ``k`` (kNN; None: 200 for >= 10k train items else 20), ``t``, ``shots``, ``draws``, ``l2`` (few-shot)
     and ``epochs`` (linear probes, default 90) set the probes; ``seed`` seeds draws, heads and a
     ``random:`` student's initialisation. ``baselines`` adds rows for the run's random-init student

@@ -100,7 +100,8 @@ def test_parse_probes():
     assert parse_probes("all") == ("fewshot", "knn", "fast", "linear")
     assert parse_probes("linear") == ("linear",)                       # the paper protocol
     assert parse_probes("linear", fast=True) == ("fast",)              # the older --protocol linear --fast
-    assert parse_probes("both", fast=True) == ("knn", "fast")
+    assert parse_probes("both") == parse_probes("both", fast=True) == ("knn", "fast")   # the older default
+    assert parse_probes("both", fast=False) == ("knn", "linear")
     assert parse_probes("knn+fast", fast=False) == ("knn", "linear")   # --full
     with pytest.raises(ValueError, match="protocol"):
         parse_probes("svm")

@@ -175,8 +175,7 @@ def fewshot_probe(
     num_classes = check_labels(yte, num_classes, "test set")
     counts = torch.bincount(ytr, minlength=num_classes)
     smallest = int(counts.min())
-    ftr = train_feats.to(device=device, dtype=torch.float64)
-    fte = test_feats.to(device=device, dtype=torch.float64)
+    fte = test_feats.to(device=device, dtype=torch.float64)     # the train set is indexed first, then cast
     yte_d = yte.to(device)
 
     results: Dict[int, dict] = {}
@@ -190,12 +189,12 @@ def fewshot_probe(
             continue
         top1, iters, conv, losses = [], [], True, []
         for r in range(draws):
-            idx = sample_shots(ytr, k, num_classes, _draw_generator(seed, r)).to(device)
-            xs, xt = zscore(ftr[idx], fte)
+            idx = sample_shots(ytr, k, num_classes, _draw_generator(seed, r))
+            xs, xt = zscore(train_feats[idx.to(train_feats.device)].to(device=device, dtype=torch.float64), fte)
             basis = span_basis(xs) if reduce else None
             if basis is not None:                     # exact: see the module docstring
                 xs, xt = xs @ basis, xt @ basis
-            W, b, info = fit_logreg(xs, ytr.to(device)[idx], num_classes, l2=l2, max_iter=max_iter, tol=tol)
+            W, b, info = fit_logreg(xs, ytr[idx].to(device), num_classes, l2=l2, max_iter=max_iter, tol=tol)
             pred = (xt @ W.T + b).argmax(1)
             top1.append(100.0 * float((pred == yte_d).double().mean()))
             iters.append(info["iters"])

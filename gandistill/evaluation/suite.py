@@ -103,7 +103,7 @@ class ProbeConfig:
 
 def parse_probes(protocol: Union[str, Sequence[str]], fast: Optional[bool] = None) -> Tuple[str, ...]:
     """Probe names from a ``--protocol`` value: comma-separated ``fewshot, knn, linear, fast, all``
-    (``all`` = the four; ``both`` = linear + knn, the older spelling).
+    (``all`` = the four; ``both`` = fast + knn, the older spelling and its old default).
 
     ``fast`` picks which linear probe runs: ``True`` turns ``linear`` into ``fast`` (the older
     ``--protocol linear --fast``), ``False`` (``--full``) turns ``fast`` into the paper's ``linear``.
@@ -115,7 +115,7 @@ def parse_probes(protocol: Union[str, Sequence[str]], fast: Optional[bool] = Non
             continue
         if w not in PROTOCOL_WORDS:
             raise ValueError(f"protocol must be a comma-separated list of {', '.join(PROTOCOL_WORDS)}, got {w!r}")
-        expanded = PROBES if w == "all" else ("linear", "knn") if w == "both" else (w,)
+        expanded = PROBES if w == "all" else ("fast", "knn") if w == "both" else (w,)
         for p in expanded:
             if fast is True and p == "linear":
                 p = "fast"
@@ -286,7 +286,7 @@ def probe_suite(
                                         device=cfg.device)
             row.notes += row.fewshot["notes"]
         if "knn" in cfg.probes:
-            row.knn = knn_features(ftr, ytr, fte, yte, k=cfg.knn_k, t=cfg.knn_t, num_classes=n_cls)
+            row.knn = knn_features(ftr.to(cfg.device), ytr, fte, yte, k=cfg.knn_k, t=cfg.knn_t, num_classes=n_cls)
         if "fast" in cfg.probes:
             row.fast = probe_features(ftr, ytr, fte, yte, epochs=cfg.fast_epochs, batch=cfg.batch, lr=cfg.lr,
                                       device=cfg.device, seed=cfg.seed, num_classes=n_cls, progress=progress)
@@ -409,25 +409,29 @@ def _caption(table: ProbeTable) -> str:
                      f"L-BFGS logistic regression (l2 {cfg.l2:g})")
     if any(r.knn for r in table.rows):
         parts.append(f"kNN: cosine, t={cfg.knn_t:g}")
+    if any(r.fast for r in table.rows):
+        parts.append("linear (fast): on cached features")
+    if any(r.linear for r in table.rows):
+        parts.append("linear (paper): the paper's protocol")
     return "; ".join(parts)
 
 
 def render_probe_table(table: ProbeTable, title: str = "probes",
                        conditional_teacher: Optional[bool] = None):
-    """A ``rich.table.Table`` of ``table``; the title carries :data:`BANNER` when the teacher is
+    """A ``rich.table.Table`` of ``table``: one row per probe, one column per representation (so three
+    representations fit 80 columns); the title carries :data:`BANNER` when the teacher is
     label-conditioned (``conditional_teacher``, default: ``table.teacher_conditional``)."""
     from rich.table import Table
 
     cond = table.teacher_conditional if conditional_teacher is None else conditional_teacher
     full_title = f"{title}\n[bold red]{BANNER}[/bold red]" if cond else title
     out = Table(title=full_title, caption=_caption(table), show_header=True)
-    out.add_column("representation")
-    out.add_column("dim", justify="right")
-    cols = _columns(table)
-    for _, header in cols:
-        out.add_column(header, justify="right")
+    out.add_column("probe (top-1 %)", no_wrap=True)
     for r in table.rows:
-        out.add_row(r.name, str(r.feature_dim), *(_cell(r, key) for key, _ in cols))
+        out.add_column(r.name, justify="right")
+    out.add_row("feature dim", *(str(r.feature_dim) for r in table.rows))
+    for key, header in _columns(table):
+        out.add_row(header, *(_cell(r, key) for r in table.rows))
     return out
 
 
@@ -435,15 +439,14 @@ def probe_table_markdown(table: ProbeTable, title: str = "probes",
                          conditional_teacher: Optional[bool] = None) -> str:
     """Plain-text (markdown) version of :func:`render_probe_table`, banner line included when conditional."""
     cond = table.teacher_conditional if conditional_teacher is None else conditional_teacher
-    cols = _columns(table)
     lines = [f"### {title}", ""]
     if cond:
         lines += [f"**{BANNER}**", ""]
-    header = ["representation", "dim", *(h for _, h in cols)]
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
-    for r in table.rows:
-        lines.append("| " + " | ".join([r.name, str(r.feature_dim), *(_cell(r, k) for k, _ in cols)]) + " |")
+    lines.append("| " + " | ".join(["probe (top-1 %)", *(r.name for r in table.rows)]) + " |")
+    lines.append("|" + "|".join(["---"] + ["---:"] * len(table.rows)) + "|")
+    lines.append("| " + " | ".join(["feature dim", *(str(r.feature_dim) for r in table.rows)]) + " |")
+    for key, header in _columns(table):
+        lines.append("| " + " | ".join([header, *(_cell(r, key) for r in table.rows)]) + " |")
     notes = [f"{r.name}: {n}" for r in table.rows for n in r.notes]
     lines += ["", _caption(table) + "."]
     lines += [f"- {n}" for n in notes]
