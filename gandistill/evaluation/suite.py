@@ -425,7 +425,9 @@ def render_probe_table(table: ProbeTable, title: str = "probes",
 
     cond = table.teacher_conditional if conditional_teacher is None else conditional_teacher
     full_title = f"{title}\n[bold red]{BANNER}[/bold red]" if cond else title
-    out = Table(title=full_title, caption=_caption(table), show_header=True)
+    # wide enough that the banner is never wrapped (the title is laid out at the table's width)
+    out = Table(title=full_title, caption=_caption(table), show_header=True,
+                min_width=len(BANNER) + 4 if cond else None)
     out.add_column("probe (top-1 %)", no_wrap=True)
     for r in table.rows:
         out.add_column(r.name, justify="right")
