@@ -203,9 +203,8 @@ def _read_snapshot_file(path: Path) -> Dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ NVlabs pickles
 
 
-def _load_nvlabs(path: Path, data: bytes, nets: tuple) -> SG2Checkpoint:
-    """Build ``nets`` (on the CPU) from a snapshot's bytes."""
-    snap = read_snapshot(data)
+def _load_nvlabs(path: Path, snap: Dict[str, Any], nets: tuple) -> SG2Checkpoint:
+    """Build ``nets`` (on the CPU) from an unpickled snapshot (``read_snapshot``)."""
     ckpt = SG2Checkpoint(source="nvlabs-pkl")
     for name in nets:
         rec = snap.get(name)
@@ -345,8 +344,9 @@ def load_sg2(path: PathLike, nets: Union[str, Sequence[str]] = ("G_ema",),
     ``nets`` picks which of ``G_ema``, ``G``, ``D`` to build. Networks come back in ``eval()`` mode with
     ``requires_grad=False`` and fp32 weights (call ``.train().requires_grad_(True)`` to fine-tune).
     Raises ``FileNotFoundError`` for a missing path, ``UnsafePickleError`` for a pickle that wants
-    anything outside the StyleGAN2-ADA format, ``SG2LoadError`` for corrupt/truncated files and wrong
-    kinds of file or network.
+    anything outside the StyleGAN2-ADA format, ``SG2LoadError`` for everything else about the file
+    (corrupt, truncated, not a regular file, over ``MAX_SNAPSHOT_BYTES``, a weights file linked out of
+    its folder, wrong kinds of file or network); those messages are one line starting with the path.
     """
     nets = _check_nets(nets)
     p = Path(path).expanduser()
@@ -370,7 +370,9 @@ def _load_any(p: Path, nets: tuple) -> SG2Checkpoint:
         raise SG2LoadError(f"{p}: this is a zip archive (a torch.save file?), not a StyleGAN2-ADA snapshot pickle; "
                            "gandistill never unpickles torch.save files")
     if data[:1] == b"\x80" or p.suffix == ".pkl":
-        return _load_nvlabs(p, data, nets)
+        snap = read_snapshot(data)
+        del data  # the tensors own their bytes now; do not hold the file while building
+        return _load_nvlabs(p, snap, nets)
     raise SG2LoadError(f"{p}: unrecognised checkpoint (expected an NVlabs .pkl snapshot or a folder with {JSON_NAME})")
 
 
