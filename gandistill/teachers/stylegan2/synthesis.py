@@ -7,16 +7,26 @@ with a 1x1 upsampling skip conv, scaled by sqrt(1/2)).
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
 from .layers import DEFAULT_FILTER, Conv2dLayer, FullyConnectedLayer
-from .ops import activation_gain, bias_act, modulated_conv2d, setup_filter, upsample2d
+from .ops import (MODCONV_IMPLS, activation_gain, bias_act, choose_modconv, modulated_conv2d,
+                  modulated_conv2d_winograd, setup_filter, upsample2d)
 
 NOISE_MODES = ("random", "const", "none")
 ARCHITECTURES = ("orig", "skip", "resnet")
+
+
+def _impl_name(fused_modconv: Union[bool, str]) -> str:
+    """True/False (NVlabs' flag) or an implementation name -> one of ``MODCONV_IMPLS``."""
+    if isinstance(fused_modconv, bool):
+        return "fused" if fused_modconv else "nonfused"
+    if fused_modconv not in MODCONV_IMPLS:
+        raise ValueError(f"fused_modconv must be True, False or one of {MODCONV_IMPLS}, got {fused_modconv!r}")
+    return fused_modconv
 
 
 def _check_architecture(architecture: str) -> None:
@@ -59,10 +69,12 @@ class SynthesisLayer(nn.Module):
             self.noise_strength = nn.Parameter(torch.zeros([]))
         self.bias = nn.Parameter(torch.zeros([out_channels]))
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random", fused_modconv: bool = True,
-                gain: float = 1.0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random",
+                fused_modconv: Union[bool, str] = True, gain: float = 1.0) -> torch.Tensor:
+        """``fused_modconv``: True/"fused" (grouped conv), False/"nonfused", or "winograd" (fast inference path)."""
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got '{noise_mode}'")
+        impl = _impl_name(fused_modconv)
         styles = self.affine(w)
         noise = None
         if self.use_noise and noise_mode == "random":
@@ -70,11 +82,21 @@ class SynthesisLayer(nn.Module):
                                 dtype=torch.float32) * self.noise_strength
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
+        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        if impl == "winograd":
+            return modulated_conv2d_winograd(x, self.weight, styles, noise=noise, up=self.up,
+                                             resample_filter=self.resample_filter, flip_weight=(self.up == 1),
+                                             bias=self.bias, act=self.activation, gain=self.act_gain * gain,
+                                             clamp=clamp, cache_owner=self)
         x = modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
                              resample_filter=self.resample_filter, flip_weight=(self.up == 1),
-                             fused_modconv=fused_modconv)
-        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+                             fused_modconv=(impl == "fused"))
         return bias_act(x, self.bias, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+
+    def auto_impl(self, x: torch.Tensor, training: bool) -> str:
+        """:func:`choose_modconv` for this layer's input ``x``."""
+        return choose_modconv(x.device, x.dtype, x.shape[0], self.in_channels, self.out_channels, x.shape[-1],
+                              self.weight.shape[-1], training, up=self.up)
 
     def extra_repr(self) -> str:
         return (f"in_channels={self.in_channels}, out_channels={self.out_channels}, resolution={self.resolution}, "
@@ -93,9 +115,10 @@ class ToRGBLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros([out_channels]))
         self.weight_gain = 1 / math.sqrt(in_channels * kernel_size ** 2)
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool = True) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: Union[bool, str] = True) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
-        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv)
+        # a 1x1 conv gains nothing from Winograd: the fast path runs it non-fused (channels-last friendly)
+        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=(_impl_name(fused_modconv) == "fused"))
         return bias_act(x, self.bias, clamp=self.conv_clamp)
 
 
@@ -152,34 +175,45 @@ class SynthesisBlock(nn.Module):
         img: Optional[torch.Tensor],
         ws: torch.Tensor,
         force_fp32: bool = True,
-        fused_modconv: Optional[bool] = None,
+        fused_modconv: Union[None, bool, str] = None,
         noise_mode: str = "random",
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         w_iter = iter(ws.unbind(dim=1))
         on_gpu = ws.device.type != "cpu"
         dtype = torch.float16 if (self.use_fp16 and not force_fp32 and on_gpu) else torch.float32
-        if fused_modconv is None:  # NVlabs' rule: grouped conv in eval at fp32 (or batch 1)
-            fused_modconv = (not self.training) and (dtype == torch.float32 or ws.shape[0] == 1)
+        explicit = None if fused_modconv is None else _impl_name(fused_modconv)
         if self.in_channels == 0:
             x = self.const.to(dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
         else:
             if x is None:
                 raise ValueError(f"block b{self.resolution} needs the previous block's output")
             x = x.to(dtype)
+
+        def impl(layer: SynthesisLayer, inp: torch.Tensor) -> str:  # None: the automatic rule per layer
+            return explicit or layer.auto_impl(inp, self.training)
+
+        used = []
         if self.in_channels == 0:
-            x = self.conv1(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv)
+            used.append(impl(self.conv1, x))
+            x = self.conv1(x, next(w_iter), noise_mode=noise_mode, fused_modconv=used[-1])
         elif self.architecture == "resnet":
             y = self.skip(x, gain=math.sqrt(0.5))
-            x = self.conv0(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv)
-            x = self.conv1(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv, gain=math.sqrt(0.5))
+            used.append(impl(self.conv0, x))
+            x = self.conv0(x, next(w_iter), noise_mode=noise_mode, fused_modconv=used[-1])
+            used.append(impl(self.conv1, x))
+            x = self.conv1(x, next(w_iter), noise_mode=noise_mode, fused_modconv=used[-1], gain=math.sqrt(0.5))
             x = y + x
         else:
-            x = self.conv0(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv)
-            x = self.conv1(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv)
+            used.append(impl(self.conv0, x))
+            x = self.conv0(x, next(w_iter), noise_mode=noise_mode, fused_modconv=used[-1])
+            used.append(impl(self.conv1, x))
+            x = self.conv1(x, next(w_iter), noise_mode=noise_mode, fused_modconv=used[-1])
         if img is not None:
             img = upsample2d(img, self.resample_filter)
         if self.is_last or self.architecture == "skip":
-            y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv).to(torch.float32)
+            rgb_impl = explicit or ("nonfused" if "winograd" in used else
+                                    choose_modconv(x.device, x.dtype, x.shape[0], 0, 0, 0, 1, self.training))
+            y = self.torgb(x, next(w_iter), fused_modconv=rgb_impl).to(torch.float32)
             img = img + y if img is not None else y
         return x, img
 
@@ -231,7 +265,7 @@ class SynthesisNetwork(nn.Module):
         ws: torch.Tensor,
         noise_mode: str = "const",
         force_fp32: bool = True,
-        fused_modconv: Optional[bool] = None,
+        fused_modconv: Union[None, bool, str] = None,
         return_features: bool = False,
         update_emas: bool = False,
     ):
