@@ -56,7 +56,10 @@ def register(app: typer.Typer) -> None:
         dry_run: bool = typer.Option(False, "--dry-run", help="print every row's resolved settings and exit"),
         device: str = typer.Option("auto", help="auto | cpu | cuda"),
         seed: int = typer.Option(0),
-        lpips_weights: Optional[str] = typer.Option(None, help="LPIPS weights file for the encoder rows' perceptual term"),
+        lpips_weights: Optional[str] = typer.Option(None, help="LPIPS-alex weights for the encoder rows (the paper's "
+                                                    "loss): one file with lpips' alex.pth and the torchvision AlexNet; "
+                                                    "make it with `python -m gandistill.losses.lpips ALEX.pth "
+                                                    "ALEXNET.pth OUT`"),
         probe_epochs: Optional[int] = typer.Option(None, help="override the probe's epochs (quick looks)"),
         probe_max_train: Optional[int] = typer.Option(None, help="probe on the first N training images only"),
         probe_max_test: Optional[int] = typer.Option(None, help="probe on the first N test images only"),

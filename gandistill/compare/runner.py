@@ -292,7 +292,7 @@ def _run_notes(run_dir: Path, plan: RowPlan) -> List[str]:
         notes.append("label-conditioned teacher: not self-supervised")
     perceptual = (info.get("resolved") or {}).get("perceptual") or (teacher.get("perceptual")
                                                                     if isinstance(teacher, dict) else None)
-    if plan.run.method.startswith("encoder") and perceptual and perceptual != "lpips":
+    if plan.run.method.startswith("encoder") and perceptual and perceptual not in ("lpips", "lpips-alex"):
         notes.append(f"perceptual term: {perceptual}, not LPIPS (pass --lpips-weights for the paper's loss)")
     if plan.run.method.startswith("simsiam"):
         ck = _read_json(run_dir / "checkpoint.json") or {}

@@ -6,14 +6,16 @@ against the frozen G:
     L_syn  = ||G(E(x)) - x||_1 + L_percep(G(E(x)), x) + lambda * MSE(E(x), w+),   x = G(w+)
     L_real = ||G(E(x)) - x||_1 + L_percep(G(E(x)), x)                             (real x in [-1,1])
 
-(SnS's encode.py uses the mean squared error for the latent term, lambda = 1.) Gradients pass
-through the frozen synthesis network. The perceptual loss is LPIPS-AlexNet when the ``lpips``
-package and its backbone weights are present locally (nothing is downloaded); otherwise an offline
+(SnS's encode.py: weights 1 / 1 / 1, LPIPS with ``net='alex'``, mean squared error for the latent term.)
+Gradients pass through the frozen synthesis network. The perceptual loss is the paper's LPIPS-AlexNet
+(:mod:`gandistill.losses.lpips`, ``"lpips-alex"``) when its weights are given by path
+(``lpips_weights``: the lpips ``alex.pth`` or a combined file; ``alexnet_weights``: the torchvision
+alexnet state dict, when separate); nothing is ever downloaded or looked up. Otherwise an offline
 stand-in with the same form -- unit-normalise each spatial feature vector over channels, squared
 distance summed over channels, averaged over positions and layers -- on
 ``"d-features"``: the block outputs of the checkpoint's own frozen D, when it has one, else
 ``"random-conv"``: a fixed, seeded random 3-stage conv net. ``teacher.perceptual_name`` records
-which one ran.
+which one ran (the compare table labels non-LPIPS rows from it).
 """
 from __future__ import annotations
 
@@ -24,11 +26,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from gandistill.losses.lpips import MIN_SIZE
 from gandistill.teachers.base import TeacherSample, load_sg2_nets
 from gandistill.teachers.generator import SG2SamplingTeacher
 from gandistill.teachers.registry import register_teacher
 
-PERCEPTUAL = ("auto", "lpips", "d-features", "random-conv", "none")
+PERCEPTUAL = ("auto", "lpips", "lpips-alex", "d-features", "random-conv", "none")
 
 
 def _unit(x: Tensor, eps: float = 1e-10) -> Tensor:
@@ -93,41 +96,44 @@ class DFeaturePerceptual(nn.Module):
         return feature_distance(self.feats(a), self.feats(b))
 
 
-class LpipsPerceptual(nn.Module):
-    """LPIPS (AlexNet) from the ``lpips`` package, only when its weights are already on disk."""
+class LpipsAlexPerceptual(nn.Module):
+    """The paper's perceptual term: LPIPS-alex v0.1 averaged over the batch, from local weight files."""
 
-    name = "lpips"
+    name = "lpips-alex"
 
-    def __init__(self) -> None:
+    def __init__(self, lpips_weights: str, alexnet_weights: Optional[str] = None) -> None:
         super().__init__()
-        import lpips  # noqa: F401  (optional dependency)
+        from gandistill.losses.lpips import LPIPS
 
-        self.net = lpips.LPIPS(net="alex", verbose=False).requires_grad_(False).eval()
+        self.net = LPIPS.from_files(lpips_weights, alexnet_weights)
 
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
         return self.net(a, b).mean()
 
 
-def lpips_available() -> bool:
-    """True when ``lpips`` is importable and torchvision's AlexNet weights are in the torch hub cache."""
-    try:
-        import lpips  # noqa: F401
-    except Exception:
-        return False
-    ckpt_dir = Path(torch.hub.get_dir()) / "checkpoints"
-    return any(ckpt_dir.glob("alexnet-*.pth"))
+def lpips_available(lpips_weights: Optional[str] = None, alexnet_weights: Optional[str] = None) -> bool:
+    """True when LPIPS weights were given by path and those files exist (weights are never searched for)."""
+    paths = [p for p in (lpips_weights, alexnet_weights) if p]
+    return bool(lpips_weights) and all(Path(p).is_file() for p in paths)
 
 
-def build_perceptual(kind: str, D: Optional[nn.Module]) -> Optional[nn.Module]:
-    """Pick the perceptual loss (see module docstring); ``auto`` prefers lpips > d-features > random-conv."""
+def build_perceptual(kind: str, D: Optional[nn.Module], lpips_weights: Optional[str] = None,
+                     alexnet_weights: Optional[str] = None) -> Optional[nn.Module]:
+    """Pick the perceptual loss (see module docstring); ``auto`` is lpips-alex if weights are given, else
+    d-features (with a D), else random-conv."""
     if kind not in PERCEPTUAL:
         raise ValueError(f"perceptual must be one of {PERCEPTUAL}, got {kind!r}")
+    if alexnet_weights and not lpips_weights:
+        raise ValueError("alexnet_weights needs lpips_weights (the LPIPS linear layers, e.g. lpips' alex.pth)")
+    if lpips_weights and kind not in ("auto", "lpips", "lpips-alex"):
+        raise ValueError(f"lpips_weights was given but perceptual={kind!r}; use perceptual='lpips' (or 'auto')")
+    if lpips_weights:
+        return LpipsAlexPerceptual(lpips_weights, alexnet_weights)
+    if kind in ("lpips", "lpips-alex"):
+        raise ValueError(f"perceptual={kind!r} needs lpips_weights=PATH (the lpips alex.pth, plus "
+                         "alexnet_weights=PATH, or one combined file); nothing is downloaded")
     if kind == "none":
         return None
-    if kind in ("auto", "lpips") and lpips_available():
-        return LpipsPerceptual()
-    if kind == "lpips":
-        raise RuntimeError("perceptual='lpips' needs the lpips package and AlexNet weights in the torch hub cache (offline)")
     if kind in ("auto", "d-features") and D is not None:
         return DFeaturePerceptual(D)
     if kind == "d-features":
@@ -139,7 +145,9 @@ def build_perceptual(kind: str, D: Optional[nn.Module]) -> Optional[nn.Module]:
 class EncoderTeacher(SG2SamplingTeacher):
     """Samples (x = G(w+), w+) and scores an encoder output e = E(x) with :meth:`loss` (Eq. 3).
 
-    ``target_dims = (num_ws * w_dim,)``: the student's projector output size.
+    ``target_dims = (num_ws * w_dim,)``: the student's projector output size. ``lpips_weights`` /
+    ``alexnet_weights``: local LPIPS-alex files (see :mod:`gandistill.losses.lpips`); with them the
+    perceptual term is the paper's (``perceptual_name == "lpips-alex"``).
     """
 
     def __init__(
@@ -148,6 +156,8 @@ class EncoderTeacher(SG2SamplingTeacher):
         device: Any = "cpu",
         latent_weight: float = 1.0,
         perceptual: str = "auto",
+        lpips_weights: Optional[str] = None,
+        alexnet_weights: Optional[str] = None,
         G: Optional[nn.Module] = None,
         D: Optional[nn.Module] = None,
         **kw: Any,
@@ -162,9 +172,13 @@ class EncoderTeacher(SG2SamplingTeacher):
         super().__init__(ckpt=None, device=device, G=G, **kw)
         self.ckpt_path = str(path) if path is not None else None
         self.latent_weight = float(latent_weight)
+        self.lpips_weights, self.alexnet_weights = lpips_weights, alexnet_weights
         self.target_names = ("ws",)
         self.target_dims = (self.num_ws * self.w_dim,)
-        self.perceptual = build_perceptual(perceptual, D)
+        if lpips_weights and self.img_resolution < MIN_SIZE:
+            raise ValueError(f"LPIPS-alex needs images of at least {MIN_SIZE} px; "
+                             f"this G makes {self.img_resolution} px")
+        self.perceptual = build_perceptual(perceptual, D, lpips_weights, alexnet_weights)
         if self.perceptual is not None:
             self.perceptual.to(self.device)
         self.perceptual_name = getattr(self.perceptual, "name", "none")
@@ -200,4 +214,6 @@ class EncoderTeacher(SG2SamplingTeacher):
     def describe(self) -> dict:
         d = super().describe()
         d.update(perceptual=self.perceptual_name, latent_weight=self.latent_weight)
+        if self.lpips_weights:
+            d.update(lpips_weights=self.lpips_weights, alexnet_weights=self.alexnet_weights)
         return d
