@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Dict, List
 
 import torch
 
@@ -89,3 +89,21 @@ def barrier(d: Dist) -> None:
         import torch.distributed as dist
 
         dist.barrier()
+
+
+def mean_over_ranks(values: List[float], d: Dist, device: torch.device) -> List[float]:
+    """The mean of each value over all ranks (the global-batch figure when every rank holds a mean
+    over an equal share of the batch); unchanged on one process."""
+    if d.world <= 1 or not values:
+        return list(values)
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64, device=device if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return (t / d.world).tolist()
+
+
+def rank_seeds(seed: int, world: int) -> List[Dict[str, int]]:
+    """The seeds of every rank: ``torch`` (initialisation -- rank 0's wins under DDP --, augmentation
+    and G's noise) and ``z`` (the latent stream); distinct per rank, so ranks draw independent samples."""
+    return [{"rank": r, "torch": seed + r, "z": seed * 7919 + r} for r in range(world)]

@@ -20,7 +20,7 @@ import torch
 
 from gandistill.engine import checkpoint as ckpt
 from gandistill.engine.config import TrainingStopped
-from gandistill.engine.distributed import Dist, agree
+from gandistill.engine.distributed import Dist, agree, mean_over_ranks
 from gandistill.engine.parts import Parts
 from gandistill.engine.plan import Plan
 from gandistill.engine.step import cosine_lr, forward, set_lr, update
@@ -114,10 +114,14 @@ def train(plan: Plan, parts: Parts, d: Dist, device: torch.device, say: Callable
             loss_val = float(s.loss.detach())
             n_img += plan.n_syn + plan.n_real
             done = step + 1
+            if done % plan.log_every == 0 or done == total or step == start:
+                # the loss terms as means over the global batch (every rank takes part; rank 0 writes)
+                names = sorted(s.losses)
+                terms = dict(zip(names, mean_over_ranks([float(s.losses[k].detach()) for k in names], d, device)))
             if d.main and (done % plan.log_every == 0 or done == total or step == start):
                 now = time.perf_counter()
                 rec = {"step": done, "lr": lr, "spread": s.spread, "std": s.emb_std,
-                       **{k: float(v.detach()) for k, v in s.losses.items()},
+                       **{k: terms[k] for k in s.losses},
                        "img_s": n_img * d.world / max(now - t_log, 1e-9), "time_s": now - t_train}
                 n_img, t_log = 0, now
                 metrics_f.write(json.dumps(rec) + "\n")
@@ -138,4 +142,6 @@ def train(plan: Plan, parts: Parts, d: Dist, device: torch.device, say: Callable
             progress.stop()
         if metrics_f is not None:
             metrics_f.close()
+    if loss_val is not None:
+        loss_val = mean_over_ranks([loss_val], d, device)[0]
     return LoopResult(final_loss=loss_val, train_time_s=time.perf_counter() - t_train, checkpoint=ckpts.last)

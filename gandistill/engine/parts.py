@@ -11,7 +11,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from gandistill.engine.distributed import Dist
+from gandistill.engine.distributed import Dist, rank_seeds
 from gandistill.engine.plan import Plan
 from gandistill.engine.step import DistillModel
 from gandistill.engine.stream import RealStream
@@ -127,7 +127,7 @@ def build_parts(plan: Plan, teacher: Any, train_ds: Any, device: torch.device, d
     aug_real = _build_aug(plan.aug_preset, plan.img_size, train_ds, "unit", False, device) if plan.n_real else None
     norm_real = _build_aug("none", plan.img_size, train_ds, "unit", False, device) if plan.n_real else None
     stream = RealStream(train_ds, plan.n_real, plan.seed, d, plan.workers) if plan.n_real else None
-    z_gen = torch.Generator().manual_seed(plan.seed * 7919 + d.rank)
+    z_gen = torch.Generator().manual_seed(rank_seeds(plan.seed, d.world)[d.rank]["z"])
     return Parts(teacher=teacher, student=student, head=head, head_kind=head_kind, model=model,
                  train_model=train_model, opt=opt, scaler=scaler, aug_syn=aug_syn, aug_real=aug_real,
                  norm_real=norm_real, stream=stream, z_gen=z_gen)

@@ -9,7 +9,7 @@ from typing import Any, Dict, Optional
 
 import torch
 
-from gandistill.engine.distributed import Dist
+from gandistill.engine.distributed import Dist, rank_seeds
 from gandistill.engine.plan import Plan, plan_dict
 
 
@@ -47,4 +47,7 @@ def run_record(plan: Plan, train_len: int, teacher: Any, d: Dist, device: torch.
     info["teacher"] = teacher.describe() if teacher is not None else None
     info["versions"], info["git_rev"] = versions(), git_rev()
     info["world_size"], info["device"] = d.world, str(device)
+    info["seeds"] = {"per_rank": rank_seeds(plan.seed, d.world),
+                     "real_order": f"torch.randperm with seed {plan.seed} * 1000003 + epoch, shared; rank r takes "
+                                   "the r-th of every world-size consecutive slices"}
     return info

@@ -15,8 +15,8 @@ import torch
 
 from gandistill.engine import checkpoint as ckpt
 from gandistill.engine.config import FitConfig, FitResult
-from gandistill.engine.distributed import (Dist, barrier, broadcast_object, resolve_device, setup_distributed,
-                                           teardown_distributed)
+from gandistill.engine.distributed import (Dist, barrier, broadcast_object, rank_seeds, resolve_device,
+                                           setup_distributed, teardown_distributed)
 from gandistill.engine.loop import train
 from gandistill.engine.parts import build_parts, build_teacher, teacher_conditional
 from gandistill.engine.plan import Plan, check_labelled, make_plan, plan_dict
@@ -42,7 +42,7 @@ def _fit(cfg: FitConfig, d: Dist, log: Optional[Callable[[str], None]], t_start:
 
     say = (log or (lambda s: print(s, flush=True))) if d.main else (lambda s: None)
     device = resolve_device(cfg.device, d)
-    torch.manual_seed(cfg.seed + d.rank)
+    torch.manual_seed(rank_seeds(cfg.seed, d.world)[d.rank]["torch"])
     train_ds = load_dataset(cfg.dataset, root=cfg.data_root, split=cfg.train_split, img_size=cfg.img_size)
 
     # config -> plan (nothing below reads cfg)
