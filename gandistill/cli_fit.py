@@ -66,6 +66,8 @@ def fit_cmd(
     squeeze_depth: Optional[int] = typer.Option(None, help="squeeze MLP depth (0 = vanilla concatenation)"),
     dim: Optional[int] = typer.Option(None, help="embedding width"),
     proj_layers: Optional[int] = typer.Option(None, help="student projector depth"),
+    proj_hidden: Optional[int] = typer.Option(None, help="student projector hidden width"),
+    squeeze_hidden: int = typer.Option(2048, help="squeeze module T_phi hidden width"),
     var_cov_on: Optional[str] = typer.Option(None, help="student (SnS) | both (Eq. 11 as printed)"),
     augment: Optional[str] = typer.Option(None, help="augmentation preset (gandistill list augmentations)"),
     shared_aug: bool = typer.Option(False, help="one augmentation per synthetic batch, as SnS"),
@@ -73,6 +75,7 @@ def fit_cmd(
     precision: str = typer.Option("auto", help="auto | fp32 | bf16 | fp16"),
     channels_last: bool = typer.Option(False, help="channels_last memory format"),
     sync_bn: bool = typer.Option(False, help="SyncBatchNorm under torchrun"),
+    gather: bool = typer.Option(False, "--gather/--no-gather", help="var/cov over the global batch under torchrun (all ranks' rows)"),
     seed: int = typer.Option(0),
     out: Optional[str] = typer.Option(None, help="run folder (default runs/<method>-<dataset>-<time>)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
@@ -91,7 +94,7 @@ def fit_cmd(
                                 "'--resume auto': the latest run of this config (or a new one)"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="progress bar (default: on a TTY)"),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="print the resolved config and exit"),
-    resume_mode: Optional[str] = typer.Argument(None, hidden=True, metavar="", help="'auto' after --resume"),
+    resume_mode: Optional[str] = typer.Argument(None, hidden=True, metavar="[auto]", help="'auto' after --resume"),
 ) -> None:
     """Distil a GAN teacher into a student (default: Squeeze-and-Span, bundled digits teacher, ~3 min on CPU)."""
     from gandistill.engine import CheckpointWriteError, FitConfig, TrainingStopped, fit, resolved_config
@@ -106,6 +109,7 @@ def fit_cmd(
         student=student, cifar_stem=cifar_stem, dataset=dataset, data_root=data_root, train_split=train_split, img_size=img_size, batch=batch,
         steps=steps, epochs=epochs, base_lr=base_lr,
         wd=wd, sim=sim, var=var, cov=cov, alpha=alpha, squeeze_depth=squeeze_depth, dim=dim, proj_layers=proj_layers,
+        proj_hidden=proj_hidden, squeeze_hidden=squeeze_hidden, gather=gather,
         var_cov_on=var_cov_on, augment=augment, shared_aug=shared_aug, encoder_input=encoder_input, precision=precision,
         channels_last=channels_last, sync_bn=sync_bn, seed=seed, out=out, device=device, workers=workers,
         log_every=log_every, ckpt_every=ckpt_every, collapse_threshold=collapse_threshold,

@@ -73,6 +73,28 @@ def teacher_conditional(teacher: Any) -> bool:
         return False
 
 
+def check_student_input(plan: Plan, student: nn.Module, teacher: Any, device: torch.device) -> None:
+    """Refuse, before training, images the student cannot take: the teacher's channel count, and the
+    input size (teacher and real images are resized to ``img_size``) through one no-grad eval forward."""
+    channels = getattr(teacher, "img_channels", 3) if teacher is not None and plan.n_syn else 3
+    if int(channels) != 3:
+        raise ValueError(f"teacher '{plan.teacher_name}' makes {channels}-channel images; students take RGB "
+                         "(3 channels), as the real images are")
+    size = plan.img_size
+    res = getattr(teacher, "img_resolution", None) if teacher is not None and plan.n_syn else None
+    was = student.training
+    try:
+        with torch.no_grad():
+            student.eval()(torch.zeros(2, 3, size, size, device=device))
+    except Exception as e:          # timm raises AssertionError / RuntimeError / ValueError for bad sizes
+        src = (f"the teacher's {res}x{res} images and the real ones are resized to it" if res
+               else "the real images are resized to it")
+        raise ValueError(f"student '{plan.student_name}' cannot take {size}x{size} inputs (--img-size {size}; {src}): "
+                         f"{type(e).__name__}: {e}") from None
+    finally:
+        student.train(was)
+
+
 def _build_aug(preset: str, size: int, ds: Any, input_range: str, shared: bool, device: torch.device):
     from gandistill.augment import build_augment
 
@@ -105,6 +127,7 @@ def build_parts(plan: Plan, teacher: Any, train_ds: Any, device: torch.device, d
         raise ValueError(f"the student's output width {student.proj_out} does not match the target width {proj_out} "
                          "(proj_layers=0 keeps the backbone width; use a projector)")
     model = DistillModel(spec.objective, student, head).to(device)
+    check_student_input(plan, student, teacher, device)
     if plan.channels_last:
         model = model.to(memory_format=torch.channels_last)
 

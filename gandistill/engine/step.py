@@ -96,6 +96,8 @@ def embedding_of(out: Dict[str, Tensor]) -> Optional[Tensor]:
 
 def make_inputs(plan: "Plan", parts: "Parts", device: torch.device) -> Tuple[Dict[str, Any], Dict[str, Tensor]]:
     """The student inputs of one step (augmented/normalised) and the raw images some losses need."""
+    from gandistill.augment import resize_center
+
     cl = (lambda x: x.contiguous(memory_format=torch.channels_last)) if plan.channels_last else (lambda x: x)
     aug_syn, aug_real = parts.aug_syn, parts.aug_real
     inputs: Dict[str, Any] = {}
@@ -123,10 +125,10 @@ def make_inputs(plan: "Plan", parts: "Parts", device: torch.device) -> Tuple[Dic
         # images in G's range [-1, 1] (SnS's encode.py). G reconstructs in [-1, 1] either way.
         raw = plan.encoder_input == "raw"
         if syn is not None:
-            inputs["x_syn"] = cl(syn.images if raw else aug_syn(syn.images))
+            inputs["x_syn"] = cl(resize_center(syn.images, plan.img_size) if raw else aug_syn(syn.images))
             batch["x_syn"], batch["ws"] = syn.images, syn.ws
         if x_real is not None:
-            inputs["x_real"] = cl(x_real * 2.0 - 1.0 if raw else parts.norm_real(x_real))
+            inputs["x_real"] = cl(resize_center(x_real * 2.0 - 1.0, plan.img_size) if raw else parts.norm_real(x_real))
             batch["x_real"] = x_real * 2.0 - 1.0
     return inputs, batch
 
