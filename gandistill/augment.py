@@ -1,16 +1,17 @@
-"""Tensor augmentation presets (Kornia), device-agnostic: the transformation a ~ A of the paper.
+"""Tensor augmentation presets on Kornia, on the batch's device: the transformation a ~ A of the paper.
 
 ``build_augment(preset, size, mean, std, input_range, shared)`` returns a module called as
 ``aug(x)`` on a float batch ``[N, 3, H, W]``:
 
 1. input range: ``"unit"`` expects [0, 1]; ``"gan"`` expects a generator output in [-1, 1] and maps
    it by ``(x + 1) / 2``. Either way the batch is clamped to [0, 1] first.
-2. the preset's random ops (per-sample parameters by default; ``shared=True`` draws one set of
-   parameters for the whole batch, as the SnS code does with torchvision v1 transforms on a
-   4-D tensor);
+2. the preset's random ops, a chain of ``kornia.augmentation`` modules with parameters drawn per
+   sample (``shared=True`` draws one set for the whole batch, as the SnS code does with torchvision
+   v1 transforms on a 4-D tensor);
 3. resize to ``size`` when needed (``none`` preset), then dataset normalisation ``(x - mean) / std``.
 
 The output is on ``x``'s device, in ``x``'s dtype (the ops run in float32), ``[N, 3, size, size]``.
+Random parameters come from torch's global RNG, so ``torch.manual_seed`` makes a call repeat.
 
 Parameter semantics are torchvision's: ``ColorJitter(0.4, 0.4, 0.4, 0.1)`` means brightness,
 contrast and saturation factors drawn uniformly from ``[0.6, 1.4]`` (multiplicative; contrast blends
@@ -21,10 +22,10 @@ with the grayscale mean, saturation with the grayscale image) and a hue shift dr
 the random order of the four jitter steps is drawn once per call (torchvision draws it per image).
 ``RandomResizedCrop`` uses ``align_corners=False`` bilinear resampling like torchvision.
 
-Two interchangeable backends draw the same distributions: ``backend="torch"`` (default) uses the
-vectorised ops of :mod:`gandistill.augment_ops` (crop + resize + flip in one ``grid_sample``,
-closed-form hue shift, blur as shifted sums; 1.5-3x faster than Kornia on CPU), ``backend="kornia"`` chains
-``kornia.augmentation`` modules. Random parameters come from torch's global RNG.
+Why Kornia and not hand-written ops: an earlier backend of vectorised tensor ops was 1.5x faster
+on CPU, but the whole augmentation costs a few percent of a training step (measured in
+``benchmarks/bench_step.py``, see ``benchmarks/README.md``), which does not justify owning and
+testing a second implementation of every op.
 """
 from __future__ import annotations
 
@@ -35,11 +36,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import augment_ops as O
-
 InputRange = Literal["unit", "gan"]
 _INPUT_RANGES = ("unit", "gan")
-_BACKENDS = ("torch", "kornia")
 
 
 @dataclass(frozen=True)
@@ -50,6 +48,9 @@ class AugmentPreset:
     description: str = ""
     crop_scale: Optional[Tuple[float, float]] = None  # RandomResizedCrop area fraction
     crop_ratio: Tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
+    rotate: float = 0.0  # RandomAffine: rotation drawn from [-rotate, rotate] degrees ...
+    shear: float = 0.0  # ... and x-shear from [-shear, shear] degrees, applied with probability affine_p
+    affine_p: float = 0.0
     jitter: Optional[Tuple[float, float, float, float]] = None  # brightness, contrast, saturation, hue
     jitter_p: float = 0.8
     gray_p: float = 0.0
@@ -63,11 +64,24 @@ class AugmentPreset:
             raise ValueError(f"crop_scale must satisfy 0 < lo <= hi <= 1, got {self.crop_scale}")
         if self.blur_p > 0 and (self.blur_kernel < 3 or self.blur_kernel % 2 == 0):
             raise ValueError(f"blur_kernel must be odd and >= 3, got {self.blur_kernel}")
-        for name in ("jitter_p", "gray_p", "blur_p", "flip_p"):
+        for name in ("jitter_p", "gray_p", "blur_p", "flip_p", "affine_p"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")
+        if self.rotate < 0 or self.shear < 0:
+            raise ValueError(f"rotate and shear are half-ranges in degrees (>= 0), got {self.rotate}, {self.shear}")
 
 
+# ssl-digits (handwritten digits, e.g. the bundled MNIST subset): the ssl-cifar recipe made label-preserving.
+# * no horizontal flip: a mirrored 2, 3, 4, 5, 7 or 9 is not that digit (ssl-cifar flips half the views);
+# * crops keep >= 70 % of the area, near-square (ratio 0.85-1.18), instead of down to 20 %: a digit fills
+#   most of its 28x28 box, and a 20 % crop shows a stroke fragment that could belong to any class;
+# * small affine distortions instead: rotation +-15 deg and shear +-10 deg, the classic label-preserving
+#   distortions of the MNIST literature (LeCun et al. 1998's distorted training set; Simard, Steinkraus &
+#   Platt, ICDAR 2003), kept well below the angles that turn a 6 into a 9;
+# * brightness/contrast jitter 0.4 as in ssl-cifar (stroke intensity is not the class); saturation, hue and
+#   grayscale are dropped -- the images are grey, so they would be no-ops;
+# * a light blur (3x3, sigma 0.1-1, p 0.3) for stroke-width invariance.
+# Crop + photometric jitter remain the core of the view pair, as SimCLR (Chen et al. 2020) found.
 PRESETS: Dict[str, AugmentPreset] = {
     p.name: p
     for p in (
@@ -76,6 +90,10 @@ PRESETS: Dict[str, AugmentPreset] = {
         AugmentPreset("ssl-stl", "ssl-cifar + Gaussian blur (5x5, sigma 0.1-2, p=.5)",
                       crop_scale=(0.2, 1.0), jitter=(0.4, 0.4, 0.4, 0.1), jitter_p=0.8, gray_p=0.2,
                       blur_p=0.5, flip_p=0.5),
+        AugmentPreset("ssl-digits", "label-preserving for digits: RRC(0.7-1, near square), rotate 15 / shear 10 deg "
+                      "p=.5, brightness/contrast .4 p=.8, blur 3x3 p=.3, no flip",
+                      crop_scale=(0.7, 1.0), crop_ratio=(0.85, 1.0 / 0.85), rotate=15.0, shear=10.0, affine_p=0.5,
+                      jitter=(0.4, 0.4, 0.0, 0.0), jitter_p=0.8, blur_p=0.3, blur_sigma=(0.1, 1.0), blur_kernel=3),
         AugmentPreset("linear", "linear-probe training: RRC(0.08-1) + flip", crop_scale=(0.08, 1.0), flip_p=0.5),
         AugmentPreset("none", "no augmentation: resize if needed + normalise"),
     )
@@ -100,14 +118,17 @@ def _hue_range(h: float) -> Tuple[float, float]:
     return (-h, h)
 
 
-def _ops(p: AugmentPreset, size: int, shared: bool) -> List[nn.Module]:
-    """The preset as a list of ``kornia.augmentation`` modules (the ``kornia`` backend)."""
-    import kornia.augmentation as K  # imported lazily: only this backend needs it
+def kornia_ops(p: AugmentPreset, size: int, shared: bool = False) -> List[nn.Module]:
+    """The preset as a list of ``kornia.augmentation`` modules (per-sample unless ``shared``)."""
+    import kornia.augmentation as K  # imported lazily: `gandistill --help` does not pay for it
 
     ops: List[nn.Module] = []
     if p.crop_scale is not None:
         ops.append(K.RandomResizedCrop((size, size), scale=p.crop_scale, ratio=p.crop_ratio,
                                        same_on_batch=shared, align_corners=False))
+    if p.affine_p > 0 and (p.rotate > 0 or p.shear > 0):
+        ops.append(K.RandomAffine(degrees=p.rotate, shear=p.shear or None, p=p.affine_p, same_on_batch=shared,
+                                  align_corners=False))
     if p.jitter is not None and p.jitter_p > 0:
         b, c, s, h = p.jitter
         ops.append(K.ColorJitter(brightness=_tv_range(b, "brightness"), contrast=_tv_range(c, "contrast"),
@@ -121,33 +142,6 @@ def _ops(p: AugmentPreset, size: int, shared: bool) -> List[nn.Module]:
     if p.flip_p > 0:
         ops.append(K.RandomHorizontalFlip(p=p.flip_p, same_on_batch=shared))
     return ops
-
-
-def _uniform(m: int, lo: float, hi: float) -> torch.Tensor:
-    return torch.empty(m).uniform_(lo, hi) if hi > lo else torch.full((m,), float(lo))
-
-
-def _torch_ops(p: AugmentPreset, y: torch.Tensor, size: int, shared: bool) -> torch.Tensor:
-    """The preset with the vectorised ops; parameters are drawn per sample (or once when shared)."""
-    n, _, hh, ww = y.shape
-    m = 1 if shared else n
-    flip = (torch.rand(m) < p.flip_p) if p.flip_p > 0 else None
-    if p.crop_scale is not None:
-        boxes = O.sample_crop_boxes(m, hh, ww, p.crop_scale, p.crop_ratio)
-        y = O.crop_flip_resize(y, boxes, flip, size)  # flip commutes with the pointwise ops below
-    elif flip is not None:
-        y = torch.where(flip.to(y.device).view(-1, 1, 1, 1), y.flip(-1), y)
-    if p.jitter is not None and p.jitter_p > 0:
-        b, c, s, h = p.jitter
-        ranges = (_tv_range(b, "brightness"), _tv_range(c, "contrast"), _tv_range(s, "saturation"), _hue_range(h))
-        factors = torch.stack([_uniform(m, lo, hi) for lo, hi in ranges], dim=1)
-        order = tuple(int(i) for i in torch.randperm(4))
-        y = O.color_jitter(y, factors, torch.rand(m) < p.jitter_p, order)
-    if p.gray_p > 0:
-        y = O.random_grayscale(y, torch.rand(m) < p.gray_p)
-    if p.blur_p > 0:
-        y = O.gaussian_blur(y, _uniform(m, *p.blur_sigma), p.blur_kernel, torch.rand(m) < p.blur_p)
-    return y
 
 
 def resize_center(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -165,13 +159,11 @@ def resize_center(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class Augment(nn.Module):
-    """Input-range mapping + random ops + dataset normalisation (see module docstring)."""
+    """Input-range mapping + random Kornia ops + dataset normalisation (see module docstring)."""
 
     def __init__(self, preset: AugmentPreset, size: int, mean: Sequence[float], std: Sequence[float],
-                 input_range: InputRange = "unit", shared: bool = False, backend: str = "torch"):
+                 input_range: InputRange = "unit", shared: bool = False):
         super().__init__()
-        if backend not in _BACKENDS:
-            raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
         if input_range not in _INPUT_RANGES:
             raise ValueError(f"input_range must be one of {_INPUT_RANGES}, got {input_range!r}")
         if int(size) < 1:
@@ -182,12 +174,11 @@ class Augment(nn.Module):
             raise ValueError(f"std must be positive, got {tuple(std)}")
         self.preset, self.size, self.input_range, self.shared = preset, int(size), input_range, bool(shared)
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
-        self.backend = backend
-        self.ops = nn.Sequential(*_ops(preset, self.size, self.shared)) if backend == "kornia" else nn.Sequential()
+        self.ops = nn.Sequential(*kornia_ops(preset, self.size, self.shared))
 
     def extra_repr(self) -> str:
         return (f"preset={self.preset.name!r}, size={self.size}, input_range={self.input_range!r}, "
-                f"shared={self.shared}, backend={self.backend!r}, mean={self.mean}, std={self.std}")
+                f"shared={self.shared}, mean={self.mean}, std={self.std}")
 
     def to_unit(self, x: torch.Tensor) -> torch.Tensor:
         """Map the input range to [0, 1] and clamp."""
@@ -209,16 +200,14 @@ class Augment(nn.Module):
                              "(convert uint8 images with x.float() / 255)")
         dtype = x.dtype
         y = self.to_unit(x.float())
-        if self.backend == "kornia":
-            y = self.ops(y) if len(self.ops) else y
-        else:
-            y = _torch_ops(self.preset, y, self.size, self.shared)
+        if len(self.ops):
+            y = self.ops(y)
         y = resize_center(y, self.size)
         return self.normalize(y).to(dtype)
 
 
 def build_augment(preset: Union[str, AugmentPreset], size: int, mean: Sequence[float], std: Sequence[float],
-                  input_range: InputRange = "unit", shared: bool = False, backend: str = "torch") -> Augment:
+                  input_range: InputRange = "unit", shared: bool = False) -> Augment:
     """Build an :class:`Augment` from a preset name (``list_augmentations()``) or an ``AugmentPreset``.
 
     >>> aug = build_augment("ssl-cifar", 32, (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010), input_range="gan")
@@ -234,7 +223,8 @@ def build_augment(preset: Union[str, AugmentPreset], size: int, mean: Sequence[f
                            + (f" Did you mean: {', '.join(hint)}?" if hint else "")
                            + f" Known presets: {', '.join(list_augmentations())}")
         preset = PRESETS[preset]
-    return Augment(preset, size, mean, std, input_range=input_range, shared=shared, backend=backend)
+    return Augment(preset, size, mean, std, input_range=input_range, shared=shared)
 
 
-__all__ = ["AugmentPreset", "Augment", "PRESETS", "build_augment", "list_augmentations", "resize_center"]
+__all__ = ["AugmentPreset", "Augment", "PRESETS", "build_augment", "kornia_ops", "list_augmentations",
+           "resize_center"]
