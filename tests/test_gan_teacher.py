@@ -26,7 +26,7 @@ def test_bundled_teacher_generates_32px_images_in_range():
     torch.set_num_threads(1)
     ck = load_sg2(ASSET, nets=("G_ema",))
     G = ck.G_ema
-    assert (G.img_resolution, G.img_channels) == (32, 3) and G.c_dim in (0, 10)
+    assert (G.img_resolution, G.img_channels) == (32, 3) and G.c_dim == 0  # unconditional: no labels leak
     assert next(G.parameters()).dtype == torch.float32  # fp16 on disk, fp32 in memory
     z = torch.randn(8, G.z_dim, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -42,3 +42,20 @@ def test_bundled_teacher_generates_32px_images_in_range():
     assert (img[0] - img[1]).abs().mean() > 0.05
     again = generate_images(G, 8, seed=0, c_dim=G.c_dim)
     assert torch.allclose(again, img.clamp(-1, 1))
+
+
+def test_default_teacher_is_unconditional_and_conditional_one_is_kept_labelled():
+    from gandistill.gan.sample import bundled_conditional_teacher_path
+
+    info = json.loads((ASSET / "gandistill_sg2.json").read_text())
+    assert info["nets"]["G_ema"]["kwargs"]["c_dim"] == 0
+    cond = bundled_conditional_teacher_path()
+    info_c = json.loads((cond / "gandistill_sg2.json").read_text())
+    assert info_c["nets"]["G_ema"]["kwargs"]["c_dim"] == 10
+    assert "not self-supervised" in (cond / "MODEL_CARD.md").read_text()
+
+
+def test_model_card_publishes_coverage_and_score():
+    card = (ASSET / "MODEL_CARD.md").read_text()
+    assert "Frechet distance" in card and "KID" in card and "Class histogram" in card
+    assert "smallest class share" in card

@@ -12,8 +12,14 @@ import torch
 
 
 def bundled_teacher_path() -> Path:
-    """``gandistill/assets/digits-sg2/``: the bundled digits StyleGAN2 (fp16 G_ema, our format)."""
+    """``gandistill/assets/digits-sg2/``: the bundled unconditional digits StyleGAN2 (fp16 G_ema + D, our format)."""
     return Path(__file__).resolve().parent.parent / "assets" / "digits-sg2"
+
+
+def bundled_conditional_teacher_path() -> Path:
+    """``gandistill/assets/digits-sg2-cond/``: the label-conditioned digits StyleGAN2 (c_dim = 10), kept to
+    measure label leakage; runs that use it are marked ``teacher_conditional: true``."""
+    return Path(__file__).resolve().parent.parent / "assets" / "digits-sg2-cond"
 
 
 def sample_grid(ckpt: Union[str, Path], n: int = 64, out: Union[str, Path] = "grid.png", seed: int = 0,
