@@ -53,6 +53,7 @@ def fit_cmd(
     dataset: str = typer.Option("digits", help="dataset name (gandistill list datasets)"),
     data_root: Optional[str] = typer.Option(None, help="dataset root folder"),
     train_split: str = typer.Option("train", help="split of the training images (stl10: train+unlabeled)"),
+    download: bool = typer.Option(False, "--download", help="fetch cifar10 / cifar100 / stl10 into --data-root if missing"),
     img_size: Optional[int] = typer.Option(None, help="student input size (default: the dataset's resolution)"),
     batch: int = typer.Option(64, help="global batch (synthetic + real)"),
     steps: Optional[int] = typer.Option(None, help="training steps (default 250 unless --epochs)"),
@@ -106,7 +107,7 @@ def fit_cmd(
         raise typer.BadParameter("--resume needs --out RUN_FOLDER (or '--resume auto' for the latest run of this config)")
     cfg = FitConfig(
         method=method, teacher=teacher, teacher_ckpt=teacher_ckpt, teacher_kwargs=_parse_kv(teacher_opt, "--teacher-opt"),
-        student=student, cifar_stem=cifar_stem, dataset=dataset, data_root=data_root, train_split=train_split, img_size=img_size, batch=batch,
+        student=student, cifar_stem=cifar_stem, dataset=dataset, data_root=data_root, train_split=train_split, download=download, img_size=img_size, batch=batch,
         steps=steps, epochs=epochs, base_lr=base_lr,
         wd=wd, sim=sim, var=var, cov=cov, alpha=alpha, squeeze_depth=squeeze_depth, dim=dim, proj_layers=proj_layers,
         proj_hidden=proj_hidden, squeeze_hidden=squeeze_hidden, gather=gather,

@@ -132,3 +132,33 @@ def test_simsiam_student_gets_the_final_bn(tmp_path):
 
     bn = [m for m in load_student(res.run_dir).model.projector.modules() if isinstance(m, torch.nn.BatchNorm1d)]
     assert bn and bn[-1].affine is False
+
+
+def test_missing_dataset_message_names_download(tmp_path):
+    for name, folder in (("cifar10", "cifar-10-batches-py"), ("stl10", "stl10_binary")):
+        with pytest.raises(FileNotFoundError, match=rf"{folder}.*pass --download to fetch it"):
+            resolved_config(FitConfig(dataset=name, data_root=str(tmp_path)))
+
+
+def test_download_is_opt_in_and_reaches_the_loader(tmp_path, monkeypatch):
+    import gandistill.data as data
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake(name, root=None, split="train", download=False, img_size=None):
+        seen.append(download)
+        raise Stop
+
+    monkeypatch.setattr(data, "load_dataset", fake)
+    for flag in (False, True):
+        with pytest.raises(Stop):
+            fit(FitConfig(dataset="cifar10", data_root=str(tmp_path), download=flag, out=str(tmp_path / "r")))
+    from gandistill.cli import app
+
+    res = CliRunner().invoke(app, ["fit", "--dataset", "cifar10", "--data-root", str(tmp_path), "--download",
+                                   "--dry-run"])
+    assert isinstance(res.exception, Stop)
+    assert seen == [False, True, True]                             # nothing is fetched unless asked

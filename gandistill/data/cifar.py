@@ -172,10 +172,9 @@ def _labels(v: Any, path: Path) -> np.ndarray:
 def _layout_hint(layout: CifarLayout, root: Path) -> str:
     files = ", ".join(layout.train_files[:1] + (("...",) if len(layout.train_files) > 1 else ())
                       + layout.test_files + (layout.meta_file,))
-    return (f"expected {root}/{layout.folder}/{{{files}}} (torchvision {layout.tv_class} format). "
-            f"The command line has no --download flag: fetch it once from Python with "
-            f"gandistill.data.load_dataset('{layout.name}', root='{root}') and its download argument set to True "
-            f"(or put the files there yourself), then pass --data-root {root}")
+    return (f"expected {root}/{layout.folder}/{{{files}}} (torchvision {layout.tv_class} format): "
+            f"pass --download to fetch it (or point --data-root at a folder that holds these files; from Python: "
+            f"gandistill.data.load_dataset('{layout.name}', root='{root}') with its download argument set to True)")
 
 
 def _download(layout: CifarLayout, root: Path) -> None:

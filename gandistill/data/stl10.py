@@ -32,9 +32,9 @@ CLASSES = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "
 
 def _hint(root: Path) -> str:
     return (f"expected {root}/{FOLDER}/{{train_X.bin, train_y.bin, test_X.bin, test_y.bin, unlabeled_X.bin}} "
-            f"(torchvision STL10 format). The command line has no --download flag: fetch it once from Python with "
-            f"gandistill.data.load_dataset('stl10', root='{root}') and its download argument set to True "
-            f"(or put the files there yourself), then pass --data-root {root}")
+            f"(torchvision STL10 format): pass --download to fetch it (or point --data-root at a folder that holds "
+            f"these files; from Python: gandistill.data.load_dataset('stl10', root='{root}') with its download "
+            f"argument set to True)")
 
 
 def _size(path: Path, root: Path) -> int:

@@ -42,6 +42,7 @@ class FitConfig:
     dataset: str = "digits"
     data_root: Optional[str] = None
     train_split: str = "train"                     # the training images' split (stl10: "train+unlabeled")
+    download: bool = False                         # fetch cifar10/cifar100/stl10 into data_root if missing (opt-in)
     img_size: Optional[int] = None                 # default: the dataset's resolution
     batch: int = 64                                # global batch (synthetic + real)
     steps: Optional[int] = None                    # total steps (wins over epochs; default DEFAULT_STEPS)

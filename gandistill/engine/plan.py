@@ -55,6 +55,7 @@ class Plan:
     dataset: str
     data_root: Optional[str]
     train_split: str
+    download: bool                      # the user opted in to fetching the dataset
     img_size: int
     n_syn: int
     n_real: int
@@ -159,7 +160,7 @@ def make_plan(cfg: FitConfig, train_len: int, resolution: int, device: torch.dev
         depth=spec.squeeze_depth if cfg.squeeze_depth is None else int(cfg.squeeze_depth),
         squeeze_hidden=cfg.squeeze_hidden,
         dataset=cfg.dataset, data_root=cfg.data_root, train_split=cfg.train_split,
-        img_size=int(cfg.img_size or resolution), n_syn=n_syn, n_real=n_real, aug_preset=preset,
+        download=cfg.download, img_size=int(cfg.img_size or resolution), n_syn=n_syn, n_real=n_real, aug_preset=preset,
         shared_aug=cfg.shared_aug, encoder_input=cfg.encoder_input, workers=cfg.workers,
         total_steps=total, steps_per_epoch=steps_per_epoch, lr=base_lr * cfg.batch / 256.0,
         wd=spec.weight_decay if cfg.wd is None else float(cfg.wd), precision=precision,
@@ -219,7 +220,8 @@ def resolved_config(cfg: FitConfig) -> Dict[str, Any]:
     """The config with method defaults filled in (what ``--dry-run`` prints); builds nothing heavy."""
     from gandistill.data import load_dataset
 
-    ds = load_dataset(cfg.dataset, root=cfg.data_root, split=cfg.train_split, img_size=cfg.img_size)
+    ds = load_dataset(cfg.dataset, root=cfg.data_root, split=cfg.train_split, img_size=cfg.img_size,
+                      download=cfg.download)  # allow-download: only when the user passed --download
     dev = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                        ("cpu" if cfg.device == "auto" else cfg.device))
     plan = make_plan(cfg, len(ds), int(getattr(ds, "resolution", 32)), dev, int(os.environ.get("WORLD_SIZE", "1")))

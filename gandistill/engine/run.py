@@ -43,7 +43,9 @@ def _fit(cfg: FitConfig, d: Dist, log: Optional[Callable[[str], None]], t_start:
     say = (log or (lambda s: print(s, flush=True))) if d.main else (lambda s: None)
     device = resolve_device(cfg.device, d)
     torch.manual_seed(rank_seeds(cfg.seed, d.world)[d.rank]["torch"])
-    train_ds = load_dataset(cfg.dataset, root=cfg.data_root, split=cfg.train_split, img_size=cfg.img_size)
+    # the archives hold every split, so fetching with the training split serves the probe's splits too
+    train_ds = load_dataset(cfg.dataset, root=cfg.data_root, split=cfg.train_split, img_size=cfg.img_size,
+                            download=cfg.download)  # allow-download: only when the user passed --download
 
     # config -> plan (nothing below reads cfg)
     plan = make_plan(cfg, len(train_ds), int(getattr(train_ds, "resolution", 32)), device, d.world)
@@ -135,7 +137,8 @@ def _probe_only(plan: Plan, teacher: Any, train_ds: Any, info: Dict[str, Any], s
     res = None
     e = plan.eval
     if d.main:
-        test_ds = load_dataset(plan.dataset, root=plan.data_root, split="test", img_size=plan.img_size)
+        test_ds = load_dataset(plan.dataset, root=plan.data_root, split="test", img_size=plan.img_size,
+                               download=plan.download)  # allow-download: only when the user passed --download
         if e.max_train or e.max_test:
             from gandistill.evaluate import FirstN
 
