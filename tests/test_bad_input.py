@@ -110,6 +110,14 @@ def test_batch_too_small_for_vicreg_terms():
         resolved_config(FitConfig(batch=6, alpha=0.8, teacher="sg2-generator"))
 
 
+def test_sync_bn_on_cpu_ranks():
+    from gandistill.engine import make_plan
+
+    with pytest.raises(ValueError, match="sync-bn needs GPUs"):
+        make_plan(FitConfig(sync_bn=True), 100, 32, torch.device("cpu"), 2)
+    make_plan(FitConfig(sync_bn=True), 100, 32, torch.device("cpu"), 1)       # one process: nothing to sync
+
+
 def test_alpha_out_of_range():
     for alpha in (-0.1, 1.5, float("nan")):
         with pytest.raises(ValueError, match=r"alpha must lie in \[0, 1\]"):

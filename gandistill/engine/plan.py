@@ -110,6 +110,8 @@ def make_plan(cfg: FitConfig, train_len: int, resolution: int, device: torch.dev
         raise ValueError(f"batch must be at least 2 per rank, got {cfg.batch} for {world} rank(s)")
     if cfg.batch % world:
         raise ValueError(f"batch {cfg.batch} is not divisible by the {world} ranks")
+    if cfg.sync_bn and world > 1 and device.type == "cpu":
+        raise ValueError("--sync-bn needs GPUs (PyTorch's SyncBatchNorm runs on CUDA only); drop it on CPU")
     per_rank = cfg.batch // world
     n_syn = int(round(alpha * per_rank)) if spec.objective != "probe" else 0
     n_real = per_rank - n_syn if spec.objective != "probe" else 0
