@@ -62,6 +62,7 @@ def _register_all() -> None:
     gan_cli.register(app)
     cli_fit.register(app)
     cli_eval.register(app)
+    __import__("gandistill.cli_bank").cli_bank.register(app)  # gandistill bank build|info
     __import__("gandistill.export").export.register(app)
     __import__("gandistill.cli_compare").cli_compare.register(app)
     __import__("gandistill.cli_plot").cli_plot.register(app)

@@ -1,0 +1,293 @@
+"""Teacher feature bank: a finite synthetic set {(G(w), h(w))} written once, read instead of running G.
+
+``build_bank(teacher, n, out)`` samples ``n`` images from a sampling teacher and stores, in ONE file
+``<out>/bank.bin``::
+
+    b"GDBANK01" | uint64 little-endian header length | JSON header | zero padding to 4096 bytes
+    | images  uint8 [n, C, R, R]   (x_u8 = round((x + 1) * 127.5), x in [-1, 1])
+    | targets fp16  [n, sum(C_i)]  (the teacher's targets h^g / w, concatenated)
+    | labels  int64 [n]            (conditional teachers only)
+
+The header (``read_header``) records the teacher (name, checkpoint path and a SHA-256 fingerprint of
+its files, ``describe()``), the resolution, the target names/widths and the byte offsets. The arrays
+are read through ``numpy.memmap``, so a bank larger than memory works and nothing is loaded up front.
+
+:class:`BankTeacher` is a :class:`~gandistill.teachers.base.Teacher`: ``sample(n, generator)`` draws
+``n`` stored items uniformly with replacement (from ``generator``, so runs repeat and resume) and
+returns them as the teacher would (images in [-1, 1], fp32 targets). It refuses a bank built from
+another teacher, checkpoint, teacher settings or resolution than the run's.
+
+Trade-off: a bank replaces fresh samples w ~ P(w) by a fixed set of ``n`` samples, i.e. the student
+sees each synthetic image many times (the augmentation still differs per view) -- cheaper per step
+(no G forward) but a finite synthetic training set; images are quantised to 8 bits as a PNG would be
+and targets to fp16. ``benchmarks/bench_step.py`` measures both effects (speed and accuracy).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gandistill.teachers.base import Teacher, TeacherSample
+
+MAGIC = b"GDBANK01"
+FORMAT = "gandistill-bank"
+VERSION = 1
+BANK_FILE = "bank.bin"
+_ALIGN = 4096
+PathLike = Union[str, Path]
+
+
+class BankError(ValueError):
+    """A missing, corrupt or mismatched feature bank."""
+
+
+# --- fingerprints ----------------------------------------------------------------------------------
+
+_WEIGHT_SUFFIXES = (".safetensors", ".pkl", ".pt", ".pth")
+
+
+def checkpoint_fingerprint(path: PathLike) -> str:
+    """SHA-256 over a checkpoint's bytes: the file itself, or a checkpoint folder's weight files and its
+    ``gandistill_sg2.json`` (names and contents, sorted; model cards and sample grids do not count)."""
+    p = Path(path)
+    if p.is_file() and p.suffix == ".json":  # our format given by its gandistill_sg2.json
+        p = p.parent
+    h = hashlib.sha256()
+    files = [p] if p.is_file() else sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith(".")
+                                           and (f.suffix in _WEIGHT_SUFFIXES or f.name == "gandistill_sg2.json"))
+    if not files:
+        raise BankError(f"teacher checkpoint {p} has no files to fingerprint")
+    for f in files:
+        h.update(str(f.relative_to(p) if f != p else f.name).encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in sorted(v.items())}
+    return f"<{type(v).__name__}>"
+
+
+# --- writing --------------------------------------------------------------------------------------
+
+def _to_u8(x: Tensor) -> np.ndarray:
+    return ((x.float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8).cpu().numpy()
+
+
+def build_bank(teacher: Teacher, n: int, out: PathLike, *, teacher_name: str, ckpt: Optional[PathLike] = None,
+               teacher_kwargs: Optional[Dict[str, Any]] = None, batch: int = 256, seed: int = 0,
+               log: Optional[Any] = None) -> Path:
+    """Sample ``n`` items from ``teacher`` into ``<out>/bank.bin`` (written to a temp file, then renamed).
+
+    ``teacher_name``/``ckpt``/``teacher_kwargs`` are what a run will be checked against
+    (``ckpt=None``: the bundled teacher). Returns the file's path.
+    """
+    if n < 2:
+        raise BankError(f"a bank needs at least 2 items, got n={n}")
+    if not getattr(teacher, "can_sample", True):
+        raise BankError(f"teacher '{teacher_name}' does not sample images, so it has no bank")
+    from gandistill.teachers.base import resolve_ckpt
+
+    ckpt_path = resolve_ckpt(ckpt)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    dims = [int(d) for d in teacher.target_dims]
+    c, r = int(teacher.img_channels), int(teacher.img_resolution)
+    gen = torch.Generator().manual_seed(seed)
+    first = teacher.sample(min(batch, n), generator=gen)
+    has_labels = first.labels is not None
+    img_bytes, tgt_bytes = n * c * r * r, n * sum(dims) * 2
+    header: Dict[str, Any] = {
+        "format": FORMAT, "version": VERSION, "n": int(n),
+        "teacher": teacher_name, "teacher_ckpt": str(ckpt_path), "teacher_fingerprint": checkpoint_fingerprint(ckpt_path),
+        "teacher_kwargs": _jsonable(dict(teacher_kwargs or {})), "teacher_describe": _jsonable(teacher.describe()),
+        "img_resolution": r, "img_channels": c, "target_names": list(teacher.target_names), "target_dims": dims,
+        "images": {"dtype": "uint8", "shape": [n, c, r, r], "encoding": "round((x + 1) * 127.5)"},
+        "targets": {"dtype": "float16", "shape": [n, sum(dims)]},
+        "labels": {"dtype": "int64", "shape": [n]} if has_labels else None,
+        "seed": seed, "created": _dt.datetime.now().isoformat(timespec="seconds"),
+    }
+    # offsets need the header length, which contains them: fix the data start at an aligned bound
+    probe = json.dumps({**header, "offsets": {"images": 10 ** 15, "targets": 10 ** 15, "labels": 10 ** 15}}).encode()
+    data0 = -(-(len(MAGIC) + 8 + len(probe)) // _ALIGN) * _ALIGN
+    offsets = {"images": data0, "targets": data0 + img_bytes,
+               "labels": data0 + img_bytes + tgt_bytes if has_labels else None}
+    header["offsets"] = offsets
+    raw = json.dumps(header).encode()
+    if len(MAGIC) + 8 + len(raw) > data0:
+        raise BankError("internal error: bank header does not fit its reserved space")
+    total = offsets["targets"] + tgt_bytes + (n * 8 if has_labels else 0)
+    tmp = out / f".{BANK_FILE}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as fh:
+        fh.write(MAGIC + struct.pack("<Q", len(raw)) + raw)
+        fh.truncate(total)
+    try:
+        mm = np.memmap(tmp, mode="r+", dtype=np.uint8, offset=0, shape=(total,))
+        images = mm[offsets["images"]:offsets["images"] + img_bytes].reshape(n, c, r, r)
+        targets = mm[offsets["targets"]:offsets["targets"] + tgt_bytes].view(np.float16).reshape(n, sum(dims))
+        labels = (mm[offsets["labels"]:offsets["labels"] + n * 8].view(np.int64) if has_labels else None)
+        done, s = 0, first
+        while True:
+            k = min(s.images.shape[0], n - done)
+            images[done:done + k] = _to_u8(s.images[:k])
+            targets[done:done + k] = torch.cat([t[:k].float().reshape(k, -1) for t in s.targets], 1).half().cpu().numpy()
+            if labels is not None:
+                labels[done:done + k] = s.labels[:k].long().cpu().numpy()
+            done += k
+            if log is not None:
+                log(f"bank: {done}/{n}")
+            if done >= n:
+                break
+            s = teacher.sample(min(batch, n - done), generator=gen)
+        mm.flush()
+        del mm, images, targets, labels
+        os.replace(tmp, out / BANK_FILE)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return out / BANK_FILE
+
+
+# --- reading --------------------------------------------------------------------------------------
+
+def bank_file(path: PathLike) -> Path:
+    """``DIR`` or ``DIR/bank.bin`` -> the bank file (``FileNotFoundError`` if absent)."""
+    p = Path(path).expanduser()
+    f = p / BANK_FILE if p.is_dir() else p
+    if not f.is_file():
+        raise FileNotFoundError(f"no feature bank at {p} (expected {p / BANK_FILE}; build one with "
+                                "`gandistill bank build --teacher NAME --n N --out DIR`)")
+    return f
+
+
+def read_header(path: PathLike) -> Dict[str, Any]:
+    """The JSON header of a bank (``BankError`` if the file is not a gandistill bank or is truncated)."""
+    f = bank_file(path)
+    with open(f, "rb") as fh:
+        head = fh.read(len(MAGIC) + 8)
+        if len(head) < len(MAGIC) + 8 or head[: len(MAGIC)] != MAGIC:
+            raise BankError(f"{f} is not a gandistill feature bank (bad magic)")
+        (size,) = struct.unpack("<Q", head[len(MAGIC):])
+        if size > 1 << 26:
+            raise BankError(f"{f}: implausible header length {size}")
+        try:
+            header = json.loads(fh.read(size).decode())
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise BankError(f"{f}: corrupt bank header ({e})") from None
+    if header.get("format") != FORMAT or header.get("version") != VERSION:
+        raise BankError(f"{f}: unsupported bank format {header.get('format')!r} v{header.get('version')}")
+    n, (c, r) = int(header["n"]), (int(header["img_channels"]), int(header["img_resolution"]))
+    end = header["offsets"]["targets"] + n * sum(header["target_dims"]) * 2 + (n * 8 if header.get("labels") else 0)
+    if f.stat().st_size < end or header["offsets"]["images"] + n * c * r * r > header["offsets"]["targets"]:
+        raise BankError(f"{f} is truncated or inconsistent ({f.stat().st_size} bytes, header needs {end})")
+    return header
+
+
+@dataclass(frozen=True)
+class BankExpectation:
+    """What a run needs from a bank: the teacher it would otherwise run and the training resolution."""
+
+    teacher: Optional[str] = None
+    ckpt: Optional[PathLike] = None          # None: the bundled teacher
+    img_resolution: Optional[int] = None
+    teacher_kwargs: Optional[Dict[str, Any]] = None
+    check_ckpt: bool = True
+
+
+def check_bank(header: Dict[str, Any], want: BankExpectation, where: PathLike = "") -> None:
+    """Raise :class:`BankError` naming every mismatch between a bank's header and ``want``."""
+    bad: List[str] = []
+    if want.teacher is not None and header["teacher"] != want.teacher:
+        bad.append(f"teacher '{header['teacher']}' (the run's is '{want.teacher}')")
+    if want.img_resolution is not None and int(header["img_resolution"]) != int(want.img_resolution):
+        bad.append(f"resolution {header['img_resolution']} px (the run trains at {want.img_resolution} px)")
+    if want.teacher_kwargs is not None and header.get("teacher_kwargs", {}) != _jsonable(dict(want.teacher_kwargs)):
+        bad.append(f"teacher settings {header.get('teacher_kwargs')} (the run's are {_jsonable(dict(want.teacher_kwargs))})")
+    if want.check_ckpt:
+        from gandistill.teachers.base import resolve_ckpt
+
+        path = resolve_ckpt(want.ckpt)
+        if checkpoint_fingerprint(path) != header["teacher_fingerprint"]:
+            bad.append(f"checkpoint {header['teacher_ckpt']} (the run's teacher checkpoint {path} has other weights)")
+    if bad:
+        raise BankError(f"feature bank {where} was built from another teacher than this run's: " + "; ".join(bad)
+                        + ". Build a matching bank with `gandistill bank build` or drop --bank.")
+
+
+class BankTeacher(Teacher):
+    """A sampling teacher that replays a bank (see module docstring); frozen, no parameters."""
+
+    def __init__(self, bank: PathLike, expect: Optional[BankExpectation] = None, device: Any = "cpu") -> None:
+        super().__init__()
+        self.path = bank_file(bank)
+        self.header = h = read_header(self.path)
+        if expect is not None:
+            check_bank(h, expect, self.path)
+        self.n = int(h["n"])
+        self.img_channels, self.img_resolution = int(h["img_channels"]), int(h["img_resolution"])
+        self.target_names = tuple(h["target_names"])
+        self.target_dims = tuple(int(d) for d in h["target_dims"])
+        self.ckpt_path = h["teacher_ckpt"]
+        self.teacher_name = h["teacher"]
+        self._device = torch.device(device)
+        c, r, d = self.img_channels, self.img_resolution, sum(self.target_dims)
+        off = h["offsets"]
+        self._images = np.memmap(self.path, mode="r", dtype=np.uint8, offset=off["images"], shape=(self.n, c, r, r))
+        self._targets = np.memmap(self.path, mode="r", dtype=np.float16, offset=off["targets"], shape=(self.n, d))
+        self._labels = (np.memmap(self.path, mode="r", dtype=np.int64, offset=off["labels"], shape=(self.n,))
+                        if h.get("labels") else None)
+        self.c_dim = int(h.get("teacher_describe", {}).get("c_dim") or 0)
+        self.freeze()
+
+    @property
+    def device(self) -> torch.device:  # no parameters: the device the samples are sent to
+        return self._device
+
+    def to(self, device: Any = None, *args: Any, **kwargs: Any) -> "BankTeacher":
+        """Samples go to ``device`` from now on (there is nothing else to move)."""
+        device = kwargs.get("device", device)
+        if isinstance(device, (str, torch.device)):
+            self._device = torch.device(device)
+        return self
+
+    def indices(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
+        """``n`` item indices drawn uniformly with replacement."""
+        return torch.randint(self.n, (n,), generator=generator)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: Optional[torch.Generator] = None) -> TeacherSample:
+        idx = self.indices(n, generator).numpy()
+        img = torch.from_numpy(np.ascontiguousarray(self._images[idx])).to(self._device)
+        img = img.float().mul_(1.0 / 127.5).sub_(1.0)
+        flat = torch.from_numpy(np.ascontiguousarray(self._targets[idx])).to(self._device).float()
+        targets = list(flat.split(list(self.target_dims), dim=1))
+        labels = (torch.from_numpy(np.ascontiguousarray(self._labels[idx])).to(self._device)
+                  if self._labels is not None else None)
+        return TeacherSample(images=img, targets=targets, labels=labels, ws=None)
+
+    def describe(self) -> dict:
+        d = super().describe()
+        d.update(bank=str(self.path), n=self.n, teacher=self.teacher_name, ckpt=self.ckpt_path,
+                 teacher_fingerprint=self.header["teacher_fingerprint"], c_dim=self.c_dim)
+        return d
+
+
+__all__ = ["BANK_FILE", "BankError", "BankExpectation", "BankTeacher", "bank_file", "build_bank", "check_bank",
+           "checkpoint_fingerprint", "read_header"]
