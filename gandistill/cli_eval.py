@@ -26,6 +26,16 @@ def parse_shots(value: str) -> List[int]:
     return shots
 
 
+def parse_optimizer(value: str) -> str:
+    """``--optimizer``: ``sgd`` or ``lars`` (a usage error otherwise)."""
+    from gandistill.evaluation.linear import check_optimizer
+
+    try:
+        return check_optimizer(value)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
 def eval_cmd(
     run_or_ckpt: str = typer.Argument(..., help="run folder, checkpoint .json/.safetensors, or random:<timm-name>"),
     protocol: str = typer.Option(
@@ -42,6 +52,8 @@ def eval_cmd(
     epochs: Optional[int] = typer.Option(None, help="linear probe epochs (default 90)"),
     fast: Optional[bool] = typer.Option(None, "--fast/--full",
                                         help="which linear probe: --fast turns linear into fast, --full fast into linear"),
+    optimizer: str = typer.Option("sgd", help="linear probes' optimizer: sgd | lars (lars: lr 0.1 at batch 256 "
+                                  "scaled by batch/256, trust 0.001; SnS's STL-10 probe)"),
     seed: int = typer.Option(0, help="seeds the draws and probe heads (and random:<name> students)"),
     device: str = typer.Option("cpu", help="cpu | cuda | auto"),
     img_size: Optional[int] = typer.Option(None),
@@ -57,6 +69,7 @@ def eval_cmd(
     res = evaluate(run_or_ckpt, protocol=protocol, dataset=dataset, data_root=data_root, epochs=epochs, fast=fast,
                    device=device, img_size=img_size, max_train=max_train, max_test=max_test, k=knn_k, t=knn_t,
                    shots=parse_shots(shots), draws=draws, seed=seed, baselines=baselines,
+                   optimizer=parse_optimizer(optimizer),
                    log=None if as_json else (lambda s: console.print(s, highlight=False, soft_wrap=True)))
     if as_json:
         console.print_json(json.dumps(res, default=str))

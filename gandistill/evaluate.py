@@ -63,7 +63,8 @@ class EvalConfig:
     fast: Optional[bool] = None          # True: linear -> fast; False: fast -> linear (paper)
     device: str = "cpu"
     batch: int = 256
-    lr: float = PAPER_LR
+    lr: Optional[float] = None           # linear probes, at batch 256; None: 30 (sgd) / 0.1 (lars)
+    optimizer: str = "sgd"               # linear probes: sgd | lars (SnS's STL-10 probe: lars, batch 4096)
     k: Optional[int] = None              # kNN neighbours; None: 200 for >= 10k train items, else 20
     t: float = 0.1
     seed: int = 0
@@ -168,7 +169,8 @@ def evaluate(
     device: str = "cpu",
     *,
     batch: int = 256,
-    lr: float = PAPER_LR,
+    lr: Optional[float] = None,
+    optimizer: str = "sgd",
     k: Optional[int] = None,
     t: float = 0.1,
     seed: int = 0,
@@ -192,7 +194,9 @@ def evaluate(
     cached-feature probe (the older ``protocol="linear", fast=True``), ``False`` runs ``fast`` as the
     paper protocol.
     ``k`` (kNN; None: 200 for >= 10k train items else 20), ``t``, ``shots``, ``draws``, ``l2`` (few-shot)
-    and ``epochs`` (linear probes, default 90) set the probes; ``seed`` seeds draws, heads and a
+    and ``epochs`` (linear probes, default 90) set the probes; ``optimizer`` (``"sgd"`` or ``"lars"``) and
+    ``lr`` (at batch 256; None: 30 for SGD, 0.1 for LARS, scaled by ``batch / 256``) the linear probes
+    (SnS's STL-10 protocol: ``optimizer="lars", batch=4096``); ``seed`` seeds draws, heads and a
     ``random:`` student's initialisation. ``baselines`` adds rows for the run's random-init student
     (its ``init`` checkpoint, else a fresh one with the run's architecture and seed) and raw pixels.
     ``device="auto"`` picks CUDA when available. The dataset defaults to the run's own (its checkpoint
@@ -219,7 +223,7 @@ def evaluate(
     conditional = teacher_is_conditional(cfg)
     pcfg = ProbeConfig(probes=probes, shots=tuple(shots), draws=draws, l2=l2, knn_k=k, knn_t=t,
                        fast_epochs=90 if epochs is None else epochs, linear_epochs=90 if epochs is None else epochs,
-                       lr=lr, batch=batch, seed=seed, device=device)
+                       lr=lr, optimizer=optimizer, batch=batch, seed=seed, device=device)
     reps: Dict[str, Any] = {loaded.name: loaded.model}
     roles = {loaded.name: "distilled" if loaded.source == "checkpoint" else "random-init"}
     notes = []

@@ -165,9 +165,6 @@ def resolve(run: RunSpec, preset: Preset, budget: float = 1.0, *, lpips_weights:
     if run.kind == "probe-d":
         probe = preset.d_probe
         kw.update(eval="linear", eval_fast=probe.kind != "paper-linear", eval_epochs=probe.epochs, eval_random=False)
-        if probe.optimizer != "sgd":
-            notes.append(f"D probe: {probe.optimizer.upper()} at batch {probe.batch} is not in the engine's probe "
-                         "(it trains an SGD head)")
         return RowPlan(run, kw, probe, notes)
 
     for k in ("student", "cifar_stem", "img_size", "batch", "base_lr", "augment"):

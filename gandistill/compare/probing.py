@@ -3,7 +3,7 @@
 Two probe kinds (:class:`gandistill.compare.presets.ProbeSpec`):
 
 * ``paper-linear``: SnS's linear protocol through :func:`gandistill.evaluate.evaluate`
-  (``fast=False``: RandomResizedCrop + flip, frozen backbone in eval mode, SGD, cosine) and
+  (``fast=False``: RandomResizedCrop + flip, frozen backbone in eval mode, the preset's SGD or LARS, cosine) and
   :func:`gandistill.evaluate.linear_probe` for the frozen D on [-1, 1] images.
 * ``suite``: the embedded preset's probes. When :mod:`gandistill.evaluation.suite` provides
   ``probe_suite`` it is used (few-shot logistic regression, kNN, fast probe); until then the
@@ -14,7 +14,6 @@ Every scorer returns ``(metrics: {name: value}, notes: [str])``.
 from __future__ import annotations
 
 import importlib.util
-import inspect
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -102,17 +101,10 @@ def probe_student(run_dir: str, probe: ProbeSpec, *, dataset: str, data_root: Op
     from gandistill.evaluation.loading import load_student
 
     if probe.kind == "paper-linear":
-        notes = []
-        kw: Dict[str, Any] = {}
-        if probe.optimizer != "sgd":
-            if "optimizer" in inspect.signature(evaluate).parameters:
-                kw["optimizer"] = probe.optimizer
-            else:
-                notes.append(f"probe: SGD instead of {probe.optimizer.upper()} (evaluate() has no optimizer option)")
         res = evaluate(run_dir, protocol="linear", dataset=dataset, data_root=data_root, epochs=epochs or probe.epochs,
-                       fast=False, device=device, batch=probe.batch, lr=probe.base_lr, seed=seed,
-                       max_train=max_train, max_test=max_test, **kw)
-        return {"top1": float(res["top1"])}, notes
+                       fast=False, device=device, batch=probe.batch, lr=probe.base_lr, optimizer=probe.optimizer,
+                       seed=seed, max_train=max_train, max_test=max_test)
+        return {"top1": float(res["top1"])}, []
     loaded = load_student(run_dir)
     train, test = _load_splits(dataset, data_root, loaded.kwargs.get("img_size"), max_train, max_test)
     return features_suite(loaded.model, train, test, probe, device=_dev(device), seed=seed, epochs=epochs)
@@ -142,10 +134,9 @@ def probe_discriminator(teacher_kwargs: Dict[str, Any], probe: ProbeSpec, *, ckp
     half = (0.5, 0.5, 0.5)
     notes = [f"D features {list(teacher.target_names)} ({teacher.num_features}-d)"]
     if probe.kind == "paper-linear":
-        if probe.optimizer != "sgd":
-            notes.append(f"probe: SGD instead of {probe.optimizer.upper()}")
         res = linear_probe(_DFeatures(teacher), train, test, epochs=epochs or probe.epochs, batch=probe.batch,
-                           lr=probe.base_lr, fast=False, device=dev, seed=seed, mean=half, std=half)
+                           lr=probe.base_lr, optimizer=probe.optimizer, fast=False, device=dev, seed=seed,
+                           mean=half, std=half)
         return {"top1": float(res["top1"])}, notes
     m, n = features_suite(_DFeatures(teacher), train, test, probe, device=dev, seed=seed, epochs=epochs,
                           mean=half, std=half)

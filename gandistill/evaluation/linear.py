@@ -16,6 +16,14 @@ stable (tested on separable data and on real features), so the fast path keeps t
 hyper-parameters. Without augmentation it usually reads a little lower than the full protocol
 on strong features and is meant for monitoring and quick comparisons.
 
+Optimiser (``optimizer``): ``"sgd"`` (above; the CIFAR protocol) or ``"lars"``, SnS's STL-10
+protocol: :class:`~gandistill.evaluation.lars.LARS` at batch 4096, lr 0.1 scaled to 1.6, trust
+coefficient 0.001, 90 epochs (reference §1.7), with the same cosine schedule, momentum 0.9 and weight
+decay 0 (not stated by the reference for STL-10: the CIFAR probe's settings, and SnS's defaults).
+Biases are not adapted by default (``exclude_1d``; see :mod:`gandistill.evaluation.lars`). ``lr=None``
+picks the paper's base rate of the optimiser: 30 for SGD, 0.1 for LARS (both at batch 256, scaled by
+``batch / 256``); pass ``batch=4096`` for the STL-10 protocol.
+
 Test accuracy is measured after epoch 0, every ``eval_every`` epochs and after the last epoch;
 ``top1`` is the last value and ``best_top1`` the best of those (SnS tracks both; which one the
 paper reports is not known).
@@ -44,8 +52,30 @@ from gandistill.evaluation.features import (
     require_labelled,
     resolve_feature_fn,
 )
+from gandistill.evaluation.lars import LARS, check_lars_hparams
 
 PAPER_LR = 30.0  # SnS eval_linear: lr 30 at batch 256 (scaled lr * batch / 256)
+LARS_LR = 0.1    # SnS STL-10 probe: lr 0.1 at batch 256 (1.6 at its batch 4096), with LARS
+LARS_TRUST = 0.001   # SnS STL-10 probe: LARS trust coefficient
+OPTIMIZERS = ("sgd", "lars")
+DEFAULT_LR = {"sgd": PAPER_LR, "lars": LARS_LR}
+
+
+def check_optimizer(name: str) -> str:
+    """The canonical (lower-case) optimiser name, or a ValueError listing the choices."""
+    key = name.strip().lower() if isinstance(name, str) else name
+    if key not in OPTIMIZERS:
+        raise ValueError(f"unknown probe optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}")
+    return key
+
+
+def build_optimizer(params, optimizer: str, lr: float, momentum: float, wd: float,
+                    trust_coefficient: float = LARS_TRUST, exclude_1d: bool = True) -> torch.optim.Optimizer:
+    """The probe's optimiser: ``torch.optim.SGD`` or :class:`LARS` with the given settings."""
+    if check_optimizer(optimizer) == "lars":
+        return LARS(params, lr=lr, momentum=momentum, weight_decay=wd, trust_coefficient=trust_coefficient,
+                    exclude_1d=exclude_1d)
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=wd)
 
 
 def new_head(dim: int, num_classes: int, generator: torch.Generator) -> nn.Linear:
@@ -96,11 +126,21 @@ def _image_transforms(train, size, mean, std, augment: bool):
     return train_tf, test_tf
 
 
-def _check_hparams(epochs: int, batch: int, lr: float, eval_every: int) -> None:
+def _check_hparams(epochs: int, batch: int, lr: Optional[float], eval_every: int, optimizer: str = "sgd",
+                   momentum: float = 0.9, wd: float = 0.0, trust_coefficient: float = LARS_TRUST) -> Tuple[str, float]:
+    """Validate the probe settings; returns ``(optimizer, lr)`` with the name canonical and ``lr``
+    resolved (None: the optimiser's paper rate)."""
+    opt = check_optimizer(optimizer)
+    lr = DEFAULT_LR[opt] if lr is None else lr
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
-    if batch < 1 or lr <= 0 or eval_every < 1:
+    if batch < 1 or not lr > 0 or eval_every < 1:
         raise ValueError(f"need batch >= 1, lr > 0 and eval_every >= 1 (got {batch}, {lr}, {eval_every})")
+    if opt == "lars":
+        check_lars_hparams(lr, momentum, wd, trust_coefficient)
+    elif not 0.0 <= momentum < 1.0 or not wd >= 0:
+        raise ValueError(f"need 0 <= momentum < 1 and wd >= 0 (got {momentum}, {wd})")
+    return opt, lr
 
 
 def _train_head(
@@ -118,6 +158,9 @@ def _train_head(
     seed: int,
     eval_every: int,
     progress: Optional[Callable[[dict], None]],
+    optimizer: str = "sgd",
+    trust_coefficient: float = LARS_TRUST,
+    exclude_1d: bool = True,
 ) -> dict:
     """The probe's optimisation, shared by both paths: ``batches(g)`` yields one epoch of
     ``(features, labels)``; test accuracy of the cached test features at the evaluation points."""
@@ -125,7 +168,7 @@ def _train_head(
     g = torch.Generator().manual_seed(seed)
     head = new_head(dim, num_classes, g).to(device)
     base_lr = lr * batch / 256.0
-    opt = torch.optim.SGD(head.parameters(), lr=base_lr, momentum=momentum, weight_decay=wd)
+    opt = build_optimizer(head.parameters(), optimizer, base_lr, momentum, wd, trust_coefficient, exclude_1d)
     fte, yte = fte.to(device), yte.to(device)
     history, best, best_epoch, last, loss_avg = [], -1.0, -1, 0.0, float("nan")
     dev = torch.device(device)
@@ -157,6 +200,8 @@ def _train_head(
             if progress is not None:
                 progress(dict(epoch=epoch, epochs=epochs, lr=cur_lr, loss=loss_avg, top1=top1))
     return dict(top1=last, best_top1=best, best_epoch=best_epoch, epochs=epochs, lr=base_lr, batch=batch,
+                optimizer=optimizer, **({"trust_coefficient": trust_coefficient, "exclude_1d": exclude_1d}
+                                        if optimizer == "lars" else {}),
                 num_test=int(fte.shape[0]), feature_dim=dim, num_classes=num_classes, train_loss=loss_avg,
                 history=history)
 
@@ -169,7 +214,7 @@ def probe_features(
     *,
     epochs: int = 90,
     batch: int = 256,
-    lr: float = PAPER_LR,
+    lr: Optional[float] = None,
     momentum: float = 0.9,
     wd: float = 0.0,
     device: Union[str, torch.device] = "cpu",
@@ -178,14 +223,19 @@ def probe_features(
     num_classes: Optional[int] = None,
     eval_every: int = 5,
     standardize: bool = True,
+    optimizer: str = "sgd",
+    trust_coefficient: float = LARS_TRUST,
+    exclude_1d: bool = True,
 ) -> dict:
     """The fast path on already-extracted features ``[N, D]`` (what ``linear_probe(fast=True)`` runs).
 
     With ``standardize`` the features are standardised with the train statistics and scaled by
     ``1/sqrt(D)`` (see :func:`standardise`) before the paper's head/optimiser/schedule.
+    ``optimizer``: ``"sgd"`` or ``"lars"`` (with ``trust_coefficient`` and ``exclude_1d``); ``lr``
+    (at batch 256, None: 30 for SGD, 0.1 for LARS) is scaled by ``batch / 256``.
     """
     t0 = time.perf_counter()
-    _check_hparams(epochs, batch, lr, eval_every)
+    optimizer, lr = _check_hparams(epochs, batch, lr, eval_every, optimizer, momentum, wd, trust_coefficient)
     for what, f, y in (("train set", train_feats, train_labels), ("test set", test_feats, test_labels)):
         if f.dim() != 2 or f.shape[0] != y.shape[0]:
             raise EvalDataError(f"{what}: expected features [N, D] and labels [N], got {tuple(f.shape)} / "
@@ -206,7 +256,8 @@ def probe_features(
         return ((ftr[idx], ytr[idx]) for idx in order.split(batch))
 
     res = _train_head(batches, fte, test_labels.long(), num_classes, epochs=epochs, batch=batch, lr=lr,
-                      momentum=momentum, wd=wd, device=device, seed=seed, eval_every=eval_every, progress=progress)
+                      momentum=momentum, wd=wd, device=device, seed=seed, eval_every=eval_every, progress=progress,
+                      optimizer=optimizer, trust_coefficient=trust_coefficient, exclude_1d=exclude_1d)
     res.update(protocol="linear-fast", num_train=int(ftr.shape[0]), time_s=time.perf_counter() - t0)
     return res
 
@@ -218,7 +269,7 @@ def linear_probe(
     *,
     epochs: int = 90,
     batch: int = 256,
-    lr: float = PAPER_LR,
+    lr: Optional[float] = None,
     momentum: float = 0.9,
     wd: float = 0.0,
     augment: bool = True,
@@ -231,28 +282,36 @@ def linear_probe(
     size: Optional[int] = None,
     mean: Optional[Sequence[float]] = None,
     std: Optional[Sequence[float]] = None,
+    optimizer: str = "sgd",
+    trust_coefficient: float = LARS_TRUST,
+    exclude_1d: bool = True,
 ) -> dict:
     """Train a linear classifier on frozen features and report test top-1 (%).
 
     ``student_or_feature_fn``: a ``Student`` (``.features``, before the projector), an
     ``nn.Module`` or a callable on normalised batches. Datasets yield ``(x in [0,1], y)`` (or are
-    ``(x, y)`` tensor pairs). ``lr`` is the rate at batch 256 and is scaled by ``batch / 256``.
+    ``(x, y)`` tensor pairs). ``lr`` is the rate at batch 256 and is scaled by ``batch / 256``
+    (None: the paper's rate for ``optimizer``, 30 for ``"sgd"``, 0.1 for ``"lars"``). ``optimizer="lars"``
+    trains with :class:`~gandistill.evaluation.lars.LARS` (``trust_coefficient``, ``exclude_1d``); SnS's
+    STL-10 protocol is ``optimizer="lars", batch=4096``.
     ``progress(dict(epoch, epochs, lr, loss, top1))`` is called after every epoch (``top1`` is
     None between evaluation points). ``size``/``mean``/``std`` override the dataset's
     ``resolution``/``mean``/``std``. ``augment=False`` (full path) trains on un-augmented views.
 
     Returns ``dict(top1, best_top1, best_epoch, epochs, protocol, lr, batch, num_train, num_test,
-    feature_dim, num_classes, train_loss, history=[(epoch, top1)], time_s)``.
+    feature_dim, num_classes, train_loss, optimizer, history=[(epoch, top1)], time_s)`` (LARS runs add
+    ``trust_coefficient`` and ``exclude_1d``).
     """
     t0 = time.perf_counter()
-    _check_hparams(epochs, batch, lr, eval_every)
+    optimizer, lr = _check_hparams(epochs, batch, lr, eval_every, optimizer, momentum, wd, trust_coefficient)
     train = as_dataset(train_ds, "train set")
     test = as_dataset(test_ds, "test set")
     require_labelled(train, "train set")
     require_labelled(test, "test set")
     num_classes = num_classes or infer_num_classes(train, test)
     kw = dict(epochs=epochs, batch=batch, lr=lr, momentum=momentum, wd=wd, device=device, seed=seed,
-              eval_every=eval_every, progress=progress)
+              eval_every=eval_every, progress=progress, optimizer=optimizer, trust_coefficient=trust_coefficient,
+              exclude_1d=exclude_1d)
     if fast:
         ftr, ytr = extract_features(student_or_feature_fn, train, batch, device, mean, std)
         fte, yte = extract_features(student_or_feature_fn, test, batch, device, mean, std)

@@ -41,7 +41,7 @@ from gandistill.evaluation.features import (
 )
 from gandistill.evaluation.fewshot import DEFAULT_DRAWS, DEFAULT_L2, DEFAULT_MAX_ITER, DEFAULT_SHOTS, DEFAULT_TOL, fewshot_probe
 from gandistill.evaluation.knn import DEFAULT_T, knn_features
-from gandistill.evaluation.linear import PAPER_LR, linear_probe, probe_features
+from gandistill.evaluation.linear import check_optimizer, linear_probe, probe_features
 
 BANNER = "label-conditioned teacher: not self-supervised"
 RAW_PIXELS = "raw_pixels"
@@ -82,13 +82,15 @@ class ProbeConfig:
     knn_t: float = DEFAULT_T
     fast_epochs: int = 90
     linear_epochs: int = 90
-    lr: float = PAPER_LR
+    lr: Optional[float] = None           # at batch 256; None: the optimizer's paper rate (30 sgd, 0.1 lars)
     batch: int = 256
+    optimizer: str = "sgd"               # linear probes (fast and paper): sgd | lars
     seed: int = 0
     device: str = "cpu"
 
     def __post_init__(self) -> None:
         self.probes = tuple(self.probes)
+        self.optimizer = check_optimizer(self.optimizer)
         bad = [p for p in self.probes if p not in PROBES]
         if bad or not self.probes:
             raise ValueError(f"probes must be a non-empty subset of {', '.join(PROBES)}, got {self.probes}")
@@ -289,14 +291,14 @@ def probe_suite(
             row.knn = knn_features(ftr.to(cfg.device), ytr, fte, yte, k=cfg.knn_k, t=cfg.knn_t, num_classes=n_cls)
         if "fast" in cfg.probes:
             row.fast = probe_features(ftr, ytr, fte, yte, epochs=cfg.fast_epochs, batch=cfg.batch, lr=cfg.lr,
-                                      device=cfg.device, seed=cfg.seed, num_classes=n_cls, progress=progress)
+                                      optimizer=cfg.optimizer, device=cfg.device, seed=cfg.seed, num_classes=n_cls, progress=progress)
             row.fast.pop("history", None)
         if "linear" in cfg.probes:
             if model is None:
                 row.notes.append("linear (paper protocol) skipped: precomputed features have no model to augment through")
             else:
                 row.linear = linear_probe(model, train, test, epochs=cfg.linear_epochs, batch=cfg.batch, lr=cfg.lr,
-                                          fast=False, device=cfg.device, seed=cfg.seed, num_classes=n_cls,
+                                          optimizer=cfg.optimizer, fast=False, device=cfg.device, seed=cfg.seed, num_classes=n_cls,
                                           progress=progress)
                 row.linear.pop("history", None)
         row.time_s = time.perf_counter() - t0
