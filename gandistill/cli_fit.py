@@ -13,7 +13,6 @@ from typing import Any, Dict, List, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 console = Console()
 
@@ -85,12 +84,13 @@ def fit_cmd(
     ckpt_every: Optional[int] = typer.Option(None, help="checkpoint interval in steps (default: max(50, total/10); always the last step)"),
     collapse_threshold: float = typer.Option(0.02, help="embedding spread below which a step counts as collapsed"),
     collapse_patience: int = typer.Option(20, help="consecutive collapsed steps that stop the run"),
-    eval: str = typer.Option("linear", "--eval", help="linear | knn | both | none"),
+    eval: str = typer.Option("linear", "--eval", help="closing probes: none, or comma-separated fewshot,knn,fast,linear | all | both (linear + --eval-fast = fast)"),
     eval_fast: bool = typer.Option(True, "--eval-fast/--eval-full", help="cached-feature probe or the paper protocol"),
     eval_epochs: Optional[int] = typer.Option(None, help="probe epochs (default 90)"),
     eval_random: bool = typer.Option(True, "--eval-random/--no-eval-random", help="also probe a random-init student"),
     eval_max_train: Optional[int] = typer.Option(None, help="probe on the first N train images"),
     eval_max_test: Optional[int] = typer.Option(None, help="test on the first N test images"),
+    eval_raw_pixels: bool = typer.Option(True, "--eval-raw-pixels/--no-eval-raw-pixels", help="closing table: also probe the raw pixels"),
     resume: bool = typer.Option(False, help="continue the run in --out from its last checkpoint; "
                                 "'--resume auto': the latest run of this config (or a new one)"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="progress bar (default: on a TTY)"),
@@ -115,7 +115,8 @@ def fit_cmd(
         channels_last=channels_last, sync_bn=sync_bn, seed=seed, out=out, device=device, workers=workers,
         log_every=log_every, ckpt_every=ckpt_every, collapse_threshold=collapse_threshold,
         collapse_patience=collapse_patience, eval=eval, eval_fast=eval_fast, eval_epochs=eval_epochs,
-        eval_random=eval_random, eval_max_train=eval_max_train, eval_max_test=eval_max_test, resume=resume_value,
+        eval_random=eval_random, eval_max_train=eval_max_train, eval_max_test=eval_max_test,
+        eval_raw_pixels=eval_raw_pixels, resume=resume_value,
         progress=progress,
     )
     if dry_run:
@@ -137,18 +138,19 @@ CONDITIONAL_BANNER = "label-conditioned teacher: not self-supervised"
 
 
 def _print_result(res) -> None:
+    method = res.config.get("config", {}).get("method", "")
     if getattr(res, "teacher_conditional", False):
         console.print(f"[yellow]{CONDITIONAL_BANNER}[/yellow]")
-    table = Table(title=f"gandistill fit: {res.config.get('config', {}).get('method', '')}", show_header=True)
-    table.add_column("student")
-    table.add_column("linear top-1 (%)", justify="right")
-    if res.eval:
-        label = res.eval.get("student", "distilled")
-        table.add_row(f"{label} (distilled)" if res.checkpoint else label, f"{res.eval['top1']:.2f}")
-    if res.eval_random:
-        table.add_row(f"{res.eval_random.get('student', '')} (random init)", f"{res.eval_random['top1']:.2f}")
-    if res.eval or res.eval_random:
-        console.print(table)
+    if getattr(res, "probes", None):
+        from gandistill.evaluation.suite import ProbeTable, render_probe_table
+
+        console.print(render_probe_table(ProbeTable.from_dict(res.probes), f"gandistill fit: {method}"))
+    if res.eval and res.eval.get("top1") is not None:
+        kind = "linear top-1" if any(k in res.eval for k in ("fast", "linear")) or "knn" not in res.eval else "top-1"
+        line = f"{kind} (%): {res.eval.get('student', 'student')} (distilled) {res.eval['top1']:.2f}"
+        if res.eval_random and res.eval_random.get("top1") is not None:
+            line += f", random init {res.eval_random['top1']:.2f}"
+        console.print(line)
     console.print(f"steps: {res.steps}  train: {res.train_time_s:.1f}s  total: {res.time_s:.1f}s")
     if res.checkpoint:
         console.print(f"checkpoint: {res.checkpoint}", soft_wrap=True)

@@ -198,7 +198,7 @@ def test_unlabelled_dataset_with_eval_fails_before_training(tmp_path):
 def test_collapse_is_detected_for_squeeze_without_var_cov(tmp_path):
     # ablation c (Table 5): T_phi without var/cov collapses; a large lr (and the invariance weight 25 of
     # squeeze, so only var/cov differ between the two runs) makes it happen in a few steps
-    kw = dict(steps=40, batch=16, base_lr=2.0, sim=25.0, collapse_patience=3, ckpt_every=1)
+    kw = dict(steps=40, batch=16, base_lr=2.0, sim=25.0, augment="ssl-cifar", collapse_patience=3, ckpt_every=1)
     with pytest.raises(TrainingStopped, match="collapsed") as info:
         fit(toy_cfg(tmp_path / "c", method="squeeze-novarcov", **kw), log=lambda s: None)
     assert info.value.reason == "collapse"

@@ -162,3 +162,21 @@ def test_download_is_opt_in_and_reaches_the_loader(tmp_path, monkeypatch):
                                    "--dry-run"])
     assert isinstance(res.exception, Stop)
     assert seen == [False, True, True]                             # nothing is fetched unless asked
+
+
+def test_fit_closes_with_the_probe_table(tmp_path):
+    ckpt = save_sg2(tmp_path / "g", G_ema=tiny_G(c_dim=2))
+    res = fit(cfg(tmp_path / "run", teacher_ckpt=str(ckpt), eval="knn,fast", eval_epochs=2, eval_max_train=100,
+                  eval_max_test=50), log=lambda s: None)
+    table = json.loads((tmp_path / "run" / "summary.json").read_text())["probes"]
+    assert [r["name"] for r in table["rows"]] == ["distilled", "random init", "raw pixels"]
+    assert table["banner"] == "label-conditioned teacher: not self-supervised"    # conditional teacher
+    distilled = table["rows"][0]
+    assert res.eval["top1"] == distilled["fast"]["top1"] and res.eval["knn"] == distilled["knn"]
+    assert res.eval_random["top1"] == table["rows"][1]["fast"]["top1"] and res.eval["num_train"] == 100
+    assert (tmp_path / "run" / "init" / "checkpoint.json").exists()              # the random row is the run's init
+    with pytest.raises(ValueError, match="eval must be 'none' or name probes"):
+        resolved_config(FitConfig(teacher="sg2-generator", eval="linaer"))
+    quiet = fit(cfg(tmp_path / "r2", teacher_ckpt=str(ckpt), eval="knn", eval_random=False, eval_raw_pixels=False,
+                    eval_max_train=100, eval_max_test=50), log=lambda s: None)
+    assert [r["name"] for r in quiet.probes["rows"]] == ["distilled"] and quiet.eval_random is None

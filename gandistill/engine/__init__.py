@@ -9,7 +9,9 @@ Data flows one way, one module per stage::
     loop.py         the steps with guards, metrics.jsonl and periodic checkpoints
     checkpoint.py   writing, checking and resuming the last checkpoint
     distributed.py  process group under torchrun, device of this rank, stop agreement
-    run.py          fit(): config -> plan -> parts -> loop -> results (+ the probe)
+    probe.py        after training: the closing probe table (distilled / random init / raw pixels), d-direct
+    record.py       what config.json says about the run (plan, teacher, versions, seeds)
+    run.py          fit(): config -> plan -> parts -> loop -> results -> probes
 
 SGD with momentum 0.9, ``lr = base_lr * batch / 256``, cosine decay per step without warm-up,
 weight decay on all trainables; the squeeze module T_phi is trained with the student in the same
@@ -23,10 +25,11 @@ from gandistill.engine.checkpoint import (CKPT_FORMAT, CKPT_JSON, CheckpointWrit
 from gandistill.engine.config import (DEFAULT_STEPS, DEFAULT_STUDENT, ENCODER_INPUTS, EVAL_PROTOCOLS, PRECISIONS,
                                       FitConfig, FitResult, TrainingStopped, config_dict, default_run_dir,
                                       student_choice)
-from gandistill.engine.distributed import (Dist, agree, barrier, broadcast_object, resolve_device, setup_distributed,
-                                           teardown_distributed)
+from gandistill.engine.distributed import (Dist, agree, barrier, broadcast_object, mean_over_ranks, rank_seeds,
+                                           resolve_device, setup_distributed, teardown_distributed)
+from gandistill.engine.probe import closing_table, probe_names, probe_only
 from gandistill.engine.loop import LoopResult, log_line, train
-from gandistill.engine.parts import Parts, build_parts, build_teacher, teacher_conditional
+from gandistill.engine.parts import Parts, build_parts, build_teacher, check_student_input, teacher_conditional
 from gandistill.engine.plan import (EvalPlan, Plan, check_labelled, default_augment, make_plan, plan_dict,
                                     resolved_config)
 from gandistill.engine.record import git_rev, run_record, versions
@@ -65,5 +68,6 @@ __all__ = [
     "atomic_write", "write_json", "load_weights", "all_finite", "check_run_dir", "checkpoint_meta", "resume",
     "train_state", "config_dict", "run_record", "versions", "git_rev", "CheckpointWriteError", "recover",
     "read_checkpoint", "fingerprint", "fingerprint_diff", "find_latest_run", "resolve_resume", "teacher_conditional",
-    "default_augment", "broadcast_object", "barrier",
+    "default_augment", "broadcast_object", "barrier", "mean_over_ranks", "rank_seeds", "check_student_input",
+    "closing_table", "probe_names", "probe_only",
 ]

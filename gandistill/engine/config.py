@@ -74,12 +74,13 @@ class FitConfig:
     ckpt_every: Optional[int] = None               # default: every max(50, total/10) steps, and the last step
     collapse_threshold: float = 0.02
     collapse_patience: int = 20
-    eval: str = "linear"                           # linear | knn | both | none
+    eval: str = "linear"                           # none, or probes: fewshot,knn,fast,linear | all | both
     eval_fast: bool = True
     eval_epochs: Optional[int] = None
     eval_random: bool = True                       # also probe a randomly initialised student
     eval_max_train: Optional[int] = None
     eval_max_test: Optional[int] = None
+    eval_raw_pixels: bool = True                   # closing table: also probe the raw pixels
     resume: Union[bool, str] = False               # True: continue --out; "auto": the latest run of this config
     progress: Optional[bool] = None                # None: rich progress bar on a TTY
 
@@ -105,6 +106,7 @@ class FitResult:
     eval: Optional[Dict[str, Any]] = None
     eval_random: Optional[Dict[str, Any]] = None
     teacher_conditional: bool = False              # the teacher's G/D takes class labels (c_dim > 0)
+    probes: Optional[Dict[str, Any]] = None        # the closing probe table (ProbeTable.to_dict())
     config: Dict[str, Any] = field(default_factory=dict)
 
     @property

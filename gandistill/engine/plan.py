@@ -29,6 +29,7 @@ class EvalPlan:
     random: bool
     max_train: Optional[int]
     max_test: Optional[int]
+    raw_pixels: bool                    # the closing table's raw-pixel row
 
 
 @dataclass(frozen=True)
@@ -135,8 +136,14 @@ def make_plan(cfg: FitConfig, train_len: int, resolution: int, device: torch.dev
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "auto":
         precision = "bf16" if device.type == "cuda" else "fp32"
-    if cfg.eval not in EVAL_PROTOCOLS:
-        raise ValueError(f"eval must be one of {EVAL_PROTOCOLS}, got {cfg.eval!r}")
+    if cfg.eval != "none":
+        from gandistill.evaluation.suite import parse_probes
+
+        try:
+            parse_probes(cfg.eval, cfg.eval_fast)
+        except ValueError as e:
+            raise ValueError(f"eval must be 'none' or name probes ({', '.join(EVAL_PROTOCOLS)}, or "
+                             f"fewshot,knn,fast,linear / all): {e}") from None
     base_lr = spec.base_lr if cfg.base_lr is None else float(cfg.base_lr)
     if cfg.encoder_input not in ENCODER_INPUTS:
         raise ValueError(f"encoder_input must be one of {ENCODER_INPUTS}, got {cfg.encoder_input!r}")
@@ -173,7 +180,8 @@ def make_plan(cfg: FitConfig, train_len: int, resolution: int, device: torch.dev
         collapse_threshold=cfg.collapse_threshold, collapse_patience=cfg.collapse_patience,
         progress=cfg.progress,
         eval=EvalPlan(protocol=cfg.eval, fast=cfg.eval_fast, epochs=cfg.eval_epochs, random=cfg.eval_random,
-                      max_train=cfg.eval_max_train, max_test=cfg.eval_max_test),
+                      max_train=cfg.eval_max_train, max_test=cfg.eval_max_test,
+                      raw_pixels=cfg.eval_raw_pixels),
         config=config_dict(cfg),
     )
 

@@ -2,14 +2,14 @@
 
 A run folder holds ``config.json`` (the resolved config, versions, git revision), ``metrics.jsonl``,
 the last checkpoint (see :mod:`gandistill.engine.checkpoint`), ``init/`` (the random initialisation,
-the probe's baseline) and ``summary.json``.
+the probe's baseline) and ``summary.json`` (with the closing probe table, :mod:`gandistill.engine.probe`).
 """
 from __future__ import annotations
 
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Callable, Optional
 
 import torch
 
@@ -19,7 +19,8 @@ from gandistill.engine.distributed import (Dist, barrier, broadcast_object, rank
                                            setup_distributed, teardown_distributed)
 from gandistill.engine.loop import train
 from gandistill.engine.parts import build_parts, build_teacher, teacher_conditional
-from gandistill.engine.plan import Plan, check_labelled, make_plan, plan_dict
+from gandistill.engine.plan import check_labelled, make_plan, plan_dict
+from gandistill.engine.probe import closing_table, probe_names, probe_only
 from gandistill.engine.record import run_record
 
 
@@ -71,7 +72,7 @@ def _fit(cfg: FitConfig, d: Dist, log: Optional[Callable[[str], None]], t_start:
         info["resolved"]["normalise"] = {"mean": [float(v) for v in train_ds.mean],
                                          "std": [float(v) for v in train_ds.std]}
     if plan.spec.objective == "probe":
-        return _probe_only(plan, teacher, train_ds, info, say, device, t_start, d, conditional)
+        return probe_only(plan, teacher, train_ds, info, say, device, t_start, d, conditional)
     parts = build_parts(plan, teacher, train_ds, device, d)
     info["resolved"]["student_params"] = sum(p.numel() for p in parts.student.parameters())
     info["resolved"]["head_params"] = sum(p.numel() for p in parts.head.parameters()) if parts.head is not None else 0
@@ -96,62 +97,9 @@ def _fit(cfg: FitConfig, d: Dist, log: Optional[Callable[[str], None]], t_start:
                        final_loss=loop.final_loss, time_s=0.0, train_time_s=loop.train_time_s,
                        teacher_conditional=conditional, config=info)
     if d.main and plan.eval.protocol != "none":
-        say(f"training done in {loop.train_time_s:.1f}s; evaluating ({plan.eval.protocol}, fast={plan.eval.fast}) ...")
-        result.eval, result.eval_random = _evaluate(plan, device)
+        say(f"training done in {loop.train_time_s:.1f}s; probing ({', '.join(probe_names(plan.eval.protocol, plan.eval.fast))}) ...")
+        result.eval, result.eval_random, result.probes = closing_table(plan, device, conditional, say)
     result.time_s = time.perf_counter() - t_start
-    if d.main:
-        ckpt.write_json(plan.run_dir / "summary.json", result.to_dict())
-    return result
-
-
-def _evaluate(plan: Plan, device: torch.device) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]:
-    from gandistill.evaluate import evaluate
-
-    e = plan.eval
-    kw = dict(protocol=e.protocol, dataset=plan.dataset, data_root=plan.data_root, epochs=e.epochs,
-              fast=e.fast, device=str(device), seed=plan.seed, img_size=plan.img_size,
-              max_train=e.max_train, max_test=e.max_test)
-    res = evaluate(str(plan.run_dir), **kw)
-    rnd = None
-    if e.random:
-        init = plan.run_dir / "init"
-        if (init / ckpt.CKPT_JSON).exists():
-            rnd = evaluate(str(init), **kw)
-        else:  # resumed runs: a fresh random student of the same architecture
-            torch.manual_seed(plan.seed)
-            rnd = evaluate(f"random:{plan.student_name}", **kw)
-        rnd["source"] = "random-init"
-    return res, rnd
-
-
-def _probe_only(plan: Plan, teacher: Any, train_ds: Any, info: Dict[str, Any], say: Callable[[str], None],
-                device: torch.device, t_start: float, d: Dist, conditional: bool) -> FitResult:
-    """``d-direct``: no training, a linear probe on the frozen discriminator features (images in [-1,1])."""
-    from gandistill.data import load_dataset
-    from gandistill.evaluate import linear_probe
-
-    if teacher is None or not hasattr(teacher, "features"):
-        raise ValueError(f"method {plan.spec.name} needs a feature teacher such as sg2-discriminator")
-    if d.main:
-        ckpt.write_json(plan.run_dir / "config.json", info)
-    res = None
-    e = plan.eval
-    if d.main:
-        test_ds = load_dataset(plan.dataset, root=plan.data_root, split="test", img_size=plan.img_size,
-                               download=plan.download)  # allow-download: only when the user passed --download
-        if e.max_train or e.max_test:
-            from gandistill.evaluate import FirstN
-
-            train_ds = FirstN(train_ds, e.max_train) if e.max_train else train_ds
-            test_ds = FirstN(test_ds, e.max_test) if e.max_test else test_ds
-        say(f"probing frozen discriminator features {list(teacher.target_names)} ({teacher.num_features}-d) ...")
-        res = linear_probe(teacher, train_ds, test_ds, epochs=e.epochs or 90, fast=e.fast,
-                           device=device, seed=plan.seed, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
-        res.pop("history", None)
-        res.update(student=f"{plan.teacher_name}:{teacher.mode}", dataset=plan.dataset, protocol="linear")
-    result = FitResult(run_dir=plan.run_dir, checkpoint=None, steps=0, final_loss=None,
-                       time_s=time.perf_counter() - t_start, train_time_s=0.0, eval=res,
-                       teacher_conditional=conditional, config=info)
     if d.main:
         ckpt.write_json(plan.run_dir / "summary.json", result.to_dict())
     return result
