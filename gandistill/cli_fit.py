@@ -107,11 +107,13 @@ def fit_cmd(
         raise typer.BadParameter("--resume needs --out RUN_FOLDER (or '--resume auto' for the latest run of this config)")
     cfg = FitConfig(
         method=method, teacher=teacher, teacher_ckpt=teacher_ckpt, teacher_kwargs=_parse_kv(teacher_opt, "--teacher-opt"),
-        student=student, cifar_stem=cifar_stem, dataset=dataset, data_root=data_root, train_split=train_split, download=download, img_size=img_size, batch=batch,
+        student=student, cifar_stem=cifar_stem, dataset=dataset, data_root=data_root, train_split=train_split,
+        download=download, img_size=img_size, batch=batch,
         steps=steps, epochs=epochs, base_lr=base_lr,
         wd=wd, sim=sim, var=var, cov=cov, alpha=alpha, squeeze_depth=squeeze_depth, dim=dim, proj_layers=proj_layers,
         proj_hidden=proj_hidden, squeeze_hidden=squeeze_hidden, gather=gather,
-        var_cov_on=var_cov_on, augment=augment, shared_aug=shared_aug, encoder_input=encoder_input, precision=precision,
+        var_cov_on=var_cov_on, augment=augment, shared_aug=shared_aug, encoder_input=encoder_input,
+        precision=precision,
         channels_last=channels_last, sync_bn=sync_bn, seed=seed, out=out, device=device, workers=workers,
         log_every=log_every, ckpt_every=ckpt_every, collapse_threshold=collapse_threshold,
         collapse_patience=collapse_patience, eval=eval, eval_fast=eval_fast, eval_epochs=eval_epochs,

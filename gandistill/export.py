@@ -123,7 +123,8 @@ def read_export(path: PathLike) -> Dict[str, Any]:
     except (OSError, ValueError) as e:
         raise ExportError(f"{p} is unreadable or corrupt: {e}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ExportError(f"{p} is not a gandistill backbone export (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+        kind = meta.get("format") if isinstance(meta, dict) else None
+        raise ExportError(f"{p} is not a gandistill backbone export (format {kind!r})")
     return meta
 
 
@@ -184,7 +185,7 @@ def register(app: Any) -> None:
         projector: bool = typer.Option(False, "--projector/--no-projector", help="also write the projector"),
         force: bool = typer.Option(False, "--force", help="replace an existing export in --out"),
     ) -> None:
-        """Write a run's bare backbone (timm keys, safetensors) that loads strictly into timm.create_model(name, num_classes=0)."""
+        """Write a run's bare backbone (safetensors, timm's own keys) for timm.create_model(name, num_classes=0)."""
         path = export_backbone(run, out, projector=projector, overwrite=force)
         meta = read_export(path)
         console.print(f"exported {meta['timm_name']} backbone ({meta['num_features']}-d"

@@ -61,7 +61,8 @@ def _progress(plan: Plan, d: Dist, total: int):
                                                             and not os.environ.get("GANDISTILL_NO_PROGRESS"))
     if not (show and d.main and total > 0):
         return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
 
     p = Progress(TextColumn("[bold]fit[/bold] {task.description}"), BarColumn(), MofNCompleteColumn(),
                  TimeElapsedColumn(), TimeRemainingColumn(), transient=False)

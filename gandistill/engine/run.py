@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Callable, Optional
 
 import torch
@@ -97,7 +96,8 @@ def _fit(cfg: FitConfig, d: Dist, log: Optional[Callable[[str], None]], t_start:
                        final_loss=loop.final_loss, time_s=0.0, train_time_s=loop.train_time_s,
                        teacher_conditional=conditional, config=info)
     if d.main and plan.eval.protocol != "none":
-        say(f"training done in {loop.train_time_s:.1f}s; probing ({', '.join(probe_names(plan.eval.protocol, plan.eval.fast))}) ...")
+        probes = ", ".join(probe_names(plan.eval.protocol, plan.eval.fast))
+        say(f"training done in {loop.train_time_s:.1f}s; probing ({probes}) ...")
         result.eval, result.eval_random, result.probes = closing_table(plan, device, conditional, say)
     result.time_s = time.perf_counter() - t_start
     if d.main:
