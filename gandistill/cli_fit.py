@@ -46,6 +46,7 @@ def fit_cmd(
     method: str = typer.Option("sns", help="method name (gandistill list methods)"),
     teacher: Optional[str] = typer.Option(None, help="teacher name (default: the method's; gandistill list teachers)"),
     teacher_ckpt: Optional[str] = typer.Option(None, "--teacher-ckpt", help="SG2 checkpoint: NVlabs .pkl or gandistill folder (default: bundled digits teacher)"),
+    bank: Optional[str] = typer.Option(None, "--bank", help="feature bank folder (gandistill bank build): sampled instead of running G"),
     teacher_opt: Optional[List[str]] = typer.Option(None, "--teacher-opt", help="teacher option KEY=VALUE (repeatable), e.g. mode=single"),
     student: Optional[str] = typer.Option(None, help="any timm model name (default: resnet10t, standard stem)"),
     cifar_stem: Optional[bool] = typer.Option(None, "--cifar-stem/--no-cifar-stem", help="3x3 stride-1 stem for ResNets (default: auto at <= 64 px; off for the default student)"),
@@ -107,6 +108,7 @@ def fit_cmd(
         raise typer.BadParameter("--resume needs --out RUN_FOLDER (or '--resume auto' for the latest run of this config)")
     cfg = FitConfig(
         method=method, teacher=teacher, teacher_ckpt=teacher_ckpt, teacher_kwargs=_parse_kv(teacher_opt, "--teacher-opt"),
+        bank=bank,
         student=student, cifar_stem=cifar_stem, dataset=dataset, data_root=data_root, train_split=train_split,
         download=download, img_size=img_size, batch=batch,
         steps=steps, epochs=epochs, base_lr=base_lr,

@@ -180,3 +180,45 @@ def test_fit_closes_with_the_probe_table(tmp_path):
     quiet = fit(cfg(tmp_path / "r2", teacher_ckpt=str(ckpt), eval="knn", eval_random=False, eval_raw_pixels=False,
                     eval_max_train=100, eval_max_test=50), log=lambda s: None)
     assert [r["name"] for r in quiet.probes["rows"]] == ["distilled"] and quiet.eval_random is None
+
+
+def test_fit_from_a_feature_bank(tmp_path):
+    from gandistill.bank import BankError, build_bank
+    from gandistill.teachers import create_teacher
+
+    G = save_sg2(tmp_path / "g", G_ema=tiny_G())
+    teacher = create_teacher("sg2-generator", ckpt=str(G))
+    build_bank(teacher, 16, tmp_path / "bank", teacher_name="sg2-generator", ckpt=str(G), batch=8)
+    res = fit(cfg(tmp_path / "run", teacher_ckpt=str(G), bank=str(tmp_path / "bank"), steps=2), log=lambda s: None)
+    rec = json.loads((res.run_dir / "config.json").read_text())
+    assert rec["config"]["bank"] == str(tmp_path / "bank") and "bank" in json.dumps(rec["teacher"])
+    assert json.loads((res.run_dir / "checkpoint.json").read_text())["step"] == 2
+    other = save_sg2(tmp_path / "g2", G_ema=tiny_G(c_dim=2))
+    with pytest.raises(BankError):                               # a bank of another checkpoint is refused
+        fit(cfg(tmp_path / "r2", teacher_ckpt=str(other), bank=str(tmp_path / "bank")), log=lambda s: None)
+    with pytest.raises(ValueError, match="--bank does not apply"):
+        fit(cfg(tmp_path / "r3", method="vicreg-real", teacher=None, bank=str(tmp_path / "bank")), log=lambda s: None)
+
+
+def test_sgd_is_fused_and_stays_fused_after_resume(tmp_path, monkeypatch):
+    import gandistill.engine.loop as loop
+
+    seen, real = [], loop.update
+
+    def spy(parts, loss):
+        seen.append(all(g.get("fused") for g in parts.opt.param_groups))
+        if len(seen) == 2:
+            raise KeyboardInterrupt("stop after the step-1 checkpoint")
+        return real(parts, loss)
+
+    monkeypatch.setattr(loop, "update", spy)
+    run = tmp_path / "run"
+    kw = dict(teacher_kwargs={"G": tiny_G()}, teacher=None, steps=3, ckpt_every=1)
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg(run, **kw), log=lambda s: None)
+    state = torch.load(run / "train_state.pt", weights_only=True)
+    for g in state["optimizer"]["param_groups"]:
+        g["fused"] = None                                          # a train_state.pt from before the change
+    torch.save(state, run / "train_state.pt")
+    fit(cfg(run, resume=True, **kw), log=lambda s: None)
+    assert seen == [True, True, True, True]                        # steps 1, 2 (interrupted), 2, 3

@@ -172,7 +172,7 @@ def load_weights(module: nn.Module, path: Path) -> None:
 
 # what makes two runs "the same config" for --resume: the settings that change the trajectory
 # (not: run folder, device, workers, logging, guards, eval, teacher_kwargs, world size)
-FINGERPRINT_CONFIG = ("method", "teacher_ckpt", "student_kwargs", "dataset", "train_split", "batch",
+FINGERPRINT_CONFIG = ("method", "teacher_ckpt", "bank", "student_kwargs", "dataset", "train_split", "batch",
                       "squeeze_hidden", "shared_aug", "gather", "seed", "encoder_input")
 FINGERPRINT_RESOLVED = ("student", "cifar_stem", "teacher", "img_size", "total_steps", "lr", "weight_decay",
                         "augment", "augment_real", "precision", "proj_layers", "proj_hidden", "proj_final_bn", "dim",
@@ -315,10 +315,13 @@ def resume(plan: "Plan", parts: "Parts") -> int:
         raise ValueError(f"--resume: {path} is truncated or corrupt ({type(e).__name__}: {e})") from None
     if int(state.get("step", -1)) != step:
         raise ValueError(f"--resume: {path} holds step {state.get('step')} but {CKPT_JSON} says step {step}")
+    impl = [{k: g.get(k) for k in ("fused", "foreach")} for g in parts.opt.param_groups]
     try:
         parts.opt.load_state_dict(state["optimizer"])
     except (ValueError, KeyError) as e:
         raise ValueError(f"--resume: the optimizer state in {path} does not fit this run: {e}") from None
+    for g, flags in zip(parts.opt.param_groups, impl):      # the saved groups carry the old implementation flags
+        g.update(flags)
     if state.get("rng_cpu") is not None:
         torch.set_rng_state(state["rng_cpu"])
     if state.get("rng_cuda") is not None and torch.cuda.is_available():

@@ -36,6 +36,7 @@ class FitConfig:
     teacher: Optional[str] = None                  # default: the method's teacher
     teacher_ckpt: Optional[str] = None             # default: the bundled digits teacher
     teacher_kwargs: Dict[str, Any] = field(default_factory=dict)
+    bank: Optional[str] = None                     # feature bank folder (gandistill bank build): sampled instead of G
     student: Optional[str] = None                  # None: resnet10t with its standard stem (fast on CPU)
     cifar_stem: Optional[bool] = None              # None: auto (ResNet at <= 64 px), False for the default student
     student_kwargs: Dict[str, Any] = field(default_factory=dict)   # extra create_student kwargs

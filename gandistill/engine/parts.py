@@ -39,13 +39,27 @@ class Parts:
 
 
 def build_teacher(plan: Plan, device: torch.device):
-    """The frozen teacher the method needs (``None`` for real-data-only methods)."""
+    """The frozen teacher the method needs (``None`` for real-data-only methods); with ``plan.bank`` a
+    :class:`~gandistill.bank.BankTeacher` that reads the teacher's samples from disk (refusing a bank of
+    another teacher, checkpoint, teacher options or resolution)."""
     if plan.teacher_name is None:
+        if plan.bank:
+            raise ValueError(f"method {plan.spec.name} uses no synthetic images, so --bank does not apply")
         return None
     from gandistill.teachers import TEACHERS, create_teacher
     from gandistill.teachers.generator import SG2SamplingTeacher
 
     spec = plan.spec
+    if plan.bank:
+        if not spec.uses_synthetic:
+            raise ValueError(f"method {spec.name} uses no synthetic images, so --bank does not apply")
+        if spec.objective == "encoder":
+            raise ValueError("the encoder method needs the generator itself (reconstruction loss); drop --bank")
+        from gandistill.bank import BankExpectation, BankTeacher
+
+        return BankTeacher(plan.bank, BankExpectation(teacher=plan.teacher_name, ckpt=plan.teacher_ckpt,
+                                                      img_resolution=plan.img_size,
+                                                      teacher_kwargs=plan.teacher_kwargs), device=device)
     tkw = dict(plan.teacher_kwargs)
     factory = TEACHERS.get(plan.teacher_name)
     if isinstance(factory, type) and issubclass(factory, SG2SamplingTeacher):
@@ -134,7 +148,9 @@ def build_parts(plan: Plan, teacher: Any, train_ds: Any, device: torch.device, d
     groups = [{"params": [p for p in student.parameters() if p.requires_grad], "fixed": False}]
     if head is not None and any(True for _ in head.parameters()):
         groups.append({"params": list(head.parameters()), "fixed": spec.fixed_head_lr})
-    opt = torch.optim.SGD(groups, lr=plan.lr, momentum=0.9, weight_decay=plan.wd)
+    # fused: one kernel per step for the whole update (same rule, bit-identical weights on CPU)
+    fused = {"fused": True} if device.type in ("cpu", "cuda") else {}
+    opt = torch.optim.SGD(groups, lr=plan.lr, momentum=0.9, weight_decay=plan.wd, **fused)
     scaler = torch.amp.GradScaler("cuda") if (plan.precision == "fp16" and device.type == "cuda") else None
 
     train_model: nn.Module = model

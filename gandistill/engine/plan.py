@@ -42,6 +42,7 @@ class Plan:
     teacher_name: Optional[str]
     teacher_ckpt: Optional[str]
     teacher_kwargs: Dict[str, Any]
+    bank: Optional[str]                 # a feature bank of the teacher's samples, read instead of running G
     # student and head
     student_name: str
     cifar_stem: Optional[bool]
@@ -160,7 +161,7 @@ def make_plan(cfg: FitConfig, train_len: int, resolution: int, device: torch.dev
     return Plan(
         spec=spec, weights=w,
         teacher_name=cfg.teacher or spec.teacher, teacher_ckpt=cfg.teacher_ckpt,
-        teacher_kwargs=dict(cfg.teacher_kwargs),
+        teacher_kwargs=dict(cfg.teacher_kwargs), bank=cfg.bank,
         student_name=student_name, cifar_stem=stem, student_kwargs=dict(cfg.student_kwargs),
         proj_layers=spec.proj_layers if cfg.proj_layers is None else int(cfg.proj_layers),
         proj_hidden=spec.proj_hidden if cfg.proj_hidden is None else int(cfg.proj_hidden),
