@@ -340,6 +340,8 @@ def modulated_conv2d(
 # fp32 error: about 3e-6 of the output's range per layer (the points below; (0, +-1, +-2) give ~8e-6).
 
 WINOGRAD_TILE = 4
+#: tiles per chunk (whole images): the 36 products of a chunk are one batched matmul [36, tiles, C_in] x [36, C_in, C_out]
+WINOGRAD_CHUNK_TILES = 128
 WINOGRAD_POINTS = (0.0, -1.0, 1.0, 0.5, -2.0)
 MODCONV_IMPLS = ("fused", "nonfused", "winograd")
 
@@ -469,7 +471,7 @@ def winograd_conv2d(
     up: int = 1,
     in_scale: Optional[torch.Tensor] = None,
     epilogue: Optional[Callable[[torch.Tensor, int, int], None]] = None,
-    chunk_tiles: int = 128,
+    chunk_tiles: Optional[int] = None,
 ) -> torch.Tensor:
     """3x3 "same" correlation of ``x`` [N, C, H, W] (H, W multiples of 4) with transformed weights ``u``.
 
@@ -488,7 +490,7 @@ def winograd_conv2d(
     th, tw = h // m, w // m
     xh = x.permute(0, 2, 3, 1)  # NHWC view (free for a channels-last x)
     out = x.new_empty(n_, h * up, w * up, out_ch)
-    per = max(1, chunk_tiles // (th * tw))
+    per = max(1, (chunk_tiles or WINOGRAD_CHUNK_TILES) // (th * tw))
     for s in range(0, n_, per):
         e = min(n_, s + per)
         nb = e - s
@@ -531,7 +533,7 @@ def modulated_conv2d_winograd(
     alpha: Optional[float] = None,
     gain: Optional[float] = None,
     clamp: Optional[float] = None,
-    chunk_tiles: int = 128,
+    chunk_tiles: Optional[int] = None,
     cache_owner: Optional[object] = None,
 ) -> torch.Tensor:
     """``bias_act(modulated_conv2d(x, weight, styles, noise, up, padding=1, ...), bias, act, gain, clamp)``
@@ -560,15 +562,26 @@ def modulated_conv2d_winograd(
         nz = nz.permute(0, 2, 3, 1)
     b = bias.to(x.dtype) if bias is not None else None
 
+    # linear/relu/lrelu are positively homogeneous, act(g z) = g act(z) for g > 0: the gain is folded into
+    # the demodulation, noise and bias, saving a pass (the reference applies it after the activation)
+    pre = gain if (act in ("linear", "relu", "lrelu") and gain > 0) else 1.0
+    if pre != 1.0:
+        dcoefs = dcoefs * pre if dcoefs is not None else torch.full((n, out_ch), pre, dtype=x.dtype, device=x.device)
+        nz = nz * pre if nz is not None else None
+        b = b * pre if b is not None else None
+
     def epilogue(y: torch.Tensor, s: int, e: int) -> None:
-        if dcoefs is not None:
-            y.mul_(dcoefs[s:e].to(y.dtype).view(e - s, 1, 1, -1))
-        if nz is not None:
+        d = dcoefs[s:e].to(y.dtype).view(e - s, 1, 1, -1) if dcoefs is not None else None
+        if d is not None and nz is not None:
+            torch.addcmul(nz if nz.shape[0] == 1 else nz[s:e], y, d, out=y)  # y = noise + y * d, one pass
+        elif d is not None:
+            y.mul_(d)
+        elif nz is not None:
             y.add_(nz if nz.shape[0] == 1 else nz[s:e])
         if b is not None:
             y.add_(b)
         _inplace_act(y, act, fn_alpha)
-        if gain != 1:
+        if gain != 1 and pre == 1.0:
             y.mul_(gain)
         if clamp is not None and clamp >= 0:
             y.clamp_(-clamp, clamp)
