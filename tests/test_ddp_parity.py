@@ -55,6 +55,8 @@ def cfg(out, **kw):
 
 
 def _worker(rank, world, port, root):
+    import torch.distributed as dist
+
     import gandistill.engine.loop as loop
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
@@ -68,8 +70,14 @@ def _worker(rank, world, port, root):
 
     loop.ckpt.save_checkpoint = counting_save
     said = []
-    for name, gather in (("ddp", True), ("ddp-nogather", False)):
-        fit(cfg(os.path.join(root, name), gather=gather), log=said.append)
+    # one process group for both runs (fit joins a group that exists and leaves it in place), so no
+    # rank can reach a second rendezvous while the first one's store is still shutting down
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        for name, gather in (("ddp", True), ("ddp-nogather", False)):
+            fit(cfg(os.path.join(root, name), gather=gather), log=said.append)
+    finally:
+        dist.destroy_process_group()
     with open(os.path.join(root, f"rank{rank}.json"), "w") as f:
         json.dump({"log_lines": len(said), "checkpoint_steps": saves}, f)
 
