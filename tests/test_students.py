@@ -108,3 +108,35 @@ def test_build_projector_errors():
     with pytest.raises(ValueError, match="proj_layers"):
         build_projector(8, layers=-1)
     assert isinstance(build_projector(8, layers=0), nn.Identity)
+
+
+def test_forward_groups_equals_separate_passes():
+    """One batched pass with per-group BN = three separate passes: outputs, gradients, running stats."""
+    import copy
+
+    torch.manual_seed(0)
+    a = create_student("resnet10t", img_size=16, proj_layers=3, proj_hidden=32, proj_out=16).train()
+    b = copy.deepcopy(a)
+    xs = [torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16) * 2, torch.randn(3, 3, 16, 16) + 1]
+    za = [a(x) for x in xs]
+    zb = b.forward_groups(xs)
+    for u, v in zip(za, zb):
+        assert torch.allclose(u, v, atol=1e-5)
+    sum((z ** 2).mean() * (i + 1) for i, z in enumerate(za)).backward()
+    sum((z ** 2).mean() * (i + 1) for i, z in enumerate(zb)).backward()
+    for (n, p), q in zip(a.named_parameters(), b.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-5, rtol=1e-4), n
+    for (n, u), v in zip(a.named_buffers(), b.buffers()):
+        assert torch.allclose(u.float(), v.float(), atol=1e-6), n  # running stats and num_batches_tracked
+    # a plain forward of the concatenation is different maths (one set of statistics) -- the test can fail
+    whole = copy.deepcopy(a)(torch.cat(xs))
+    assert not torch.allclose(whole[:4], za[0], atol=1e-3)
+    # outside the call every BatchNorm is back to normal; eval mode is untouched
+    assert all("forward" not in m.__dict__ for m in b.modules())
+    b.eval()
+    assert torch.allclose(torch.cat(b.forward_groups(xs)), b(torch.cat(xs)))
+    with pytest.raises(ValueError, match="positive"):
+        from gandistill.students.grouped import batch_groups
+
+        with batch_groups(b, [4, 0]):
+            pass
