@@ -85,7 +85,7 @@ def fit_cmd(
     ckpt_every: Optional[int] = typer.Option(None, help="checkpoint interval in steps (default: max(50, total/10); always the last step)"),
     collapse_threshold: float = typer.Option(0.02, help="embedding spread below which a step counts as collapsed"),
     collapse_patience: int = typer.Option(20, help="consecutive collapsed steps that stop the run"),
-    eval: str = typer.Option("linear", "--eval", help="closing probes: none, or comma-separated fewshot,knn,fast,linear | all | both (linear + --eval-fast = fast)"),
+    eval: str = typer.Option("fewshot,knn,fast", "--eval", help="closing probes: none, or comma-separated fewshot,knn,fast,linear | all | both (linear + --eval-fast = fast)"),
     eval_fast: bool = typer.Option(True, "--eval-fast/--eval-full", help="cached-feature probe or the paper protocol"),
     eval_epochs: Optional[int] = typer.Option(None, help="probe epochs (default 90)"),
     eval_random: bool = typer.Option(True, "--eval-random/--no-eval-random", help="also probe a random-init student"),

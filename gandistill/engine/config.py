@@ -78,7 +78,7 @@ class FitConfig:
     ckpt_every: Optional[int] = None               # default: every max(50, total/10) steps, and the last step
     collapse_threshold: float = 0.02
     collapse_patience: int = 20
-    eval: str = "linear"                           # none, or probes: fewshot,knn,fast,linear | all | both
+    eval: str = "fewshot,knn,fast"                 # none, or probes: fewshot,knn,fast,linear | all | both
     eval_fast: bool = True
     eval_epochs: Optional[int] = None
     eval_random: bool = True                       # also probe a randomly initialised student
