@@ -222,3 +222,27 @@ def test_sgd_is_fused_and_stays_fused_after_resume(tmp_path, monkeypatch):
     torch.save(state, run / "train_state.pt")
     fit(cfg(run, resume=True, **kw), log=lambda s: None)
     assert seen == [True, True, True, True]                        # steps 1, 2 (interrupted), 2, 3
+
+
+def test_distill_step_batches_the_three_student_passes():
+    import copy
+
+    from gandistill.engine import DistillModel
+    from gandistill.squeeze import SqueezeModule
+    from gandistill.students import create_student
+
+    torch.manual_seed(0)
+    student = create_student("test_resnet", img_size=16, proj_layers=2, proj_hidden=16, proj_out=8)
+    calls = []
+    student.forward_groups = (lambda fg: lambda xs: calls.append(len(xs)) or fg(xs))(student.forward_groups)
+    head = SqueezeModule([4], dim=8, hidden=8)
+    grouped = DistillModel("distill", student, head).train()
+    separate = copy.deepcopy(grouped)
+    separate.student.forward_groups = None                         # the three separate passes
+    x, v1, v2, t = torch.rand(4, 3, 16, 16), torch.rand(6, 3, 16, 16), torch.rand(6, 3, 16, 16), [torch.randn(4, 4)]
+    a, b = grouped(x_syn=x, targets=t, v1=v1, v2=v2), separate(x_syn=x, targets=t, v1=v1, v2=v2)
+    assert calls == [3] and list(a) == ["z_syn", "z_real1", "z_real2", "z_target"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+    for (n, p), (_, q) in zip(grouped.state_dict().items(), separate.state_dict().items()):
+        torch.testing.assert_close(p.float(), q.float(), rtol=1e-5, atol=1e-6)      # running BN statistics too
