@@ -5,10 +5,11 @@ Data flows one way, one module per stage::
     config.py       FitConfig (what is asked), FitResult, TrainingStopped
     plan.py         FitConfig -> Plan: method defaults, batch split per rank, schedule, run folder
     parts.py        Plan -> Parts: teacher, student + head, SGD, (DDP), augmentations, streams
+    stream.py       the real images of this rank, endless and resumable
     step.py         one forward (losses + finiteness) and one update
     loop.py         the steps with guards, metrics.jsonl and periodic checkpoints
     checkpoint.py   writing, checking and resuming the last checkpoint
-    distributed.py  process group under torchrun, device of this rank, stop agreement
+    distributed.py  process group under torchrun, device of this rank, per-rank seeds, collectives
     probe.py        after training: the closing probe table (distilled / random init / raw pixels), d-direct
     record.py       what config.json says about the run (plan, teacher, versions, seeds)
     run.py          fit(): config -> plan -> parts -> loop -> results -> probes
