@@ -49,6 +49,7 @@ def eval_cmd(
                                    help="also probe the run's random-init student and raw pixels"),
     dataset: Optional[str] = typer.Option(None, help="default: the run's dataset"),
     data_root: Optional[str] = typer.Option(None),
+    download: bool = typer.Option(False, "--download", help="fetch cifar10 / cifar100 / stl10 into --data-root if missing"),
     epochs: Optional[int] = typer.Option(None, help="linear probe epochs (default 90)"),
     fast: Optional[bool] = typer.Option(None, "--fast/--full",
                                         help="which linear probe: --fast turns linear into fast, --full fast into linear"),
@@ -69,7 +70,7 @@ def eval_cmd(
     res = evaluate(run_or_ckpt, protocol=protocol, dataset=dataset, data_root=data_root, epochs=epochs, fast=fast,
                    device=device, img_size=img_size, max_train=max_train, max_test=max_test, k=knn_k, t=knn_t,
                    shots=parse_shots(shots), draws=draws, seed=seed, baselines=baselines,
-                   optimizer=parse_optimizer(optimizer),
+                   optimizer=parse_optimizer(optimizer), download=download,
                    log=None if as_json else (lambda s: console.print(s, highlight=False, soft_wrap=True)))
     if as_json:
         console.print_json(json.dumps(res, default=str))

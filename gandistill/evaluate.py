@@ -121,10 +121,12 @@ def _run_value(cfg: Dict[str, Any], *keys: str) -> Any:
     return None
 
 
-def _load_split(name: str, root: Optional[str], split: str, img_size: Optional[int], limit: Optional[int]):
+def _load_split(name: str, root: Optional[str], split: str, img_size: Optional[int], limit: Optional[int],
+                download: bool = False):
     from gandistill.data import load_dataset
 
-    ds = load_dataset(name, root=root, split=split, img_size=img_size)
+    ds = load_dataset(name, root=root, split=split, img_size=img_size,
+                      download=download)  # allow-download: only when the user passed --download
     if getattr(ds, "num_classes", None) == 0:
         raise EvalDataError(
             f"dataset '{name}' split '{split}' has no labels: evaluation needs a labelled split"
@@ -137,10 +139,11 @@ def _load_split(name: str, root: Optional[str], split: str, img_size: Optional[i
 
 def load_eval_splits(dataset: str, data_root: Optional[str] = None, img_size: Optional[int] = None,
                      max_train: Optional[int] = None, max_test: Optional[int] = None,
-                     train_split: str = "train", test_split: str = "test") -> Tuple[Any, Any]:
-    """The labelled ``(train, test)`` splits an evaluation runs on (first ``max_*`` items when given)."""
-    return (_load_split(dataset, data_root, train_split, img_size, max_train),
-            _load_split(dataset, data_root, test_split, img_size, max_test))
+                     train_split: str = "train", test_split: str = "test", download: bool = False) -> Tuple[Any, Any]:
+    """The labelled ``(train, test)`` splits an evaluation runs on (first ``max_*`` items when given);
+    ``download`` fetches cifar10 / cifar100 / stl10 into ``data_root`` when missing (opt-in)."""
+    return (_load_split(dataset, data_root, train_split, img_size, max_train, download),
+            _load_split(dataset, data_root, test_split, img_size, max_test, download))
 
 
 def _random_init_baseline(loaded: LoadedStudent, run_seed: Optional[int], seed: int) -> Tuple[Any, str]:
@@ -186,6 +189,7 @@ def evaluate(
     l2: float = DEFAULT_L2,
     baselines: bool = False,
     log: Optional[Callable[[str], None]] = None,
+    download: bool = False,
 ) -> Dict[str, Any]:
     """Rebuild the student of a run folder / checkpoint (or ``random:<timm-name>``) and probe it.
 
@@ -202,6 +206,7 @@ def evaluate(
     ``device="auto"`` picks CUDA when available. The dataset defaults to the run's own (its checkpoint
     JSON / ``config.json``), else ``digits``, loaded at the student's ``img_size``. ``student_kwargs``
     only applies to ``random:`` students. ``max_train``/``max_test`` keep the first items (quick looks).
+    ``download`` (opt-in) fetches cifar10 / cifar100 / stl10 into ``data_root`` when missing.
 
     Returns ``dict(student, source, checkpoint, dataset, img_size, protocol, probes, num_train, num_test,
     teacher_conditional, top1, fewshot=..., knn=..., fast=..., linear=... (those that ran, for the
@@ -219,7 +224,8 @@ def evaluate(
         raise EvalDataError(f"cannot tell the dataset from the run config (got {ds_name!r}); pass dataset=")
     root = data_root or _run_value(cfg, "data_root")
     size = img_size or loaded.kwargs.get("img_size") or _run_value(cfg, "img_size")
-    train, test = load_eval_splits(ds_name, root, size, max_train, max_test, train_split, test_split)
+    train, test = load_eval_splits(ds_name, root, size, max_train, max_test, train_split, test_split,
+                                   download=download)  # allow-download: only when the user passed --download
     conditional = teacher_is_conditional(cfg)
     pcfg = ProbeConfig(probes=probes, shots=tuple(shots), draws=draws, l2=l2, knn_k=k, knn_t=t,
                        fast_epochs=90 if epochs is None else epochs, linear_epochs=90 if epochs is None else epochs,

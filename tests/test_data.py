@@ -164,7 +164,7 @@ def test_cifar10_fake_root(tmp_path, monkeypatch):
 
 
 def test_cifar_missing_and_malformed(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"cifar-10-batches-py/.*data_batch_1.*no --download flag.*"
+    with pytest.raises(FileNotFoundError, match=r"cifar-10-batches-py/.*data_batch_1.*pass --download to fetch it.*"
                                                  r"load_dataset\('cifar10'.*download argument set to True.*"
                                                  r"--data-root .*nowhere"):
         load_dataset("cifar10", root=tmp_path / "nowhere")
@@ -248,7 +248,7 @@ def test_stl10_fake_root(tmp_path):
 
 
 def test_stl10_missing_and_malformed(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"stl10_binary.*train_X\.bin.*no --download flag.*"
+    with pytest.raises(FileNotFoundError, match=r"stl10_binary.*train_X\.bin.*pass --download to fetch it.*"
                                                  r"load_dataset\('stl10'.*set to True.*--data-root "):
         load_dataset("stl10", root=tmp_path)
     _fake_stl10(tmp_path)

@@ -360,3 +360,22 @@ def test_probe_features_checks_shapes():
         probe_features(x, y[:4], x, y, epochs=1)
     with pytest.raises(EvalDataError, match="num_classes"):
         probe_features(x, y, x, y, epochs=1, num_classes=1)
+
+
+def test_eval_download_flag_reaches_load_dataset(monkeypatch, tmp_path):
+    """`gandistill eval --download` passes download=True to load_dataset (nothing is fetched: it is faked)."""
+    import gandistill.data as data_mod
+    from gandistill import evaluate as ev
+
+    seen = []
+
+    def fake_load_dataset(name, root=None, split="train", download=False, img_size=None):
+        seen.append(download)
+        raise FileNotFoundError("stop here")
+
+    monkeypatch.setattr(data_mod, "load_dataset", fake_load_dataset)
+    with pytest.raises(FileNotFoundError, match="stop here"):
+        ev.load_eval_splits("cifar10", str(tmp_path), download=True)
+    with pytest.raises(FileNotFoundError):
+        ev.load_eval_splits("cifar10", str(tmp_path))
+    assert seen == [True, False]
