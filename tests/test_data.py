@@ -165,8 +165,8 @@ def test_cifar10_fake_root(tmp_path, monkeypatch):
 
 def test_cifar_missing_and_malformed(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"cifar-10-batches-py/.*data_batch_1.*pass --download to fetch it.*"
-                                                 r"load_dataset\('cifar10'.*download argument set to True.*"
-                                                 r"--data-root .*nowhere"):
+                                                 r"--data-root .*load_dataset\('cifar10'.*nowhere.*"
+                                                 r"download argument set to True"):
         load_dataset("cifar10", root=tmp_path / "nowhere")
     _fake_cifar10(tmp_path)
     folder = tmp_path / "cifar-10-batches-py"
@@ -249,7 +249,7 @@ def test_stl10_fake_root(tmp_path):
 
 def test_stl10_missing_and_malformed(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"stl10_binary.*train_X\.bin.*pass --download to fetch it.*"
-                                                 r"load_dataset\('stl10'.*set to True.*--data-root "):
+                                                 r"--data-root .*load_dataset\('stl10'.*set to True"):
         load_dataset("stl10", root=tmp_path)
     _fake_stl10(tmp_path)
     folder = tmp_path / "stl10_binary"
