@@ -57,8 +57,12 @@ def test_find_snapshots_spreads_over_the_run(tmp_path):
     _fake_snapshots(tmp_path / "gan", 5)
     got = find_snapshots(Figure4Config(gan_run=str(tmp_path / "gan"), max_snapshots=3))
     assert [p.name for p in got] == ["snapshot-000000000", "snapshot-000002000", "snapshot-000004000"]
-    with pytest.raises(ValueError, match="--gan-run"):
-        find_snapshots(Figure4Config())
+    # no --gan-run: the bundled teacher's own snapshots (16, 40, 72 kimg), oldest first
+    bundled = find_snapshots(Figure4Config())
+    assert [p.name for p in bundled] == ["snapshot-000016000", "snapshot-000040000", "snapshot-000072000"]
+    _fake_snapshots(tmp_path / "one", 1)
+    with pytest.raises(ValueError, match="at least 2"):
+        find_snapshots(Figure4Config(gan_run=str(tmp_path / "one")))
 
 
 def test_figure4_scores_each_snapshot_and_writes_the_plot(tmp_path, monkeypatch):

@@ -79,7 +79,7 @@ def find_snapshots(cfg: Figure4Config) -> List[Path]:
         bundled = Path(bundled_teacher_path()) / "snapshots"
         if not bundled.is_dir():
             raise ValueError("--figure 4 needs several snapshots of one GAN run: pass --gan-run DIR (a "
-                             "`gandistill gan train` folder) or --snapshots A,B,C (the bundled teacher ships none)")
+                             "`gandistill gan train` folder) or --snapshots A,B,C (or ship snapshot-* folders in the bundled teacher)")
         run = bundled
     snaps = sorted((p for p in run.iterdir() if p.is_dir() and p.name.startswith("snapshot-")
                     and (p / "gandistill_sg2.json").exists()), key=lambda p: p.name)
