@@ -23,9 +23,9 @@ the random order of the four jitter steps is drawn once per call (torchvision dr
 ``RandomResizedCrop`` uses ``align_corners=False`` bilinear resampling like torchvision.
 
 Why Kornia and not hand-written ops: an earlier backend of vectorised tensor ops was 1.5x faster
-on CPU, but the whole augmentation costs a few percent of a training step (measured in
-``benchmarks/bench_step.py``, see ``benchmarks/README.md``), which does not justify owning and
-testing a second implementation of every op.
+on CPU, but the default training step ran only ~3 % slower with Kornia (measured side by side in one
+process, ``benchmarks/README.md`` section 4; ``benchmarks/bench_step.py`` shows the augmentation's share
+of the step), which does not justify owning and testing a second implementation of every op.
 """
 from __future__ import annotations
 
@@ -95,6 +95,9 @@ PRESETS: Dict[str, AugmentPreset] = {
                       crop_scale=(0.7, 1.0), crop_ratio=(0.85, 1.0 / 0.85), rotate=15.0, shear=10.0, affine_p=0.5,
                       jitter=(0.4, 0.4, 0.0, 0.0), jitter_p=0.8, blur_p=0.3, blur_sigma=(0.1, 1.0), blur_kernel=3),
         AugmentPreset("linear", "linear-probe training: RRC(0.08-1) + flip", crop_scale=(0.08, 1.0), flip_p=0.5),
+        # the probe's training views for digits, for the same reasons as ssl-digits (no flip, no fragments)
+        AugmentPreset("linear-digits", "linear-probe training for digits: RRC(0.7-1, near square), no flip",
+                      crop_scale=(0.7, 1.0), crop_ratio=(0.85, 1.0 / 0.85)),
         AugmentPreset("none", "no augmentation: resize if needed + normalise"),
     )
 }

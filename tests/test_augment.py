@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from gandistill.augment import PRESETS, AugmentPreset, build_augment, kornia_ops, list_augmentations
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
-PRESET_NAMES = ["ssl-cifar", "ssl-stl", "ssl-digits", "linear"]
+PRESET_NAMES = ["ssl-cifar", "ssl-stl", "ssl-digits", "linear", "linear-digits"]
 
 
 def _img(n=6, size=32, seed=0):
@@ -21,7 +21,7 @@ def _denorm(y):
 
 
 def test_preset_names():
-    assert list_augmentations() == sorted(["ssl-cifar", "ssl-stl", "ssl-digits", "linear", "none"])
+    assert list_augmentations() == sorted(["ssl-cifar", "ssl-stl", "ssl-digits", "linear", "linear-digits", "none"])
     assert PRESETS["ssl-cifar"].jitter == (0.4, 0.4, 0.4, 0.1) and PRESETS["ssl-cifar"].crop_scale == (0.2, 1.0)
     assert PRESETS["ssl-stl"].blur_p == 0.5 and PRESETS["linear"].crop_scale == (0.08, 1.0)
     with pytest.raises(KeyError, match="ssl-cifar"):
@@ -153,6 +153,7 @@ def test_ssl_digits_is_label_preserving():
     of its mass survives, while ssl-cifar mirrors about half of the views."""
     d = PRESETS["ssl-digits"]
     assert d.flip_p == 0 and d.crop_scale[0] >= 0.5 and d.rotate <= 20 and d.gray_p == 0
+    assert PRESETS["linear-digits"].flip_p == 0 and PRESETS["linear-digits"].crop_scale[0] >= 0.5
     assert d.jitter[2] == 0 and d.jitter[3] == 0  # saturation/hue: no-ops on grey digits
     x = torch.zeros(400, 3, 32, 32)
     x[:, :, 6:26, 6:14] = 1.0  # a bar on the left half
