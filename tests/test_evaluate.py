@@ -379,3 +379,19 @@ def test_eval_download_flag_reaches_load_dataset(monkeypatch, tmp_path):
     with pytest.raises(FileNotFoundError):
         ev.load_eval_splits("cifar10", str(tmp_path))
     assert seen == [True, False]
+
+
+def test_paper_protocol_views_are_label_preserving_on_digits():
+    """The paper probe's train views: SnS's RRC + flip in general, no flip / mild crops on digits."""
+    from gandistill.data import load_dataset
+    from gandistill.evaluation.linear import _image_transforms, probe_views
+
+    digits = load_dataset("digits", split="test")
+    assert probe_views(digits) == "linear-digits"
+    tr, _ = _image_transforms(digits, 32, None, None, augment=True)
+    assert tr.preset.name == "linear-digits"
+
+    class Other:
+        name = "cifar10"
+
+    assert probe_views(Other()) == "linear"

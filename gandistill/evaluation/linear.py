@@ -112,8 +112,18 @@ def accuracy(head: nn.Module, feats: Tensor, labels: Tensor, chunk: int = 4096) 
     return 100.0 * correct / feats.shape[0]
 
 
+#: the paper protocol's training views per dataset: RandomResizedCrop(0.08-1) + flip (``linear``) is SnS's,
+#: but a flipped 2 or a 10 % crop of a 7 is another digit or none, so digits get label-preserving views
+LINEAR_VIEWS = {"digits": "linear-digits"}
+
+
+def probe_views(train) -> str:
+    """The augmentation preset of the paper protocol's training views for dataset ``train``."""
+    return LINEAR_VIEWS.get(getattr(train, "name", None) or "", "linear")
+
+
 def _image_transforms(train, size, mean, std, augment: bool):
-    """(train transform, test transform) from the augmentation presets: ``linear`` / ``none``."""
+    """(train transform, test transform) from the augmentation presets: :func:`probe_views` / ``none``."""
     from gandistill.augment import build_augment
 
     dmean, dstd = dataset_stats(train)
@@ -122,7 +132,7 @@ def _image_transforms(train, size, mean, std, augment: bool):
     if size is None:
         size = getattr(train, "resolution", None) or int(train[0][0].shape[-1])
     test_tf = build_augment("none", size, mean, std, input_range="unit")
-    train_tf = build_augment("linear" if augment else "none", size, mean, std, input_range="unit")
+    train_tf = build_augment(probe_views(train) if augment else "none", size, mean, std, input_range="unit")
     return train_tf, test_tf
 
 
