@@ -24,6 +24,8 @@ and targets to fp16. ``benchmarks/bench_step.py`` measures both effects (speed a
 """
 from __future__ import annotations
 
+from gandistill.jsonable import jsonable  # noqa: E402
+
 import datetime as _dt
 import hashlib
 import json
@@ -76,13 +78,7 @@ def checkpoint_fingerprint(path: PathLike) -> str:
 
 
 def _jsonable(v: Any) -> Any:
-    if isinstance(v, (str, int, float, bool)) or v is None:
-        return v
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in sorted(v.items())}
-    return f"<{type(v).__name__}>"
+    return jsonable(v, sort_keys=True)
 
 
 # --- writing --------------------------------------------------------------------------------------

@@ -18,6 +18,8 @@ row ("failed: why") and the table goes on.
 """
 from __future__ import annotations
 
+from gandistill.jsonable import jsonable  # noqa: E402
+
 import json
 import os
 import time
@@ -119,14 +121,7 @@ def plans_for(table: TableSpec, cfg: CompareConfig, rows: Optional[List[RowSpec]
                            device=cfg.device) for r in rows}
 
 
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, (str, int, float, bool)) or v is None:
-        return v
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    return f"<{type(v).__name__}>"
+_jsonable = jsonable
 
 
 def _signature(cfg: CompareConfig) -> Dict[str, Any]:

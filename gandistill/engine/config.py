@@ -2,6 +2,8 @@
 stops early (:class:`TrainingStopped`). Plain data: nothing here builds a network or reads a file."""
 from __future__ import annotations
 
+from gandistill.jsonable import jsonable  # noqa: E402
+
 import datetime as _dt
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -136,14 +138,7 @@ def default_run_dir(cfg: FitConfig) -> Path:
     return Path("runs") / f"{cfg.method}-{cfg.dataset}-{stamp}"
 
 
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, (str, int, float, bool)) or v is None:
-        return v
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    return f"<{type(v).__name__}>"            # e.g. an in-memory G passed through teacher_kwargs
+_jsonable = jsonable
 
 
 def config_dict(cfg: FitConfig) -> Dict[str, Any]:
