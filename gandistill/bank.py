@@ -24,7 +24,7 @@ and targets to fp16. ``benchmarks/bench_step.py`` measures both effects (speed a
 """
 from __future__ import annotations
 
-from gandistill.jsonable import jsonable  # noqa: E402
+from gandistill.io.jsonable import jsonable  # noqa: E402
 
 import datetime as _dt
 import hashlib

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gandistill.safe_io import brief, summary
+from gandistill.io.safe_pickle import brief, summary
 from gandistill.teachers.stylegan2 import Generator, sg2_kwargs
 from gandistill.teachers.stylegan2.checkpoint import (
     JSON_NAME,
@@ -388,7 +388,7 @@ def test_errors_are_clean_and_name_the_file(tmp_path):
 
 def test_safe_unpickler_matches_pickle_on_plain_data():
     """The interpreter is a pickle VM: plain data of protocols 0-5 reads back as ``pickle.loads`` does."""
-    from gandistill.safe_io import Allowed, ForbiddenError, SafeUnpickler, codecs_encode
+    from gandistill.io.safe_pickle import Allowed, ForbiddenError, SafeUnpickler, codecs_encode
 
     def find_class(module, name):  # protocols 0-2 spell bytes as _codecs.encode(str, 'latin1')
         if (module, name) == ("_codecs", "encode"):

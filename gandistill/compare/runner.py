@@ -18,7 +18,7 @@ row ("failed: why") and the table goes on.
 """
 from __future__ import annotations
 
-from gandistill.jsonable import jsonable  # noqa: E402
+from gandistill.io.jsonable import jsonable  # noqa: E402
 
 import json
 import os

@@ -2,7 +2,7 @@
 
 We read the documented pickle batches ourselves instead of through ``torchvision.datasets.CIFAR10``:
 torchvision verifies the md5 of every batch file, which rejects the small fake roots our tests use,
-and re-hashes 160 MB on every load. Our reader runs the pickles on ``gandistill.safe_io.SafeUnpickler``
+and re-hashes 160 MB on every load. Our reader runs the pickles on ``gandistill.io.safe_pickle.SafeUnpickler``
 (a whitelisting interpreter: nothing is imported or called but our stand-ins for numpy's array
 reconstruction, with bounded depth, keys and work), after checking that each file is a regular file
 under ``MAX_BATCH_BYTES``; so a hostile file can neither run code nor crash, hang or exhaust memory.
@@ -24,7 +24,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from gandistill.safe_io import (
+from gandistill.io.safe_pickle import (
     Allowed,
     ForbiddenError,
     Global,

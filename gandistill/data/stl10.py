@@ -18,7 +18,7 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
-from gandistill.safe_io import SafeLoadError, read_regular_file, regular_size
+from gandistill.io.safe_pickle import SafeLoadError, read_regular_file, regular_size
 
 from .base import ArrayDataset, ConcatImageDataset, check_img_size
 from .stats import NORM_STATS

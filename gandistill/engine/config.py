@@ -2,7 +2,7 @@
 stops early (:class:`TrainingStopped`). Plain data: nothing here builds a network or reads a file."""
 from __future__ import annotations
 
-from gandistill.jsonable import jsonable  # noqa: E402
+from gandistill.io.jsonable import jsonable  # noqa: E402
 
 import datetime as _dt
 from dataclasses import asdict, dataclass, field, fields

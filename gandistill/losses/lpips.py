@@ -55,7 +55,7 @@ class LPIPSWeightsError(ValueError):
 
 def load_state_file(path: PathLike, what: str = "weights file") -> Dict[str, Tensor]:
     """A flat ``{name: tensor}`` from a ``.safetensors`` or ``torch.save`` file (no pickled code)."""
-    from gandistill.safe_io import SafeLoadError, read_regular_file
+    from gandistill.io.safe_pickle import SafeLoadError, read_regular_file
 
     p = Path(path)
     try:

@@ -23,7 +23,7 @@ from typing import Any, Dict, Iterable, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from gandistill.safe_io import ForbiddenError, SafeLoadError, brief, read_regular_file, resolve_inside, summary
+from gandistill.io.safe_pickle import ForbiddenError, SafeLoadError, brief, read_regular_file, resolve_inside, summary
 
 from .networks import Discriminator, Generator
 from .nvlabs_pickle import (

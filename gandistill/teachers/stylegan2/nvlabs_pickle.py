@@ -1,6 +1,6 @@
 """A restricted reader for official StyleGAN2-ADA (NVlabs, PyTorch) network snapshot pickles.
 
-Nothing from the file is imported or executed. The pickle runs on ``gandistill.safe_io.SafeUnpickler``
+Nothing from the file is imported or executed. The pickle runs on ``gandistill.io.safe_pickle.SafeUnpickler``
 (a whitelisting pickle interpreter: bounded depth, no cycles, bounded dict keys, typed mutation, a
 work budget proportional to the file size). Its globals resolve to our stand-ins for exactly the
 names the format uses (see ``ALLOWED_GLOBALS`` and ``tests/fixtures/README.md``); anything else is
@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from gandistill.safe_io import (
+from gandistill.io.safe_pickle import (
     Allowed,
     Budget,
     ForbiddenError,

@@ -36,10 +36,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
+from gandistill.io.errors import UnsafeFileError
+
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-class SafeLoadError(ValueError):
+class SafeLoadError(UnsafeFileError):
     """An untrusted file could not be read safely (corrupt, truncated, too large, or hostile)."""
 
 
