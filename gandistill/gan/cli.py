@@ -57,6 +57,7 @@ def train_cmd(
     seed: Optional[int] = typer.Option(None),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads"),
     device: Optional[str] = typer.Option(None, help="cpu | cuda"),
+    precision: Optional[str] = typer.Option(None, help="fp32 | bf16 (autocast for the G/D main passes)"),
 ) -> None:
     """Train StyleGAN2 (ADA objective) on a dataset; resumable, snapshots every --snap-kimg."""
     from gandistill.gan.config import gan_config
@@ -67,7 +68,7 @@ def train_cmd(
         cond=cond or None, grey=grey, clamp_fakes=clamp_fakes or None, range_weight=range_weight,
         range_margin=range_margin, batch=batch, glr=glr, dlr=dlr, r1_gamma=gamma, ema_kimg=ema_kimg,
         style_mixing_prob=mixing, augment=augment, augment_p=augment_p, ada_target=ada_target, ada_kimg=ada_kimg, keep_snapshots=keep_snapshots,
-        snap_kimg=snap_kimg, tick_kimg=tick_kimg, resume=resume, seed=seed, threads=threads, device=device,
+        snap_kimg=snap_kimg, tick_kimg=tick_kimg, resume=resume, seed=seed, threads=threads, device=device, precision=precision,
         net_overrides=_parse_overrides(net) or None,
     )
     run = train_gan(cfg)

@@ -72,6 +72,7 @@ class GanConfig:
     grid_n: int = 64
     threads: Optional[int] = None        #: torch.set_num_threads (None = leave as is)
     device: str = "cpu"
+    precision: str = "fp32"              #: ``fp32`` | ``bf16`` (autocast for the G and D main passes; R1 and EMA in fp32)
     keep_snapshots: int = 3              #: keep only the newest N snapshot folders (0 = all)
     progress: Optional[bool] = None      #: rich progress bar (None = only on a TTY)
 
@@ -96,6 +97,8 @@ class GanConfig:
             raise ValueError(f"style_mixing_prob must be in [0, 1], got {self.style_mixing_prob}")
         if self.r1_interval < 0 or self.ada_interval < 1:
             raise ValueError("r1_interval must be >= 0 and ada_interval >= 1")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.glr <= 0 or self.dlr <= 0:
             raise ValueError("learning rates must be > 0")
         return self

@@ -15,6 +15,7 @@ indices (their own ``torch.Generator``, also saved), so ``--resume`` continues b
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -187,6 +188,17 @@ def _nan_to_num_grads(module: nn.Module) -> None:
             torch.nan_to_num_(p.grad, nan=0.0, posinf=1e5, neginf=-1e5)
 
 
+def _autocast_factory(precision: str, device: str):
+    """A context factory: bf16 autocast on ``device`` for ``precision == 'bf16'``, else a no-op.
+
+    bf16 measured 1.3x (64 ch) to 2.1x (128 ch) faster per G+D step on an AVX512-BF16 CPU
+    (``benchmarks/bench_gan_step.py``); R1 and the EMA stay in fp32."""
+    if precision != "bf16":
+        return contextlib.nullcontext
+    dev = "cuda" if str(device).startswith("cuda") else "cpu"
+    return lambda: torch.autocast(dev, dtype=torch.bfloat16)
+
+
 def train_gan(cfg: GanConfig) -> Path:
     """Train (or resume) a StyleGAN2-ADA run described by ``cfg``; returns the run folder.
 
@@ -239,6 +251,7 @@ def train_gan(cfg: GanConfig) -> Path:
     opt_D = torch.optim.Adam(D.parameters(), lr=cfg.dlr * ratio,
                              betas=(float(cfg.betas[0]) ** ratio, float(cfg.betas[1]) ** ratio), eps=1e-8)
 
+    autocast = _autocast_factory(cfg.precision, device)
     cur_nimg, step, wall_prev = 0, 0, 0.0
     if resume_state is not None:
         opt_G.load_state_dict(resume_state["opt_G"])
@@ -294,7 +307,8 @@ def train_gan(cfg: GanConfig) -> Path:
             # 1. G main
             G.requires_grad_(True)
             opt_G.zero_grad(set_to_none=True)
-            loss_g, logs = loss.g_main(z_g, gen_c)
+            with autocast():
+                loss_g, logs = loss.g_main(z_g, gen_c)
             loss_g.backward()
             _nan_to_num_grads(G)
             opt_G.step()
@@ -305,7 +319,9 @@ def train_gan(cfg: GanConfig) -> Path:
             # 2. D main
             D.requires_grad_(True)
             opt_D.zero_grad(set_to_none=True)
-            loss_d, logs_d, real_logits = loss.d_main(z_d, gen_c, real, real_c)
+            with autocast():
+                loss_d, logs_d, real_logits = loss.d_main(z_d, gen_c, real, real_c)
+            real_logits = real_logits.float()
             loss_d.backward()
             _nan_to_num_grads(D)
             opt_D.step()

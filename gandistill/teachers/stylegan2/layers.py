@@ -171,7 +171,7 @@ class MappingNetwork(nn.Module):
             x = getattr(self, f"fc{idx}")(x)
         if update_emas and self.w_avg_beta is not None and hasattr(self, "w_avg"):
             with torch.no_grad():
-                self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
+                self.w_avg.copy_(x.detach().mean(dim=0).to(self.w_avg.dtype).lerp(self.w_avg, self.w_avg_beta))
         if self.num_ws is not None:
             x = x.unsqueeze(1).repeat([1, self.num_ws, 1])
         if truncation_psi != 1:
