@@ -43,6 +43,13 @@ from gandistill.io.safe_pickle import (
     numpy_scalar,
     summary,
 )
+from gandistill.io.numpy_objects import (
+    NUMPY_MODULES,
+    Int64Pair,
+    int64_pair_build,
+    numpy_reconstruct,
+    strict_numpy_scalar,
+)
 
 
 class SG2LoadError(SafeLoadError):
@@ -311,15 +318,19 @@ ALLOWED_GLOBALS: Dict[Tuple[str, str], Allowed] = {
     ("collections", "OrderedDict"): Allowed(call=_ordered_dict),
     ("dnnlib.util", "EasyDict"): Allowed(new=EasyDict),
     ("dnnlib", "EasyDict"): Allowed(new=EasyDict),
-    ("numpy.core.multiarray", "scalar"): Allowed(call=numpy_scalar),
-    ("numpy._core.multiarray", "scalar"): Allowed(call=numpy_scalar),
     ("numpy", "dtype"): Allowed(call=NumpyDType),
     ("torch._utils", "_rebuild_parameter"): Allowed(call=_rebuild_parameter),
     ("torch._utils", "_rebuild_tensor_v2"): Allowed(call=_rebuild_tensor_v2),
     ("torch.storage", "_load_from_bytes"): Allowed(call=load_storage_blob),
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): Allowed(call=_reconstruct_persistent_obj),
 }
-BUILD_HANDLERS = {EasyDict: _easydict_build, NumpyDType: numpy_dtype_build}
+# numpy objects, only in the exact shapes the StyleGAN2-ADA / StyleGAN3 formats use (io/numpy_objects.py):
+# float64 and bool scalars, int64 arrays of shape (2,) (``numpy.ndarray`` is only passed to _reconstruct)
+for _np_module in NUMPY_MODULES:
+    ALLOWED_GLOBALS[(_np_module, "scalar")] = Allowed(call=strict_numpy_scalar)
+    ALLOWED_GLOBALS[(_np_module, "_reconstruct")] = Allowed(call=numpy_reconstruct)
+ALLOWED_GLOBALS[("numpy", "ndarray")] = Allowed()
+BUILD_HANDLERS = {EasyDict: _easydict_build, NumpyDType: numpy_dtype_build, Int64Pair: int64_pair_build}
 DICT_TYPES = (dict, collections.OrderedDict, EasyDict)
 
 
