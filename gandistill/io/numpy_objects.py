@@ -88,7 +88,10 @@ def int64_pair_build(arr: Int64Pair, state: Any, vm: Any) -> None:
         raw = raw.encode("latin1")
     if not ok or not isinstance(raw, (bytes, bytearray)) or len(raw) != 16:
         shape = state[1] if type(state) is tuple and len(state) > 1 else None
+        shape_text = repr(shape) if type(shape) is tuple and len(shape) <= 8 and all(type(n) is int and
+                                                                                      abs(n) < 2 ** 40 for n in shape) \
+            else summary(shape, 40)
         dtype = state[2].code if type(state) is tuple and len(state) > 2 and isinstance(state[2], NumpyDType) else "?"
-        raise ForbiddenError(f"a numpy array of shape {summary(shape, 40)} and dtype {summary(dtype, 20)}; only "
+        raise ForbiddenError(f"a numpy array of shape {shape_text} and dtype {summary(dtype, 20)}; only "
                              "int64 arrays of shape (2,) are part of the snapshot format")
     arr._values = struct.unpack(state[2].byteorder + "qq", bytes(raw))

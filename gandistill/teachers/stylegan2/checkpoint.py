@@ -180,8 +180,8 @@ def _as_load_error(path: Union[str, Path], e: BaseException) -> SG2LoadError:
     """Any failure while reading ``path`` -> an ``SG2LoadError`` whose one-line message starts with the path."""
     if isinstance(e, UnsafePickleError) or isinstance(e, ForbiddenError):
         cls, msg = UnsafePickleError, str(e)
-    elif isinstance(e, SafeLoadError):
-        cls, msg = SG2LoadError, str(e)
+    elif isinstance(e, SafeLoadError):  # a specific SG2LoadError subclass (e.g. SG3LoadError) is kept
+        cls, msg = (type(e) if isinstance(e, SG2LoadError) else SG2LoadError), str(e)
     elif isinstance(e, RecursionError):
         cls, msg = SG2LoadError, "the file nests too deep to read"
     elif isinstance(e, MemoryError):

@@ -334,6 +334,10 @@ BUILD_HANDLERS = {EasyDict: _easydict_build, NumpyDType: numpy_dtype_build, Int6
 DICT_TYPES = (dict, collections.OrderedDict, EasyDict)
 
 
+# top-level modules only StyleGAN-XL (and Projected GAN) snapshots import: refused with a specific message
+STYLEGAN_XL_MODULES = frozenset({"dill", "timm", "pg_modules", "feature_networks"})
+
+
 def _snapshot_find_class(budget: Budget, module: str, name: str) -> Allowed:
     allowed = ALLOWED_GLOBALS.get((module, name))
     if allowed is not None:
@@ -343,6 +347,13 @@ def _snapshot_find_class(budget: Budget, module: str, name: str) -> Allowed:
     if module.startswith("dnnlib.tflib"):
         raise UnsafePickleError(f"this file wants to import {module}.{name}: it is a TensorFlow StyleGAN pickle. "
                                 "Convert it to the PyTorch format with NVlabs' legacy.py first; refusing")
+    if module.split(".")[0] in STYLEGAN_XL_MODULES:
+        raise UnsafePickleError(f"this file wants to import {module}.{name}: it looks like a StyleGAN-XL snapshot, "
+                                "which gandistill cannot load safely. StyleGAN-XL pickles are written with dill and "
+                                "keep D and its timm feature networks as plain repository classes, not persistent "
+                                "records; missing: a safe reader for dill-pickled classes (the stream reaches D "
+                                "before G_ema) and a pure-PyTorch StyleGAN-XL generator (class embedding, "
+                                "superresolution stages). Refusing; nothing was run")
     raise UnsafePickleError(f"this file wants to import {module}.{name}; refusing (not part of the "
                             "StyleGAN2-ADA snapshot format, nothing was run)")
 
