@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gandistill.teachers.stylegan2 import Discriminator, Generator
+from gandistill.teachers.stylegan2 import Discriminator
 from gandistill.teachers.stylegan2.checkpoint import load_sg2
 from gandistill.teachers.stylegan3 import SG3Generator
 from gandistill.teachers.stylegan3.filters import lowpass_filter

@@ -45,6 +45,7 @@ def test_generator_teacher_pools_every_synthesis_layer(margin, key):
 def test_layer_choice_by_index_or_name_and_wrong_family():
     t = create_teacher("sg3-generator", ckpt=str(SG3T), blocks="12, L13_32_16")
     assert t.target_names == ("L12_52_16", "L13_32_16") and t.target_dims == (16, 16)
+    assert create_teacher("sg3-generator", ckpt=str(SG3T), blocks=14).target_names == ("L14_32_3",)
     with pytest.raises(ValueError, match="unknown generator block"):
         create_teacher("sg3-generator", ckpt=str(SG3T), blocks="L99_1_1")
     with pytest.raises(ValueError, match="StyleGAN2 generator, not a StyleGAN3 one: use --teacher sg2-generator"):

@@ -6,14 +6,14 @@ channels). For h^g (Eq. 4) each synthesis layer stands in for one of the paper's
 ``targets = [mu(L0), ..., mu(L14)]``, the global average pool of every layer's output. By default
 the pool covers the image area only: each layer computes a margin beyond the image borders
 (10 px at 16/32/... samples per unit; none on the last two layers), which is cropped first
-(``margin=True`` pools the full map, margin included). ``blocks="L12_52_16,L13_32_16"`` (names as
-``gandistill teacher-info`` lists them, or indices ``"12,13"``) picks layers.
+(``margin=True`` pools the full map, margin included). ``blocks="L12_52_16,L13_32_16"`` (names as a
+run's ``config.json`` lists them under ``target_names``, or indices ``"12,13"``) picks layers.
 
 ``sg2-generator`` given a StyleGAN3 snapshot computes the same targets; ``sg3-generator`` also
-checks that the G is a StyleGAN3 one and accepts layer indices. w is sampled exactly as for StyleGAN2 (z ~ N(0, I) through the mapping network, truncation 1, one
-w broadcast to all ``num_ws`` rows); the discriminator is the StyleGAN3 repository's copy of
-StyleGAN2's (same network, its own defaults, read from the snapshot), so ``sg3-discriminator``
-taps it as ``sg2-discriminator`` does.
+checks that the G is a StyleGAN3 one and accepts layer indices. w is sampled exactly as for
+StyleGAN2 (z ~ N(0, I) through the mapping network, truncation 1, one w broadcast to all ``num_ws``
+rows); the discriminator is the StyleGAN3 repository's copy of StyleGAN2's (same network, its own
+defaults, read from the snapshot), so ``sg3-discriminator`` taps it as ``sg2-discriminator`` does.
 """
 from __future__ import annotations
 
@@ -37,6 +37,8 @@ class SG3GeneratorTeacher(GeneratorTeacher):
     def _resolve_blocks(self, blocks: Any) -> Tuple[str, ...]:
         """Layer names or indices ("12,13" -> L12_..., L13_...); None or "all" = every layer."""
         _require_sg3(self.G, self.ckpt_path, "sg2-generator")
+        if isinstance(blocks, int) and not isinstance(blocks, bool):  # --teacher-opt blocks=12 parses as an int
+            blocks = [str(blocks)]
         if isinstance(blocks, str) and blocks not in ("", "all"):
             blocks = [b.strip() for b in blocks.split(",")]
         if isinstance(blocks, (list, tuple)):
