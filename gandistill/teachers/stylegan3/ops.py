@@ -26,12 +26,13 @@ import torch.nn.functional as F
 from gandistill.teachers.stylegan2.ops import _pads, bias_act
 
 
-def _fir_1d(x: torch.Tensor, f: torch.Tensor, along: int) -> torch.Tensor:
-    """Depthwise 'valid' convolution of [N, C, H, W] with the flipped 1-D ``f`` along x (-1) or y (-2)."""
+def _fir_1d(x: torch.Tensor, f: torch.Tensor, along: int, down: int = 1) -> torch.Tensor:
+    """Depthwise 'valid' convolution of [N, C, H, W] with the flipped 1-D ``f`` along x (-1) or y (-2),
+    keeping every ``down``-th output sample along that axis (a strided conv: the dropped ones are never computed)."""
     c = x.shape[1]
     k = f.to(device=x.device, dtype=x.dtype).flip(0)
-    k = k.reshape(1, 1, 1, -1) if along == -1 else k.reshape(1, 1, -1, 1)
-    return F.conv2d(x, k.expand(c, 1, *k.shape[2:]), groups=c)
+    k, stride = (k.reshape(1, 1, 1, -1), (1, down)) if along == -1 else (k.reshape(1, 1, -1, 1), (down, 1))
+    return F.conv2d(x, k.expand(c, 1, *k.shape[2:]), stride=stride, groups=c)
 
 
 def upfirdn2d(x: torch.Tensor, f: Optional[torch.Tensor], up: int = 1, down: int = 1,
@@ -45,15 +46,13 @@ def upfirdn2d(x: torch.Tensor, f: Optional[torch.Tensor], up: int = 1, down: int
     x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
     if f is not None and f.ndim == 1:
         g = math.sqrt(gain)
-        x = _fir_1d(_fir_1d(x, f * g, along=-1), f * g, along=-2)
-    elif f is not None:
+        return _fir_1d(_fir_1d(x, f * g, along=-1, down=down), f * g, along=-2, down=down)
+    if f is not None:
         k = (f * gain).to(device=x.device, dtype=x.dtype).flip([0, 1])
-        x = F.conv2d(x, k[None, None].expand(c, 1, *k.shape), groups=c)
-    elif gain != 1:
+        return F.conv2d(x, k[None, None].expand(c, 1, *k.shape), stride=down, groups=c)
+    if gain != 1:
         x = x * gain
-    if down > 1:
-        x = x[:, :, ::down, ::down]
-    return x
+    return x[:, :, ::down, ::down] if down > 1 else x
 
 
 def filtered_lrelu(x: torch.Tensor, fu: Optional[torch.Tensor], fd: Optional[torch.Tensor],
