@@ -352,6 +352,9 @@ def load_sg2(path: PathLike, nets: Union[str, Sequence[str]] = ("G_ema",),
              device: Union[str, torch.device] = "cpu") -> SG2Checkpoint:
     """Load StyleGAN2-ADA networks from an NVlabs ``.pkl`` snapshot or a gandistill checkpoint folder/JSON.
 
+    Snapshots of NVlabs' StyleGAN3 repository load too (``gandistill.teachers.stylegan3.snapshot``): a
+    StyleGAN3 G comes back as an ``SG3Generator``; ``ckpt.meta["variant"]`` says which family the file is.
+
     ``nets`` picks which of ``G_ema``, ``G``, ``D`` to build. Networks come back in ``eval()`` mode with
     ``requires_grad=False`` and fp32 weights (call ``.train().requires_grad_(True)`` to fine-tune).
     Raises ``FileNotFoundError`` for a missing path, ``UnsafePickleError`` for a pickle that wants
