@@ -113,3 +113,26 @@ def test_fresh_generator_runs_and_keeps_shapes():
     img, feats = G(torch.randn(2, 8), torch.zeros(2, 0), return_features=True)
     assert img.shape == (2, 3, 16, 16) and len(feats) == 7
     assert list(G.feature_channels().values()) == [f.shape[1] for f in feats.values()]
+
+
+@pytest.mark.parametrize("up, pads", [(2, (9, 8, 9, 8)), (4, (-6, -9, -6, -9)), (2, (-11, -12, 3, 0)),
+                                      (2, (0, 0, 0, 0))])
+def test_fast_upsampling_equals_zero_insertion(up, pads):
+    """The transposed-convolution upsampling computes exactly the literal zero-insert/pad/filter definition."""
+    from gandistill.teachers.stylegan3.ops import upfirdn2d
+
+    g = torch.Generator().manual_seed(up)
+    x = torch.randn(2, 3, 20, 18, generator=g, dtype=torch.float64)
+    f = torch.randn(6 * up, generator=g, dtype=torch.float64)
+    fast = upfirdn2d(x, f, up=up, padding=pads, gain=up ** 2)
+    slow = upfirdn2d(x, f, up=up, padding=pads, gain=up ** 2, fast=False)
+    # the definition, written out: zeros inserted, padded/cropped, one 2-D conv with the flipped outer product
+    z = torch.zeros(2, 3, 20 * up, 18 * up, dtype=torch.float64)
+    z[:, :, ::up, ::up] = x
+    x0, x1, y0, y1 = pads
+    z = torch.nn.functional.pad(z, [max(x0, 0), max(x1, 0), max(y0, 0), max(y1, 0)])
+    z = z[:, :, max(-y0, 0): z.shape[2] - max(-y1, 0), max(-x0, 0): z.shape[3] - max(-x1, 0)]
+    k = torch.outer(f, f).flip([0, 1]) * up ** 2
+    want = torch.nn.functional.conv2d(z, k[None, None].expand(3, 1, *k.shape), groups=3)
+    assert fast.shape == slow.shape == want.shape
+    assert (fast - want).abs().max() < 1e-10 and (slow - want).abs().max() < 1e-10
