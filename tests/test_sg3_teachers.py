@@ -114,3 +114,12 @@ def test_bank_build_from_a_stylegan3_teacher(tmp_path):
     assert res.exit_code == 0, res.output
     info = runner.invoke(app, ["bank", "info", str(tmp_path / "bank")])
     assert info.exit_code == 0 and "L13_32_16" in info.output, info.output
+
+
+def test_plot_embed_on_a_conditional_stylegan3_snapshot(tmp_path):
+    pytest.importorskip("matplotlib")
+    from gandistill.compare.embed import plot_embed
+
+    out = plot_embed(str(COND), str(tmp_path / "embed.png"), n=20, reducer="pca")
+    assert out["panels"] == ["(a) discriminator feature h^d", "(b) latent variable w", "(c) generator feature h^g"]
+    assert out["labels"] == "classes requested from the conditional G" and (tmp_path / "embed.png").stat().st_size > 0
