@@ -1,5 +1,7 @@
 """``sg2-generator``: synthetic images and the pooled synthesis-block features h^g (Eq. 4).
 
+A StyleGAN3 G works here too, with its synthesis layers as the blocks (``teachers/sg3.py``).
+
 For w ~ P(w) (z ~ N(0, I) through the mapping network, truncation 1, one w broadcast to every
 layer, no style mixing), the teacher returns the image G(w) clamped to [-1, 1] and
 h^g = [mu(h^g_1), ..., mu(h^g_L)], the globally average-pooled output x of each synthesis block
@@ -23,7 +25,7 @@ def _parse_blocks(blocks: Union[None, str, Sequence[str]], available: Sequence[s
     if blocks is None or blocks == "" or blocks == "all":
         return tuple(available)
     names = [b.strip() for b in blocks.split(",")] if isinstance(blocks, str) else list(blocks)
-    names = [b if b.startswith("b") else f"b{b}" for b in names]
+    names = [f"b{b}" if b.isdigit() else b for b in names]  # "4" -> "b4"; StyleGAN3 layer names pass as given
     bad = [b for b in names if b not in available]
     if bad:
         raise ValueError(f"unknown generator block(s) {bad}; this G has {list(available)}")
@@ -63,7 +65,7 @@ class SG2SamplingTeacher(Teacher):
         self.num_ws = int(G.num_ws)
         self.img_resolution = int(G.img_resolution)
         self.img_channels = int(G.img_channels)
-        self.block_names = tuple(f"b{r}" for r in G.synthesis.block_resolutions)
+        self.block_names = tuple(G.feature_channels())  # b4, b8, ... (StyleGAN3: L0_36_512, ..., L14_<res>_3)
         self.freeze()
 
     # -- sampling ---------------------------------------------------------------------------
@@ -116,11 +118,16 @@ class SG2SamplingTeacher(Teacher):
 class GeneratorTeacher(SG2SamplingTeacher):
     """h^g teacher. ``blocks``: which synthesis blocks to tap ("b4,b8" or None = all, as SnS)."""
 
-    def __init__(self, ckpt: Optional[str] = None, device: Any = "cpu", blocks=None, **kw: Any) -> None:
+    def __init__(self, ckpt: Optional[str] = None, device: Any = "cpu", blocks=None, margin: bool = False,
+                 **kw: Any) -> None:
         super().__init__(ckpt=ckpt, device=device, **kw)
-        self.target_names = _parse_blocks(blocks, self.block_names)
+        self.margin = bool(margin)  # StyleGAN3 only: pool each layer's margin too (see teachers/sg3.py)
+        self.target_names = self._resolve_blocks(blocks)
         channels = self.G.feature_channels()
         self.target_dims = tuple(int(channels[b]) for b in self.target_names)
+
+    def _resolve_blocks(self, blocks) -> Tuple[str, ...]:
+        return _parse_blocks(blocks, self.block_names)
 
     @torch.no_grad()
     def sample(self, n: int, generator: Optional[torch.Generator] = None) -> TeacherSample:
@@ -129,5 +136,6 @@ class GeneratorTeacher(SG2SamplingTeacher):
         missing = [b for b in self.target_names if b not in feats]
         if missing:
             raise RuntimeError(f"G.synthesis returned no features for {missing} (got {sorted(feats)})")
-        targets = [pool(feats[b]) for b in self.target_names]
+        crop = None if self.margin else getattr(self.G.synthesis, "crop_margin", None)  # StyleGAN3 layers
+        targets = [pool(crop(b, feats[b]) if crop is not None else feats[b]) for b in self.target_names]
         return TeacherSample(images=img.float().clamp(-1, 1), targets=targets, labels=labels, ws=ws.float())

@@ -67,4 +67,4 @@ def describe_teacher(name: str) -> str:
 
 def _ensure_builtin() -> None:
     """Import the built-in teacher modules so their ``@register_teacher`` lines have run."""
-    from gandistill.teachers import discriminator, encoder, generator, latent  # noqa: F401
+    from gandistill.teachers import discriminator, encoder, generator, latent, sg3  # noqa: F401

@@ -25,6 +25,9 @@ from torch import nn
 
 from gandistill.io.safe_pickle import ForbiddenError, SafeLoadError, brief, read_regular_file, resolve_inside, summary
 
+from gandistill.teachers.stylegan3.networks import SG3Generator
+from gandistill.teachers.stylegan3.snapshot import check_stored_settings, network_plan, snapshot_variant
+
 from .networks import Discriminator, Generator
 from .nvlabs_pickle import (
     PersistentRecord,
@@ -33,7 +36,6 @@ from .nvlabs_pickle import (
     flatten_state,
     plain,
     read_snapshot,
-    record_kwargs,
 )
 
 __all__ = ["SG2Checkpoint", "load_sg2", "save_sg2", "convert", "SG2LoadError", "UnsafePickleError",
@@ -44,6 +46,9 @@ FORMAT_VERSION = 1
 JSON_NAME = "gandistill_sg2.json"
 NET_NAMES = ("G_ema", "G", "D")
 NET_CLASSES = {"G_ema": Generator, "G": Generator, "D": Discriminator}
+# the classes our own format may name per network (StyleGAN3 generators convert too)
+OUR_CLASSES = {"G_ema": {"Generator": Generator, "SG3Generator": SG3Generator},
+               "G": {"Generator": Generator, "SG3Generator": SG3Generator}, "D": {"Discriminator": Discriminator}}
 PathLike = Union[str, os.PathLike]
 
 
@@ -132,8 +137,9 @@ def _check_kwargs(name: str, kwargs: Any, where: str) -> None:
     walk(kwargs, "", 0)
 
 
-def _construct(name: str, kwargs: dict, where: str, device: Optional[str] = None) -> nn.Module:
-    cls = NET_CLASSES[name]
+def _construct(name: str, kwargs: dict, where: str, device: Optional[str] = None,
+               cls: Optional[type] = None) -> nn.Module:
+    cls = cls or NET_CLASSES[name]
     try:
         if device is None:
             return cls(**kwargs)
@@ -144,11 +150,12 @@ def _construct(name: str, kwargs: dict, where: str, device: Optional[str] = None
                            f"{brief(e)}") from None
 
 
-def _build(name: str, kwargs: dict, state: Dict[str, torch.Tensor], where: str) -> nn.Module:
+def _build(name: str, kwargs: dict, state: Dict[str, torch.Tensor], where: str,
+           cls: Optional[type] = None) -> nn.Module:
     """Check ``kwargs``, build on the meta device, compare parameter shapes with ``state``; only then allocate."""
-    cls = NET_CLASSES[name]
+    cls = cls or NET_CLASSES[name]
     _check_kwargs(name, kwargs, where)
-    own = _construct(name, kwargs, where, device="meta").state_dict()  # no memory: shapes only
+    own = _construct(name, kwargs, where, device="meta", cls=cls).state_dict()  # no memory: shapes only
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     wrong = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in own.items()
@@ -163,7 +170,7 @@ def _build(name: str, kwargs: dict, state: Dict[str, torch.Tensor], where: str) 
             parts.append(f"shape mismatch {wrong[:3]}")
         raise SG2LoadError(f"{where}: {name} weights do not fit a StyleGAN2-ADA {cls.__name__} "
                            f"(not an SG2-ADA network?): {'; '.join(parts)}")
-    net = _construct(name, kwargs, where)  # the shapes equal the stored tensors': allocation ~ the file's size
+    net = _construct(name, kwargs, where, cls=cls)  # the shapes equal the stored tensors': allocation ~ the file's size
     own = net.state_dict()
     net.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
     return net.eval().requires_grad_(False)
@@ -173,8 +180,8 @@ def _as_load_error(path: Union[str, Path], e: BaseException) -> SG2LoadError:
     """Any failure while reading ``path`` -> an ``SG2LoadError`` whose one-line message starts with the path."""
     if isinstance(e, UnsafePickleError) or isinstance(e, ForbiddenError):
         cls, msg = UnsafePickleError, str(e)
-    elif isinstance(e, SafeLoadError):
-        cls, msg = SG2LoadError, str(e)
+    elif isinstance(e, SafeLoadError):  # a specific SG2LoadError subclass (e.g. SG3LoadError) is kept
+        cls, msg = (type(e) if isinstance(e, SG2LoadError) else SG2LoadError), str(e)
     elif isinstance(e, RecursionError):
         cls, msg = SG2LoadError, "the file nests too deep to read"
     elif isinstance(e, MemoryError):
@@ -206,6 +213,7 @@ def _read_snapshot_file(path: Path) -> Dict[str, Any]:
 def _load_nvlabs(path: Path, snap: Dict[str, Any], nets: tuple) -> SG2Checkpoint:
     """Build ``nets`` (on the CPU) from an unpickled snapshot (``read_snapshot``)."""
     ckpt = SG2Checkpoint(source="nvlabs-pkl")
+    variant = snapshot_variant(snap)  # StyleGAN2-ADA, StyleGAN3, or StyleGAN2 from the StyleGAN3 repository
     for name in nets:
         rec = snap.get(name)
         want = NET_CLASSES[name].__name__
@@ -215,8 +223,9 @@ def _load_nvlabs(path: Path, snap: Dict[str, Any], nets: tuple) -> SG2Checkpoint
         if not isinstance(rec, PersistentRecord) or rec.class_name != want:
             got = f"a {summary(rec.class_name, 60)}" if isinstance(rec, PersistentRecord) else type(rec).__name__
             raise SG2LoadError(f"{path}: '{name}' is {got}, expected a StyleGAN2-ADA '{want}'")
-        kwargs = record_kwargs(rec)
-        net = _build(name, kwargs, flatten_state(rec), str(path))
+        cls, kwargs = network_plan(name, rec, variant)
+        net = _build(name, kwargs, flatten_state(rec), str(path), cls=cls)
+        check_stored_settings(net, rec, str(path), name)
         for attr in ("num_ws", "z_dim", "w_dim", "c_dim", "img_resolution"):
             stored = rec.state.get(attr)
             if type(stored) is int and hasattr(net, attr) and stored != getattr(net, attr):
@@ -229,13 +238,14 @@ def _load_nvlabs(path: Path, snap: Dict[str, Any], nets: tuple) -> SG2Checkpoint
         right_kind = isinstance(rec, PersistentRecord) and rec.class_name == NET_CLASSES[name].__name__
         if name not in ckpt.kwargs and right_kind:
             try:
-                ckpt.kwargs[name] = record_kwargs(rec)
+                ckpt.kwargs[name] = network_plan(name, rec, variant)[1]
             except SG2LoadError:
                 pass
     ckpt.meta = {
         "path": str(path),
         "training_set_kwargs": plain(snap.get("training_set_kwargs")) if isinstance(snap.get("training_set_kwargs"),
                                                                                     dict) else None,
+        "variant": variant,
         "networks": [k for k in NET_NAMES if isinstance(snap.get(k), PersistentRecord)],
         "has_augment_pipe": isinstance(snap.get("augment_pipe"), PersistentRecord),
         "extra_keys": [summary(k, 80).strip("'") if not isinstance(k, str) else k[:80] for k in list(snap)[:64]
@@ -323,11 +333,12 @@ def _load_ours(path: Path, nets: tuple) -> SG2Checkpoint:
         if name not in entries:
             raise SG2LoadError(f"{jpath}: the checkpoint has no '{name}' (it has {', '.join(entries) or 'nothing'})")
         entry = entries[name]
-        want = NET_CLASSES[name].__name__
-        if entry.get("class") != want:
-            raise SG2LoadError(f"{jpath}: '{name}' is a {summary(entry.get('class'))}, expected '{want}'")
+        cls = OUR_CLASSES[name].get(entry.get("class"))  # type: ignore[arg-type]
+        if cls is None:
+            raise SG2LoadError(f"{jpath}: '{name}' is a {summary(entry.get('class'))}, expected "
+                               f"{' or '.join(repr(k) for k in OUR_CLASSES[name])}")
         state = _read_weights(jpath, entry["file"])
-        net = _build(name, entry["kwargs"], state, str(jpath.parent / entry["file"]))
+        net = _build(name, entry["kwargs"], state, str(jpath.parent / entry["file"]), cls=cls)
         setattr(ckpt, name, net)
     ckpt.kwargs = {k: v["kwargs"] for k, v in entries.items() if isinstance(v, dict) and "kwargs" in v}
     ckpt.meta["path"] = str(jpath.parent)
@@ -340,6 +351,9 @@ def _load_ours(path: Path, nets: tuple) -> SG2Checkpoint:
 def load_sg2(path: PathLike, nets: Union[str, Sequence[str]] = ("G_ema",),
              device: Union[str, torch.device] = "cpu") -> SG2Checkpoint:
     """Load StyleGAN2-ADA networks from an NVlabs ``.pkl`` snapshot or a gandistill checkpoint folder/JSON.
+
+    Snapshots of NVlabs' StyleGAN3 repository load too (``gandistill.teachers.stylegan3.snapshot``): a
+    StyleGAN3 G comes back as an ``SG3Generator``; ``ckpt.meta["variant"]`` says which family the file is.
 
     ``nets`` picks which of ``G_ema``, ``G``, ``D`` to build. Networks come back in ``eval()`` mode with
     ``requires_grad=False`` and fp32 weights (call ``.train().requires_grad_(True)`` to fine-tune).
@@ -394,9 +408,10 @@ def save_sg2(out_dir: PathLike, *, G_ema: Optional[Generator] = None, G: Optiona
     if not nets:
         raise ValueError("save_sg2 needs at least one of G_ema, G, D")
     for name, net in nets.items():
-        want = NET_CLASSES[name]
+        want = tuple(OUR_CLASSES[name].values())
         if not isinstance(net, want) or not hasattr(net, "init_kwargs"):
-            raise ValueError(f"{name} must be a gandistill {want.__name__}, got {type(net).__name__}")
+            raise ValueError(f"{name} must be a gandistill {' or '.join(c.__name__ for c in want)}, "
+                             f"got {type(net).__name__}")
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".sg2-tmp-", dir=out))

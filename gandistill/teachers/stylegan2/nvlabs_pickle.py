@@ -43,6 +43,13 @@ from gandistill.io.safe_pickle import (
     numpy_scalar,
     summary,
 )
+from gandistill.io.numpy_objects import (
+    NUMPY_MODULES,
+    Int64Pair,
+    int64_pair_build,
+    numpy_reconstruct,
+    strict_numpy_scalar,
+)
 
 
 class SG2LoadError(SafeLoadError):
@@ -311,16 +318,24 @@ ALLOWED_GLOBALS: Dict[Tuple[str, str], Allowed] = {
     ("collections", "OrderedDict"): Allowed(call=_ordered_dict),
     ("dnnlib.util", "EasyDict"): Allowed(new=EasyDict),
     ("dnnlib", "EasyDict"): Allowed(new=EasyDict),
-    ("numpy.core.multiarray", "scalar"): Allowed(call=numpy_scalar),
-    ("numpy._core.multiarray", "scalar"): Allowed(call=numpy_scalar),
     ("numpy", "dtype"): Allowed(call=NumpyDType),
     ("torch._utils", "_rebuild_parameter"): Allowed(call=_rebuild_parameter),
     ("torch._utils", "_rebuild_tensor_v2"): Allowed(call=_rebuild_tensor_v2),
     ("torch.storage", "_load_from_bytes"): Allowed(call=load_storage_blob),
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): Allowed(call=_reconstruct_persistent_obj),
 }
-BUILD_HANDLERS = {EasyDict: _easydict_build, NumpyDType: numpy_dtype_build}
+# numpy objects, only in the exact shapes the StyleGAN2-ADA / StyleGAN3 formats use (io/numpy_objects.py):
+# float64 and bool scalars, int64 arrays of shape (2,) (``numpy.ndarray`` is only passed to _reconstruct)
+for _np_module in NUMPY_MODULES:
+    ALLOWED_GLOBALS[(_np_module, "scalar")] = Allowed(call=strict_numpy_scalar)
+    ALLOWED_GLOBALS[(_np_module, "_reconstruct")] = Allowed(call=numpy_reconstruct)
+ALLOWED_GLOBALS[("numpy", "ndarray")] = Allowed()
+BUILD_HANDLERS = {EasyDict: _easydict_build, NumpyDType: numpy_dtype_build, Int64Pair: int64_pair_build}
 DICT_TYPES = (dict, collections.OrderedDict, EasyDict)
+
+
+# top-level modules only StyleGAN-XL (and Projected GAN) snapshots import: refused with a specific message
+STYLEGAN_XL_MODULES = frozenset({"dill", "timm", "pg_modules", "feature_networks"})
 
 
 def _snapshot_find_class(budget: Budget, module: str, name: str) -> Allowed:
@@ -332,6 +347,13 @@ def _snapshot_find_class(budget: Budget, module: str, name: str) -> Allowed:
     if module.startswith("dnnlib.tflib"):
         raise UnsafePickleError(f"this file wants to import {module}.{name}: it is a TensorFlow StyleGAN pickle. "
                                 "Convert it to the PyTorch format with NVlabs' legacy.py first; refusing")
+    if module.split(".")[0] in STYLEGAN_XL_MODULES:
+        raise UnsafePickleError(f"this file wants to import {module}.{name}: it looks like a StyleGAN-XL snapshot, "
+                                "which gandistill cannot load safely. StyleGAN-XL pickles are written with dill and "
+                                "keep D and its timm feature networks as plain repository classes, not persistent "
+                                "records; missing: a safe reader for dill-pickled classes (the stream reaches D "
+                                "before G_ema) and a pure-PyTorch StyleGAN-XL generator (class embedding, "
+                                "superresolution stages). Refusing; nothing was run")
     raise UnsafePickleError(f"this file wants to import {module}.{name}; refusing (not part of the "
                             "StyleGAN2-ADA snapshot format, nothing was run)")
 
