@@ -47,7 +47,7 @@ def test_method_table_matches_the_paper_rows():
     assert get_method("vicreg-real").alpha == 0 and get_method("vicreg-real").teacher is None
     assert get_method("vicreg-mixed").alpha == 0.5
     ss = get_method("simsiam-syn")
-    assert ss.objective == "simsiam" and ss.proj_layers == 2 and ss.predictor
+    assert ss.objective == "simsiam" and ss.proj_layers == 2
     assert get_method("encoder").teacher == "sg2-encoder"
     assert get_method("d-direct").objective == "probe" and get_method("d-direct").teacher == "sg2-discriminator"
 
@@ -188,7 +188,7 @@ def test_simsiam_projector_is_snss(layers):
     assert not any(p.requires_grad for p in proj[-1].parameters())
     for name in ("simsiam-syn", "simsiam-mixed"):
         s = get_method(name)
-        assert (s.proj_layers, s.proj_hidden, s.proj_final_bn, s.predictor, s.fixed_head_lr) == (2, None, True, True, True)
+        assert (s.proj_layers, s.proj_hidden, s.proj_final_bn, s.fixed_head_lr) == (2, None, True, True)
 
 
 def test_simsiam_predictor_and_stl10_preset():

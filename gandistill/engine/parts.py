@@ -15,8 +15,6 @@ from gandistill.engine.distributed import Dist, rank_seeds
 from gandistill.engine.plan import Plan
 from gandistill.engine.step import DistillModel
 from gandistill.engine.stream import RealStream
-from gandistill.methods import SimSiamPredictor
-from gandistill.squeeze import SqueezeModule
 
 
 @dataclass
@@ -53,8 +51,8 @@ def build_teacher(plan: Plan, device: torch.device):
     if plan.bank:
         if not spec.uses_synthetic:
             raise ValueError(f"method {spec.name} uses no synthetic images, so --bank does not apply")
-        if spec.objective == "encoder":
-            raise ValueError("the encoder method needs the generator itself (reconstruction loss); drop --bank")
+        if plan.objective.bank_refusal:
+            raise ValueError(plan.objective.bank_refusal)
         from gandistill.bank import BankExpectation, BankTeacher
 
         return BankTeacher(plan.bank, BankExpectation(teacher=plan.teacher_name, ckpt=plan.teacher_ckpt,
@@ -67,8 +65,7 @@ def build_teacher(plan: Plan, device: torch.device):
     teacher = create_teacher(plan.teacher_name, ckpt=plan.teacher_ckpt, device=device, **tkw)
     if spec.uses_synthetic and not getattr(teacher, "can_sample", True):
         raise ValueError(f"teacher '{plan.teacher_name}' cannot sample images, which method '{spec.name}' needs")
-    if spec.objective == "encoder" and not callable(getattr(teacher, "loss", None)):
-        raise ValueError(f"method '{spec.name}' needs the sg2-encoder teacher (got '{plan.teacher_name}')")
+    plan.objective.check_teacher(spec, plan.teacher_name, teacher)
     return teacher
 
 
@@ -121,17 +118,8 @@ def build_parts(plan: Plan, teacher: Any, train_ds: Any, device: torch.device, d
     from gandistill.students import create_student
 
     spec = plan.spec
-    head: Optional[nn.Module]
-    if spec.objective == "distill":
-        head = SqueezeModule(teacher.target_dims, dim=plan.dim, hidden=plan.squeeze_hidden, depth=plan.depth)
-        head_kind: Optional[str] = "squeeze"
-        proj_out = head.out_dim
-    elif spec.objective == "simsiam":
-        head, head_kind, proj_out = SimSiamPredictor(plan.dim), "predictor", plan.dim
-    elif spec.objective == "encoder":
-        head, head_kind, proj_out = None, None, int(teacher.target_dims[0])
-    else:
-        head, head_kind, proj_out = None, None, plan.dim
+    objective = plan.objective
+    head, head_kind, proj_out = objective.build_head(plan, teacher)
     skw = dict(plan.student_kwargs)
     if plan.proj_final_bn:
         skw["proj_final_bn"] = True
@@ -140,7 +128,7 @@ def build_parts(plan: Plan, teacher: Any, train_ds: Any, device: torch.device, d
     if student.proj_out != proj_out:
         raise ValueError(f"the student's output width {student.proj_out} does not match the target width {proj_out} "
                          "(proj_layers=0 keeps the backbone width; use a projector)")
-    model = DistillModel(spec.objective, student, head).to(device)
+    model = DistillModel(objective, student, head).to(device)
     check_student_input(plan, student, teacher, device)
     if plan.channels_last:
         model = model.to(memory_format=torch.channels_last)

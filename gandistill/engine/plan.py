@@ -17,6 +17,7 @@ import torch
 from gandistill.engine.config import (DEFAULT_STEPS, ENCODER_INPUTS, EVAL_PROTOCOLS, PRECISIONS, FitConfig,
                                       config_dict, default_run_dir, student_choice)
 from gandistill.methods import LossWeights, MethodSpec, get_method
+from gandistill.objectives import Objective, get_objective
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,11 @@ class Plan:
     eval: EvalPlan
     config: Dict[str, Any] = field(default_factory=dict)   # the source config, JSON-able (for the record)
 
+    @property
+    def objective(self) -> Objective:
+        """The method's objective (:mod:`gandistill.objectives`): heads, inputs, forward and loss."""
+        return get_objective(self.spec.objective)
+
 
 def default_augment(dataset: str) -> str:
     """The preset when none is given: ssl-stl for STL-10, ssl-digits for digits (if registered), else ssl-cifar."""
@@ -115,9 +121,10 @@ def make_plan(cfg: FitConfig, train_len: int, resolution: int, device: torch.dev
     if cfg.sync_bn and world > 1 and device.type == "cpu":
         raise ValueError("--sync-bn needs GPUs (PyTorch's SyncBatchNorm runs on CUDA only); drop it on CPU")
     per_rank = cfg.batch // world
-    n_syn = int(round(alpha * per_rank)) if spec.objective != "probe" else 0
-    n_real = per_rank - n_syn if spec.objective != "probe" else 0
-    if spec.objective == "distill" and alpha in (0.0,):
+    objective = get_objective(spec.objective)
+    n_syn = int(round(alpha * per_rank)) if objective.trains else 0
+    n_real = per_rank - n_syn if objective.trains else 0
+    if objective.needs_synthetic and alpha in (0.0,):
         raise ValueError(f"method {spec.name} with alpha=0 has no synthetic images to distil from")
     for n, what in ((n_syn, "synthetic"), (n_real, "real")):
         if 0 < n < 2:
@@ -130,7 +137,7 @@ def make_plan(cfg: FitConfig, train_len: int, resolution: int, device: torch.dev
         total = int(round(float(cfg.epochs) * steps_per_epoch))
     else:
         total = DEFAULT_STEPS
-    if total < 1 and spec.objective != "probe":
+    if total < 1 and objective.trains:
         raise ValueError(f"the run needs at least one step (steps={cfg.steps}, epochs={cfg.epochs})")
     precision = cfg.precision
     if precision not in PRECISIONS:
@@ -195,7 +202,7 @@ def check_labelled(plan: Plan, ds: Any, probe_ds: Optional[Callable[[], Any]] = 
     """
     if getattr(ds, "num_classes", None) != 0:
         return
-    if plan.spec.objective == "probe":
+    if not plan.spec.trains:
         raise ValueError(f"method {plan.spec.name} is a linear probe and needs a labelled dataset; "
                          f"'{plan.dataset}' (split {plan.train_split}) has no labels")
     if plan.eval.protocol != "none":

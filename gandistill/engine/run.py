@@ -70,7 +70,7 @@ def _fit(cfg: FitConfig, d: Dist, log: Optional[Callable[[str], None]], t_start:
     if hasattr(train_ds, "mean") and hasattr(train_ds, "std"):     # the input normalisation (for export)
         info["resolved"]["normalise"] = {"mean": [float(v) for v in train_ds.mean],
                                          "std": [float(v) for v in train_ds.std]}
-    if plan.spec.objective == "probe":
+    if not plan.spec.trains:
         return probe_only(plan, teacher, train_ds, info, say, device, t_start, d, conditional)
     parts = build_parts(plan, teacher, train_ds, device, d)
     info["resolved"]["student_params"] = sum(p.numel() for p in parts.student.parameters())
