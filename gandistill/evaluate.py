@@ -30,7 +30,7 @@ from gandistill.evaluation.linear import PAPER_LR, linear_probe, probe_features
 from gandistill.evaluation.loading import CheckpointError, LoadedStudent, load_student
 from gandistill.evaluation.suite import (
     BANNER,
-    PROTOCOL_WORDS,
+    protocol_words,
     RAW_PIXELS,
     ProbeConfig,
     ProbeTable,
@@ -47,7 +47,7 @@ __all__ = [
     "load_eval_splits", "default_knn_k", "BANNER", "DEFAULT_PROTOCOL",
 ]
 
-PROTOCOLS = PROTOCOL_WORDS                 # fewshot, knn, fast, linear, all, both (comma-separated)
+PROTOCOLS = protocol_words()               # fewshot, knn, fast, linear, all, both (+ plug-ins registered later)
 DEFAULT_PROTOCOL = "fewshot,knn,fast"
 DEFAULT_DATASET = "digits"   # for random:<name> baselines with no run config to read
 
@@ -249,9 +249,7 @@ def evaluate(
                                dataset=ds_name, img_size=size or getattr(train, "resolution", None),
                                protocol=protocol, probes=list(probes), num_train=len(train), num_test=len(test),
                                teacher_conditional=conditional)
-    for p in probes:
-        if getattr(row, p) is not None:
-            out[p] = getattr(row, p)
+    out.update({p: r for p, r in row.results.items() if r is not None})
     out["top1"] = row.top1()
     out["table"] = table.to_dict()
     out["time_s"] = time.perf_counter() - t0

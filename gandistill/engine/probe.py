@@ -13,8 +13,6 @@ from gandistill.engine.config import FitResult
 from gandistill.engine.distributed import Dist
 from gandistill.engine.plan import Plan
 
-PROBE_KEYS = ("fewshot", "knn", "fast", "linear")
-
 
 def probe_names(protocol: str, fast: bool) -> Tuple[str, ...]:
     """The probes ``--eval`` names (``linear`` + ``--eval-fast`` = the cached-feature linear probe)."""
@@ -40,9 +38,7 @@ def _row_summary(row: Any, table: Any, plan: Plan, probes: Tuple[str, ...], name
     out = {"student": name, "source": row.role, "dataset": plan.dataset, "img_size": plan.img_size,
            "protocol": ",".join(probes), "num_train": table.num_train, "num_test": table.num_test,
            "top1": row.top1(), "feature_dim": row.feature_dim}
-    for k in PROBE_KEYS:
-        if getattr(row, k) is not None:
-            out[k] = getattr(row, k)
+    out.update({k: r for k, r in row.results.items() if r is not None})     # every probe that ran, in order
     return out
 
 
