@@ -4,6 +4,7 @@ Data flows one way, one module per stage::
 
     config.py       FitConfig (what is asked), FitResult, TrainingStopped
     plan.py         FitConfig -> Plan: method defaults, batch split per rank, schedule, run folder
+    model.py        DistillModel: student + the objective's head, one forward per step (what DDP wraps)
     parts.py        Plan -> Parts: teacher, student + head, SGD, (DDP), augmentations, streams
     stream.py       the real images of this rank, endless and resumable
     step.py         one forward (losses + finiteness) and one update
@@ -35,7 +36,8 @@ from gandistill.engine.plan import (EvalPlan, Plan, check_labelled, default_augm
                                     resolved_config)
 from gandistill.engine.record import git_rev, run_record, versions
 from gandistill.engine.run import fit
-from gandistill.engine.step import (DistillModel, StepOut, autocast, cosine_lr, embedding_of, embedding_spread, forward,
+from gandistill.engine.model import DistillModel
+from gandistill.engine.step import (StepOut, autocast, cosine_lr, embedding_of, embedding_spread, forward,
                                     make_inputs, update)
 from gandistill.engine.stream import RealStream
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from gandistill.engine.distributed import Dist, rank_seeds
 from gandistill.engine.plan import Plan
-from gandistill.engine.step import DistillModel
+from gandistill.engine.model import DistillModel
 from gandistill.engine.stream import RealStream
 
 

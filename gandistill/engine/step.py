@@ -14,34 +14,14 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from gandistill.objectives import Objective, get_objective
-
-if TYPE_CHECKING:  # pragma: no cover
-    from gandistill.engine.parts import Parts
-    from gandistill.engine.plan import Plan
-
-
-class DistillModel(nn.Module):
-    """The trainables (student S_theta and its head: T_phi or SimSiam's predictor) with ONE forward
-    per step, so DDP sees every student pass of the step in a single call; the passes themselves are
-    the objective's (:meth:`gandistill.objectives.Objective.forward`)."""
-
-    def __init__(self, objective: Union[str, Objective], student: nn.Module, head: Optional[nn.Module]) -> None:
-        super().__init__()
-        self.task = get_objective(objective) if isinstance(objective, str) else objective
-        if not self.task.trains:
-            raise ValueError(f"objective {self.task.name!r} does not train")
-        self.objective = self.task.name
-        self.student = student
-        self.head = head
-
-    def forward(self, **inputs: Any) -> Dict[str, Tensor]:
-        return self.task.forward(self.student, self.head, **inputs)
+from gandistill.engine.parts import Parts
+from gandistill.engine.plan import Plan
+from gandistill.objectives import Objective
 
 
 def embedding_spread(z: Tensor) -> float:
@@ -80,7 +60,7 @@ def embedding_of(out: Dict[str, Tensor], objective: Optional[Objective] = None) 
     return None
 
 
-def make_inputs(plan: "Plan", parts: "Parts", device: torch.device) -> Tuple[Dict[str, Any], Dict[str, Tensor]]:
+def make_inputs(plan: Plan, parts: Parts, device: torch.device) -> Tuple[Dict[str, Any], Dict[str, Tensor]]:
     """The student inputs of one step (augmented/normalised) and the raw images some losses need:
     the teacher's sample, then the real images, then the objective's augmentations."""
     cl = (lambda x: x.contiguous(memory_format=torch.channels_last)) if plan.channels_last else (lambda x: x)
@@ -100,7 +80,7 @@ class StepOut:
     emb_std: float
 
 
-def forward(plan: "Plan", parts: "Parts", device: torch.device) -> StepOut:
+def forward(plan: Plan, parts: Parts, device: torch.device) -> StepOut:
     """Sample, augment, run the trainables once and compute the method's loss (fp32)."""
     inputs, batch = make_inputs(plan, parts, device)
     with autocast(device, plan.precision):
@@ -123,7 +103,7 @@ def set_lr(opt: torch.optim.Optimizer, base: float, lr: float) -> None:
         g["lr"] = base if g.get("fixed") else lr
 
 
-def update(parts: "Parts", loss: Tensor) -> None:
+def update(parts: Parts, loss: Tensor) -> None:
     """One SGD step on ``loss`` (through the GradScaler under fp16)."""
     opt, scaler = parts.opt, parts.scaler
     opt.zero_grad(set_to_none=True)
