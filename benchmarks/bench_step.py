@@ -162,7 +162,7 @@ def _accuracy(spec: Dict[str, Any]) -> Dict[str, Any]:
     from gandistill.engine.distributed import Dist
     from gandistill.engine.parts import build_parts, build_teacher
     from gandistill.engine.plan import make_plan
-    from gandistill.evaluate import linear_probe
+    from gandistill.evaluation import linear_probe
 
     dev = torch.device("cpu")
     train = load_dataset("digits", split="train")

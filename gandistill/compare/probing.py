@@ -16,11 +16,19 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from gandistill.compare.presets import ProbeSpec
+from gandistill.data import load_dataset
 from gandistill.evaluation.features import extract_features
+from gandistill.evaluation.linear import linear_probe
+from gandistill.evaluation.loading import load_student
+from gandistill.evaluation.mmd import mmd2_unbiased
+from gandistill.evaluation.run import evaluate
+from gandistill.evaluation.splits import FirstN
 from gandistill.evaluation.probes import default_probes
 from gandistill.evaluation.suite import Precomputed, ProbeConfig, probe_suite, row_metrics
+from gandistill.teachers import create_teacher
 
 Metrics = Dict[str, float]
 
@@ -35,9 +43,6 @@ def headline_key(probe: ProbeSpec, metrics: Metrics) -> Optional[str]:
 
 def _load_splits(dataset: str, data_root: Optional[str], img_size: Optional[int], max_train: Optional[int],
                  max_test: Optional[int]):
-    from gandistill.data import load_dataset
-    from gandistill.evaluate import FirstN
-
     train = load_dataset(dataset, root=data_root, split="train", img_size=img_size)
     test = load_dataset(dataset, root=data_root, split="test", img_size=img_size)
     if max_train:
@@ -75,9 +80,6 @@ def probe_student(run_dir: str, probe: ProbeSpec, *, dataset: str, data_root: Op
                   seed: int = 0, epochs: Optional[int] = None, max_train: Optional[int] = None,
                   max_test: Optional[int] = None) -> Tuple[Metrics, List[str]]:
     """The preset's probe on the student of ``run_dir`` (backbone features, before the projector)."""
-    from gandistill.evaluate import evaluate
-    from gandistill.evaluation.loading import load_student
-
     if probe.kind == "paper-linear":
         res = evaluate(run_dir, protocol="linear", dataset=dataset, data_root=data_root, epochs=epochs or probe.epochs,
                        fast=False, device=device, batch=probe.batch, lr=probe.base_lr, optimizer=probe.optimizer,
@@ -103,9 +105,6 @@ def probe_discriminator(teacher_kwargs: Dict[str, Any], probe: ProbeSpec, *, ckp
                         data_root: Optional[str], device: str, seed: int = 0, epochs: Optional[int] = None,
                         max_train: Optional[int] = None, max_test: Optional[int] = None) -> Tuple[Metrics, List[str]]:
     """Table 1 "Direct use": the probe on the frozen D's pooled features (SnS eval_discriminator.py)."""
-    from gandistill.evaluate import linear_probe
-    from gandistill.teachers import create_teacher
-
     dev = _dev(device)
     teacher = create_teacher("sg2-discriminator", ckpt=ckpt, device=dev, **teacher_kwargs)
     train, test = _load_splits(dataset, data_root, None, max_train, max_test)
@@ -125,8 +124,6 @@ def probe_baselines(student: str, student_kwargs: Dict[str, Any], probe: ProbeSp
                     data_root: Optional[str], device: str, seed: int = 0, epochs: Optional[int] = None,
                     max_train: Optional[int] = None, max_test: Optional[int] = None) -> Dict[str, Tuple[Metrics, List[str]]]:
     """The same probes on raw pixels and on a randomly initialised student of the rows' architecture."""
-    from gandistill.evaluation.loading import load_student
-
     dev = _dev(device)
     kw = {k: v for k, v in student_kwargs.items() if k not in ("name", "pretrained")}
     loaded = load_student(f"random:{student}", student_kwargs=kw, seed=seed)
@@ -142,13 +139,6 @@ def representation_mmd(run_dir: str, *, teacher_ckpt: Optional[str], dataset: st
                        n: int, device: str, seed: int = 0) -> Tuple[Metrics, List[str]]:
     """Table 6: unbiased MMD^2 (Gaussian kernel, median bandwidth) between the student's backbone
     features of ``n`` synthetic images of the teacher and ``n`` real training images."""
-    from torch.nn import functional as F
-
-    from gandistill.data import load_dataset
-    from gandistill.evaluation.loading import load_student
-    from gandistill.evaluation.mmd import mmd2_unbiased
-    from gandistill.teachers import create_teacher
-
     dev = _dev(device)
     loaded = load_student(run_dir)
     size = loaded.kwargs.get("img_size")

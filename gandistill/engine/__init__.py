@@ -41,26 +41,6 @@ from gandistill.engine.step import (StepOut, autocast, cosine_lr, embedding_of, 
                                     make_inputs, update)
 from gandistill.engine.stream import RealStream
 
-# the names of the single-module engine, for code written against it
-from gandistill.engine.checkpoint import _state_cpu  # noqa: E402,F401
-from gandistill.engine.config import _jsonable  # noqa: E402,F401
-
-_Dist = Dist
-_Plan = Plan
-_resolve = make_plan
-_atomic = atomic_write
-_write_json = write_json
-_load_weights = load_weights
-_all_finite = all_finite
-_setup_distributed = setup_distributed
-_resolve_device = resolve_device
-_agree = agree
-_autocast = autocast
-_embedding = embedding_of
-_git_rev = git_rev
-_versions = versions
-_config_dict = config_dict
-
 __all__ = [
     "FitConfig", "FitResult", "TrainingStopped", "fit", "resolved_config", "student_choice", "default_run_dir",
     "embedding_spread", "cosine_lr", "RealStream", "DistillModel", "save_checkpoint", "CKPT_JSON",
