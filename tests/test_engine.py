@@ -9,13 +9,8 @@ from gandistill.engine import (FitConfig, TrainingStopped, cosine_lr, embedding_
                                student_choice)
 from gandistill.teachers import TeacherSample, register_teacher
 from gandistill.teachers.generator import GeneratorTeacher
-from gandistill.teachers.stylegan2 import Generator
 
-
-def tiny_G():
-    torch.manual_seed(0)
-    return Generator(z_dim=16, c_dim=0, w_dim=16, img_resolution=16, img_channels=3,
-                     mapping_kwargs={"num_layers": 1}, synthesis_kwargs={"channel_base": 128, "channel_max": 16})
+from conftest import tiny_G
 
 
 def toy_cfg(out, **kw):

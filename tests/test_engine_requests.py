@@ -12,12 +12,7 @@ from gandistill.engine.plan import check_labelled
 from gandistill.engine.step import make_inputs
 from gandistill.teachers import TeacherSample
 from gandistill.teachers.stylegan2 import Generator, save_sg2
-
-
-def tiny_G(c_dim=0):
-    torch.manual_seed(0)
-    return Generator(z_dim=16, c_dim=c_dim, w_dim=16, img_resolution=16, img_channels=3,
-                     mapping_kwargs={"num_layers": 1}, synthesis_kwargs={"channel_base": 128, "channel_max": 16})
+from conftest import tiny_G
 
 
 def cfg(out, **kw):

@@ -94,6 +94,20 @@ def load_state(snapshot: Union[str, Path]) -> Dict[str, Any]:
     return torch.load(Path(snapshot) / STATE_FILE, map_location="cpu", weights_only=True)
 
 
+def generator_checkpoint(path: Union[str, Path]) -> Path:
+    """What :func:`~gandistill.teachers.stylegan2.load_sg2` reads for ``path``: a gandistill folder or an
+    NVlabs ``.pkl`` as given, a GAN snapshot or run folder through :func:`resolve_snapshot` (its latest)."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"checkpoint not found: {p}")
+    if not p.is_dir() or (p / "gandistill_sg2.json").exists():
+        return p
+    try:
+        return resolve_snapshot(p)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{p} holds neither a gandistill checkpoint nor GAN snapshots") from None
+
+
 def latest_snapshot(run_dir: Union[str, Path]) -> Optional[Path]:
     """The newest complete snapshot of a run folder, or None."""
     try:
