@@ -170,7 +170,7 @@ def test_fit_closes_with_the_probe_table(tmp_path):
     assert res.eval["top1"] == distilled["fast"]["top1"] and res.eval["knn"] == distilled["knn"]
     assert res.eval_random["top1"] == table["rows"][1]["fast"]["top1"] and res.eval["num_train"] == 100
     assert (tmp_path / "run" / "init" / "checkpoint.json").exists()              # the random row is the run's init
-    with pytest.raises(ValueError, match="eval must be 'none' or name probes"):
+    with pytest.raises(ValueError, match="eval must be 'none' or comma-separated probes"):
         resolved_config(FitConfig(teacher="sg2-generator", eval="linaer"))
     quiet = fit(cfg(tmp_path / "r2", teacher_ckpt=str(ckpt), eval="knn", eval_random=False, eval_raw_pixels=False,
                     eval_max_train=100, eval_max_test=50), log=lambda s: None)

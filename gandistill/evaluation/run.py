@@ -128,12 +128,9 @@ def evaluate(
         device = "cuda" if torch.cuda.is_available() else "cpu"
     loaded = load_student(run_or_ckpt, img_size=img_size, student_kwargs=student_kwargs, seed=seed)
     cfg = {"checkpoint": loaded.meta, **loaded.run_config}
-    ds_name = dataset or _run_value(cfg, "dataset") or DEFAULT_DATASET
-    if not isinstance(ds_name, str):
-        raise EvalDataError(f"cannot tell the dataset from the run config (got {ds_name!r}); pass dataset=")
-    root = data_root or _run_value(cfg, "data_root")
-    size = img_size or loaded.kwargs.get("img_size") or _run_value(cfg, "img_size")
-    train, test = load_eval_splits(ds_name, root, size, max_train, max_test, train_split, test_split,
+    ds_name, size = _dataset_of(cfg, loaded, dataset, img_size)
+    train, test = load_eval_splits(ds_name, data_root or _run_value(cfg, "data_root"), size, max_train, max_test,
+                                   train_split, test_split,
                                    download=download)  # allow-download: only when the user passed --download
     conditional = teacher_is_conditional(cfg)
     pcfg = ProbeConfig(probes=probes, shots=tuple(shots), draws=draws, l2=l2, knn_k=k, knn_t=t,
@@ -155,6 +152,15 @@ def evaluate(
     out["table"] = table.to_dict()
     out["time_s"] = time.perf_counter() - t0
     return out
+
+
+def _dataset_of(cfg: Dict[str, Any], loaded: LoadedStudent, dataset: Optional[str],
+                img_size: Optional[int]) -> Tuple[str, Optional[int]]:
+    """The dataset and image size to probe on: as given, else the run's own, else digits at the student's size."""
+    ds_name = dataset or _run_value(cfg, "dataset") or DEFAULT_DATASET
+    if not isinstance(ds_name, str):
+        raise EvalDataError(f"cannot tell the dataset from the run config (got {ds_name!r}); pass dataset=")
+    return ds_name, img_size or loaded.kwargs.get("img_size") or _run_value(cfg, "img_size")
 
 
 def _representations(loaded: LoadedStudent, baselines: bool, run_seed: Optional[int],
