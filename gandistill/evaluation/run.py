@@ -102,10 +102,8 @@ def evaluate(
 ) -> Dict[str, Any]:
     """Rebuild the student of a run folder / checkpoint (or ``random:<timm-name>``) and probe it.
 
-    ``protocol``: comma-separated probes of ``fewshot, knn, fast, linear`` or ``all`` (``both`` =
-    fast + knn, the older spelling). ``fast`` picks the linear probe: ``True`` runs ``linear`` as the
-    cached-feature probe (the older ``protocol="linear", fast=True``), ``False`` runs ``fast`` as the
-    paper protocol.
+    ``protocol``: comma-separated registered probes (``fewshot, knn, fast, linear``, plug-ins) or ``all``
+    (``both`` = fast + knn). ``fast=True`` runs ``linear`` as ``fast``, ``False`` runs ``fast`` as ``linear``.
     ``k`` (kNN; None: 200 for >= 10k train items else 20), ``t``, ``shots``, ``draws``, ``l2`` (few-shot)
     and ``epochs`` (linear probes, default 90) set the probes; ``optimizer`` (``"sgd"`` or ``"lars"``) and
     ``lr`` (at batch 256; None: 30 for SGD, 0.1 for LARS, scaled by ``batch / 256``) the linear probes
@@ -118,9 +116,8 @@ def evaluate(
     ``download`` (opt-in) fetches cifar10 / cifar100 / stl10 into ``data_root`` when missing.
 
     Returns ``dict(student, source, checkpoint, dataset, img_size, protocol, probes, num_train, num_test,
-    teacher_conditional, top1, fewshot=..., knn=..., fast=..., linear=... (those that ran, for the
-    student), table=ProbeTable.to_dict() (every row), time_s)``; ``top1`` is the paper linear top-1 if it
-    ran, else the fast probe's, else kNN's, else the largest k-shot mean.
+    teacher_conditional, top1, <probe>=... for each probe that ran on the student, table=ProbeTable.to_dict()
+    (every row), time_s)``; ``top1``: paper linear, else fast, else kNN, else the largest k-shot mean.
     """
     probes = parse_probes(protocol, fast)
     t0 = time.perf_counter()
