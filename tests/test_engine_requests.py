@@ -136,7 +136,8 @@ def test_missing_dataset_message_names_download(tmp_path):
 
 
 def test_download_is_opt_in_and_reaches_the_loader(tmp_path, monkeypatch):
-    import gandistill.data as data
+    import gandistill.engine.plan as plan_mod
+    import gandistill.engine.run as run_mod
 
     seen = []
 
@@ -147,7 +148,8 @@ def test_download_is_opt_in_and_reaches_the_loader(tmp_path, monkeypatch):
         seen.append(download)
         raise Stop
 
-    monkeypatch.setattr(data, "load_dataset", fake)
+    monkeypatch.setattr(run_mod, "load_dataset", fake)                 # fit's loader
+    monkeypatch.setattr(plan_mod, "load_dataset", fake)                # --dry-run's
     for flag in (False, True):
         with pytest.raises(Stop):
             fit(FitConfig(dataset="cifar10", data_root=str(tmp_path), download=flag, out=str(tmp_path / "r")))

@@ -24,9 +24,9 @@ from gandistill.evaluation.features import extract_features
 from gandistill.evaluation.linear import linear_probe
 from gandistill.evaluation.loading import load_student
 from gandistill.evaluation.mmd import mmd2_unbiased
+from gandistill.evaluation.probes import default_probes
 from gandistill.evaluation.run import evaluate
 from gandistill.evaluation.splits import FirstN
-from gandistill.evaluation.probes import default_probes
 from gandistill.evaluation.suite import Precomputed, ProbeConfig, probe_suite, row_metrics
 from gandistill.teachers import create_teacher
 

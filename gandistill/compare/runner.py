@@ -18,8 +18,6 @@ row ("failed: why") and the table goes on.
 """
 from __future__ import annotations
 
-from gandistill.io.jsonable import jsonable  # noqa: E402
-
 import json
 import os
 import time
@@ -28,9 +26,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
+from gandistill import engine      # engine.fit looked up at call time (tests stand in for it)
 from gandistill.compare import probing
 from gandistill.compare.presets import Preset, RowPlan, get_preset, resolve
 from gandistill.compare.tables import RowSpec, TableSpec, get_table, run_of, select_rows
+from gandistill.data import load_dataset
+from gandistill.io.jsonable import jsonable  # noqa: E402
 
 STATUSES = ("ok", "collapsed", "failed")
 
@@ -228,8 +229,6 @@ def run_row(table: TableSpec, row: RowSpec, plan: RowPlan, cfg: CompareConfig, p
 
 
 def _num_classes(preset: Preset, cfg: CompareConfig) -> int:
-    from gandistill.data import load_dataset
-
     try:
         return int(load_dataset(preset.dataset, root=cfg.data_root, split="test").num_classes) or 10
     except Exception:
@@ -237,8 +236,6 @@ def _num_classes(preset: Preset, cfg: CompareConfig) -> int:
 
 
 def _fit_config(plan: RowPlan, cfg: CompareConfig, run_dir: Path, resume: bool):
-    from gandistill.engine import FitConfig
-
     kw = dict(plan.fit)
     over = dict(cfg.fit_overrides)
     tk = dict(kw.pop("teacher_kwargs", {}) or {})
@@ -246,13 +243,11 @@ def _fit_config(plan: RowPlan, cfg: CompareConfig, run_dir: Path, resume: bool):
     kw.update(over)
     kw.update(teacher_kwargs=tk, teacher_ckpt=cfg.teacher_ckpt, data_root=cfg.data_root, out=str(run_dir),
               resume=resume)
-    return FitConfig(**kw)
+    return engine.FitConfig(**kw)
 
 
 def ensure_trained(plan: RowPlan, cfg: CompareConfig, out: Path, say: Callable[[str], None]):
     """(run_dir, status, message): reuse a finished run, continue an interrupted one, or train it."""
-    from gandistill.engine import TrainingStopped, fit
-
     run_dir = out / "runs" / plan.run.id
     st = _read_json(run_dir / "compare_run.json")
     if st is not None and st.get("status") in ("ok", "collapsed"):
@@ -267,8 +262,8 @@ def ensure_trained(plan: RowPlan, cfg: CompareConfig, out: Path, say: Callable[[
             (run_dir / name).unlink(missing_ok=True)
     t0 = time.perf_counter()
     try:
-        fit(fcfg, log=lambda s: say(f"    {s}"))
-    except TrainingStopped as e:
+        engine.fit(fcfg, log=lambda s: say(f"    {s}"))
+    except engine.TrainingStopped as e:
         status = "collapsed" if getattr(e, "reason", "") == "collapse" else "failed"
         msg = f"{'collapsed' if status == 'collapsed' else 'stopped'} at step {getattr(e, 'step', '?')}: {e}"
         _write_json(run_dir / "compare_run.json", {"status": status, "message": msg, "reason": getattr(e, "reason", ""),

@@ -10,11 +10,17 @@ from typing import Any, Optional
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 
+from gandistill.augment import build_augment
+from gandistill.bank import BankExpectation, BankTeacher
 from gandistill.engine.distributed import Dist, rank_seeds
-from gandistill.engine.plan import Plan
 from gandistill.engine.model import DistillModel
+from gandistill.engine.plan import Plan
 from gandistill.engine.stream import RealStream
+from gandistill.students import create_student
+from gandistill.teachers import TEACHERS, create_teacher
+from gandistill.teachers.generator import SG2SamplingTeacher
 
 
 @dataclass
@@ -44,8 +50,6 @@ def build_teacher(plan: Plan, device: torch.device):
         if plan.bank:
             raise ValueError(f"method {plan.spec.name} uses no synthetic images, so --bank does not apply")
         return None
-    from gandistill.teachers import TEACHERS, create_teacher
-    from gandistill.teachers.generator import SG2SamplingTeacher
 
     spec = plan.spec
     if plan.bank:
@@ -53,7 +57,6 @@ def build_teacher(plan: Plan, device: torch.device):
             raise ValueError(f"method {spec.name} uses no synthetic images, so --bank does not apply")
         if plan.objective.bank_refusal:
             raise ValueError(plan.objective.bank_refusal)
-        from gandistill.bank import BankExpectation, BankTeacher
 
         return BankTeacher(plan.bank, BankExpectation(teacher=plan.teacher_name, ckpt=plan.teacher_ckpt,
                                                       img_resolution=plan.img_size,
@@ -107,16 +110,12 @@ def check_student_input(plan: Plan, student: nn.Module, teacher: Any, device: to
 
 
 def _build_aug(preset: str, size: int, ds: Any, input_range: str, shared: bool, device: torch.device):
-    from gandistill.augment import build_augment
-
     return build_augment(preset, size, tuple(ds.mean), tuple(ds.std), input_range=input_range, shared=shared).to(device)
 
 
 def build_parts(plan: Plan, teacher: Any, train_ds: Any, device: torch.device, d: Dist) -> Parts:
     """Student (+ head), optimizer, (DDP), augmentations, real stream and z generator, in this order
     (the order fixes which random numbers each part draws)."""
-    from gandistill.students import create_student
-
     spec = plan.spec
     objective = plan.objective
     head, head_kind, proj_out = objective.build_head(plan, teacher)
@@ -145,7 +144,6 @@ def build_parts(plan: Plan, teacher: Any, train_ds: Any, device: torch.device, d
     if d.world > 1:
         if plan.sync_bn:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        from torch.nn.parallel import DistributedDataParallel as DDP
 
         train_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 

@@ -14,6 +14,8 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 
+from gandistill import augment
+from gandistill.data import load_dataset
 from gandistill.engine.config import (DEFAULT_STEPS, ENCODER_INPUTS, PRECISIONS, FitConfig,
                                       config_dict, default_run_dir, student_choice)
 from gandistill.evaluation.suite import parse_probes, protocol_words
@@ -100,9 +102,7 @@ def default_augment(dataset: str) -> str:
     if name.startswith("stl"):
         return "ssl-stl"
     if name == "digits":
-        from gandistill.augment import PRESETS
-
-        if "ssl-digits" in PRESETS:
+        if "ssl-digits" in augment.PRESETS:
             return "ssl-digits"
     return "ssl-cifar"
 
@@ -249,8 +249,6 @@ def plan_dict(plan: Plan, train_len: int) -> Dict[str, Any]:
 
 def resolved_config(cfg: FitConfig) -> Dict[str, Any]:
     """The config with method defaults filled in (what ``--dry-run`` prints); builds nothing heavy."""
-    from gandistill.data import load_dataset
-
     ds = load_dataset(cfg.dataset, root=cfg.data_root, split=cfg.train_split, img_size=cfg.img_size,
                       download=cfg.download)  # allow-download: only when the user passed --download
     dev = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else

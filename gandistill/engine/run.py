@@ -12,6 +12,7 @@ from typing import Callable, Optional
 
 import torch
 
+from gandistill.data import load_dataset
 from gandistill.engine import checkpoint as ckpt
 from gandistill.engine.config import FitConfig, FitResult
 from gandistill.engine.distributed import (Dist, barrier, broadcast_object, rank_seeds, resolve_device,
@@ -38,8 +39,6 @@ def fit(cfg: FitConfig, log: Optional[Callable[[str], None]] = None) -> FitResul
 
 
 def _fit(cfg: FitConfig, d: Dist, log: Optional[Callable[[str], None]], t_start: float) -> FitResult:
-    from gandistill.data import load_dataset
-
     say = (log or (lambda s: print(s, flush=True))) if d.main else (lambda s: None)
     device = resolve_device(cfg.device, d)
     torch.manual_seed(rank_seeds(cfg.seed, d.world)[d.rank]["torch"])

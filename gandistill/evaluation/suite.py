@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
+from rich.table import Table
 from torch import Tensor
 
 from gandistill.evaluation.features import (
@@ -44,6 +45,7 @@ from gandistill.evaluation.features import (
 from gandistill.evaluation.fewshot import DEFAULT_DRAWS, DEFAULT_L2, DEFAULT_MAX_ITER, DEFAULT_SHOTS, DEFAULT_TOL
 from gandistill.evaluation.knn import DEFAULT_T
 from gandistill.evaluation.linear import check_optimizer
+from gandistill.evaluation.loading import load_student
 from gandistill.evaluation.probes import PROBES, ProbeInput, default_probes, get_probe, probe_names
 
 BANNER = "label-conditioned teacher: not self-supervised"
@@ -340,8 +342,6 @@ def closing_probes(
     roles = {student_name: "distilled"}
     if random_student is not None:
         if isinstance(random_student, (str, Path)):
-            from gandistill.evaluation.loading import load_student
-
             random_student = load_student(random_student, seed=(config or ProbeConfig()).seed).model
         reps["random init"] = random_student
         roles["random init"] = "random-init"
@@ -418,8 +418,6 @@ def render_probe_table(table: ProbeTable, title: str = "probes",
     """A ``rich.table.Table`` of ``table``: one row per probe, one column per representation (so three
     representations fit 80 columns); the title carries :data:`BANNER` when the teacher is
     label-conditioned (``conditional_teacher``, default: ``table.teacher_conditional``)."""
-    from rich.table import Table
-
     cond = table.teacher_conditional if conditional_teacher is None else conditional_teacher
     full_title = f"{title}\n[bold red]{BANNER}[/bold red]" if cond else title
     # wide enough that the banner is never wrapped (the title is laid out at the table's width)

@@ -25,6 +25,8 @@ from typing import Any, Dict, Optional, Union
 
 import torch
 
+from gandistill.teachers.stylegan2.checkpoint import save_sg2
+
 STATE_FILE = "training_state.pt"
 LATEST_FILE = "latest.json"
 
@@ -44,8 +46,6 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 def save_snapshot(run_dir: Union[str, Path], cur_nimg: int, *, G, D, G_ema, state: Dict[str, Any],
                   meta: Dict[str, Any], keep: int = 0) -> Path:
     """Write snapshot ``snapshot-<cur_nimg>`` atomically, point ``latest.json`` at it, prune old ones."""
-    from gandistill.teachers.stylegan2.checkpoint import save_sg2
-
     run_dir = Path(run_dir)
     final = run_dir / snapshot_name(cur_nimg)
     tmp = run_dir / f".tmp-{final.name}"
