@@ -43,7 +43,7 @@ def main() -> None:
     C.print_facts(facts)
 
     from gandistill.data import load_dataset
-    from gandistill.evaluate import linear_probe
+    from gandistill.evaluation import linear_probe
     from gandistill.evaluation.loading import load_student
 
     src = args.student

@@ -110,8 +110,6 @@ def _build_rows(spec: Dict[str, Any]) -> Dict[str, Any]:
 
 def _split_step(plan: Any, P: Any, acc: Dict[str, float]) -> None:
     """One step of ``engine.step.forward`` + ``update`` with a timer around each part."""
-    from gandistill.methods import method_loss
-
     t = time.perf_counter()
 
     def lap(k: str) -> None:
@@ -123,22 +121,11 @@ def _split_step(plan: Any, P: Any, acc: Dict[str, float]) -> None:
     syn = P.teacher.sample(plan.n_syn, generator=P.z_gen) if plan.n_syn else None
     lap("teacher")
     x_real = P.stream.next().float() if P.stream is not None else None
-    inputs: Dict[str, Any] = {}
-    if plan.spec.objective == "distill":
-        if syn is not None:
-            inputs["x_syn"], inputs["targets"] = P.aug_syn(syn.images), [x.float() for x in syn.targets]
-        if x_real is not None:
-            inputs["v1"], inputs["v2"] = P.aug_real(x_real), P.aug_real(x_real)
-    else:
-        import torch
-
-        v1 = ([P.aug_syn(syn.images)] if syn is not None else []) + ([P.aug_real(x_real)] if x_real is not None else [])
-        v2 = ([P.aug_syn(syn.images)] if syn is not None else []) + ([P.aug_real(x_real)] if x_real is not None else [])
-        inputs["v1"], inputs["v2"] = torch.cat(v1), torch.cat(v2)
+    inputs, batch = plan.objective.inputs(plan, P, syn, x_real, lambda x: x)
     lap("augment")
     out = {k: v.float() for k, v in P.train_model(**inputs).items()}
     lap("forward")
-    loss = method_loss(plan.spec, plan.weights, out, P.teacher, {})["loss"]
+    loss = plan.objective.loss(plan.weights, out, P.teacher, batch)["loss"]
     lap("losses")
     P.opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -175,7 +162,7 @@ def _accuracy(spec: Dict[str, Any]) -> Dict[str, Any]:
     from gandistill.engine.distributed import Dist
     from gandistill.engine.parts import build_parts, build_teacher
     from gandistill.engine.plan import make_plan
-    from gandistill.evaluate import linear_probe
+    from gandistill.evaluation import linear_probe
 
     dev = torch.device("cpu")
     train = load_dataset("digits", split="train")

@@ -17,6 +17,8 @@ import sys
 # the variable once) and the user has not chosen a policy.
 if "torch" not in sys.modules:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import importlib.abc
+import importlib.util
 import types
 from importlib import import_module
 from typing import Any
@@ -49,9 +51,14 @@ _EXPORTS = {
     "TrainingStopped": "gandistill.engine",
     "fit": "gandistill.engine",
     # evaluation
-    "evaluate": "gandistill.evaluate",
-    "linear_probe": "gandistill.evaluate",
-    "knn_eval": "gandistill.evaluate",
+    "evaluate": "gandistill.evaluation",
+    "linear_probe": "gandistill.evaluation",
+    "knn_eval": "gandistill.evaluation",
+    # objectives, probes and plug-ins
+    "register_objective": "gandistill.objectives",
+    "list_objectives": "gandistill.objectives",
+    "register_probe": "gandistill.evaluation.probes",
+    "load_plugins": "gandistill.plugins",
     # data and augmentation
     "load_dataset": "gandistill.data",
     "list_datasets": "gandistill.data",
@@ -63,27 +70,47 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
-# submodules named like the function they export: ``gandistill.evaluate`` is both the module and
-# (once imported, which also happens when any code imports the submodule) a callable forwarding to
-# ``gandistill.evaluate.evaluate``, so ``gandistill.evaluate(run)`` and ``gandistill.evaluate.linear_probe`` work.
-_CALLABLE_SUBMODULES = ("evaluate",)
+# ``gandistill.evaluate`` is both a module and a function: the module is an alias of
+# :mod:`gandistill.evaluation.run` (``import gandistill.evaluate as ev``, ``from gandistill.evaluate import
+# load_student`` keep working, with no file of that name), and calling it runs ``evaluate``.
+_MODULE_ALIASES = {f"{__name__}.evaluate": f"{__name__}.evaluation.run"}
+_CALLABLE_SUBMODULES = {"evaluate": "evaluate"}      # package attribute -> the function a call runs
 
 
 class _CallableModule(types.ModuleType):
-    """A module whose call runs its same-named function."""
+    """A module whose call runs its function of the same name as the alias."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return getattr(self, self.__name__.rpartition(".")[2])(*args, **kwargs)
+        return getattr(self, "evaluate")(*args, **kwargs)
 
 
-class _Package(types.ModuleType):
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _CALLABLE_SUBMODULES and type(value) is types.ModuleType:
-            value.__class__ = _CallableModule        # the import system binding the submodule
-        super().__setattr__(name, value)
+class _AliasLoader(importlib.abc.Loader):
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def create_module(self, spec: Any) -> types.ModuleType:
+        module = import_module(self.target)
+        if type(module) is types.ModuleType:
+            module.__class__ = _CallableModule
+        self.spec = module.__spec__
+        return module
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        """The target module ran already; it keeps its own spec."""
+        module.__spec__ = self.spec
 
 
-sys.modules[__name__].__class__ = _Package
+class _AliasFinder(importlib.abc.MetaPathFinder):
+    """Finds ``gandistill.evaluate`` (an alias, see :data:`_MODULE_ALIASES`) without importing anything heavy first."""
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname in _MODULE_ALIASES:
+            return importlib.util.spec_from_loader(fullname, _AliasLoader(_MODULE_ALIASES[fullname]))
+        return None
+
+
+if not any(isinstance(f, _AliasFinder) for f in sys.meta_path):
+    sys.meta_path.insert(0, _AliasFinder())
 
 
 def __getattr__(name: str) -> Any:
@@ -91,7 +118,7 @@ def __getattr__(name: str) -> Any:
     if mod is None:
         raise AttributeError(f"module 'gandistill' has no attribute {name!r}")
     if name in _CALLABLE_SUBMODULES:
-        return import_module(f"gandistill.{name}")
+        return import_module(f"{__name__}.{name}")
     value = getattr(import_module(mod), name)
     globals()[name] = value
     return value

@@ -2,10 +2,11 @@
 
 Every row of the paper's Tables 1, 2 and 5 is the same step with parts switched on or off
 (reference.md §1.6). A :class:`MethodSpec` names the objective, the default teacher, the synthetic
-share alpha of the batch, the loss weights, the squeeze depth, augmentation and optimiser defaults;
-:func:`method_loss` turns the student's outputs into the loss for that objective.
+share alpha of the batch, the loss weights, the squeeze depth, augmentation and optimiser defaults.
+The objective itself -- heads, inputs, forward and loss -- is a registered class in
+:mod:`gandistill.objectives`; :func:`method_loss` asks it for the loss.
 
-Objectives:
+Objectives (one file each under ``gandistill/objectives/``):
 
 * ``distill``  -- squeeze (Eq. 11) on synthetic images vs T_phi(teacher targets), plus span (Eq. 12,
   VICReg on two real views) when alpha < 1: ``L = alpha * L_squeeze + (1 - alpha) * L_span``.
@@ -23,12 +24,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Dict, List, Optional
 
-from torch import Tensor, nn
-from torch.nn import functional as F
+from torch import Tensor
 
+from gandistill.objectives import (OBJECTIVES, LossWeights, SimSiamPredictor, get_objective,  # noqa: F401
+                                   negative_cosine, simsiam_loss)
 from gandistill.registry import Registry
-
-OBJECTIVES = ("distill", "vicreg", "simsiam", "encoder", "probe")
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,6 @@ class MethodSpec:
     proj_hidden: Optional[int] = 512           # None: the backbone's width (SimSiam)
     proj_final_bn: bool = False                # SimSiam: BatchNorm1d(dim, affine=False) after the last Linear
     dim: int = 2048                            # embedding width (projector / squeeze output)
-    predictor: bool = False                    # SimSiam predictor head
     base_lr: float = 0.03                      # lr = base_lr * batch / 256
     weight_decay: float = 5e-4
     fixed_head_lr: bool = False                # SimSiam: the predictor's lr is not decayed
@@ -58,17 +57,23 @@ class MethodSpec:
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES.names())} "
+                             f"(or one registered with @register_objective), got {self.objective!r}")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha must lie in [0, 1], got {self.alpha}")
 
     @property
+    def trains(self) -> bool:
+        """False for an objective that trains nothing (``probe``: the run probes the teacher)."""
+        return get_objective(self.objective).trains
+
+    @property
     def uses_synthetic(self) -> bool:
-        return self.alpha > 0 and self.objective != "probe"
+        return self.alpha > 0 and self.trains
 
     @property
     def uses_real(self) -> bool:
-        return self.alpha < 1 or self.objective == "probe"
+        return self.alpha < 1 or not self.trains
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -97,7 +102,7 @@ def list_methods() -> List[str]:
 # SimSiam as SnS's simsiam.py (CIFAR): a 2-layer projector whose hidden width is the backbone's
 # (512 for ResNet-18) ending in BatchNorm1d(dim, affine=False), dim 2048; predictor 2048-512-2048
 # trained at the fixed (undecayed) lr; lr 0.03 x batch/256, wd 5e-4. STL-10 (presets): 3 layers.
-_SIMSIAM: Dict[str, Any] = dict(proj_layers=2, proj_hidden=None, proj_final_bn=True, predictor=True,
+_SIMSIAM: Dict[str, Any] = dict(proj_layers=2, proj_hidden=None, proj_final_bn=True,
                                 fixed_head_lr=True, var=0.0, cov=0.0, sim=1.0)
 
 for _spec in [
@@ -136,89 +141,10 @@ for _spec in [
     register_method(_spec)
 
 
-# --- heads and losses the specs switch on ---------------------------------------------------------
-
-class SimSiamPredictor(nn.Module):
-    """SimSiam's predictor h: Linear(dim, hidden, no bias)-BN-ReLU-Linear(hidden, dim)."""
-
-    def __init__(self, dim: int = 2048, hidden: int = 512) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(dim, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
-                                 nn.Linear(hidden, dim))
-        self.out_dim = dim
-
-    def forward(self, z: Tensor) -> Tensor:
-        return self.net(z)
-
-
-def negative_cosine(p: Tensor, z: Tensor) -> Tensor:
-    """D(p, z) = -cos(p, stopgrad(z)), averaged over the batch (in fp32)."""
-    return -F.cosine_similarity(p.float(), z.detach().float(), dim=1).mean()
-
-
-def simsiam_loss(p1: Tensor, p2: Tensor, z1: Tensor, z2: Tensor) -> Dict[str, Tensor]:
-    """L = D(p1, z2)/2 + D(p2, z1)/2 (symmetric, stop-gradient on z)."""
-    loss = 0.5 * negative_cosine(p1, z2) + 0.5 * negative_cosine(p2, z1)
-    return {"loss": loss, "sim": loss.detach()}
-
-
-@dataclass
-class LossWeights:
-    """Resolved loss weights of a run (method defaults overridden by the config)."""
-
-    sim: float
-    var: float
-    cov: float
-    alpha: float
-    var_cov_on: str = "student"
-    gather: bool = False          # var/cov over the global batch under DDP
-
+# --- the loss of a method: its objective's ------------------------------------------------------
 
 def method_loss(spec: MethodSpec, w: LossWeights, out: Dict[str, Tensor], teacher: Any = None,
                 batch: Optional[Dict[str, Tensor]] = None) -> Dict[str, Tensor]:
-    """The loss dict (``loss`` + logged components) for the step outputs ``out`` of objective ``spec``.
-
-    ``out`` keys by objective: distill ``z_syn, z_target, z_real1, z_real2``; vicreg ``z1, z2``;
-    simsiam ``z1, z2, p1, p2``; encoder ``e_syn, e_real``. ``batch`` carries the encoder's
-    reconstruction targets ``x_syn, ws, x_real`` (in [-1, 1]).
-    """
-    from gandistill.losses import mix_losses, squeeze_loss, vicreg_loss
-
-    obj = spec.objective
-    logs: Dict[str, Tensor] = {}
-    if obj == "distill":
-        sq = sp = None
-        if "z_syn" in out:
-            d = squeeze_loss(out["z_syn"], out["z_target"], w.sim, w.var, w.cov, var_cov_on=w.var_cov_on,
-                             gather=w.gather)
-            sq = d["loss"]
-            logs.update({f"squeeze/{k}": v.detach() for k, v in d.items()})
-        if "z_real1" in out:
-            d = vicreg_loss(out["z_real1"], out["z_real2"], w.sim, w.var, w.cov, gather=w.gather)
-            sp = d["loss"]
-            logs.update({f"span/{k}": v.detach() for k, v in d.items()})
-        loss = mix_losses(sq, sp, w.alpha)
-    elif obj == "vicreg":
-        d = vicreg_loss(out["z1"], out["z2"], w.sim, w.var, w.cov, gather=w.gather)
-        loss = d["loss"]
-        logs.update({k: v.detach() for k, v in d.items() if k != "loss"})
-    elif obj == "simsiam":
-        d = simsiam_loss(out["p1"], out["p2"], out["z1"], out["z2"])
-        loss = d["loss"]
-    elif obj == "encoder":
-        if teacher is None or batch is None:
-            raise ValueError("the encoder objective needs the sg2-encoder teacher and the batch images")
-        syn = real = None
-        if "e_syn" in out:
-            d = teacher.loss(out["e_syn"], batch["x_syn"], batch["ws"])
-            syn = d["loss"]
-            logs.update({f"syn/{k}": v.detach() for k, v in d.items()})
-        if "e_real" in out:
-            d = teacher.loss(out["e_real"], batch["x_real"])
-            real = d["loss"]
-            logs.update({f"real/{k}": v.detach() for k, v in d.items()})
-        loss = mix_losses(syn, real, w.alpha)
-    else:
-        raise ValueError(f"objective {obj!r} has no training loss")
-    logs["loss"] = loss
-    return logs
+    """The loss dict (``loss`` + logged components) for the step outputs ``out`` of ``spec``'s objective
+    (:meth:`gandistill.objectives.Objective.loss`; the output keys are the objective's)."""
+    return get_objective(spec.objective).loss(w, out, teacher, batch)

@@ -1,11 +1,15 @@
 """One small generic registry: register by name, create by name, list names.
 
-Unknown names raise a ``KeyError`` that lists the closest known names (timm style).
+Unknown names raise a ``KeyError`` that lists the closest known names (timm style). Looking a name
+up (or listing the names) first loads the plug-ins named in ``GANDISTILL_PLUGINS``
+(:mod:`gandistill.plugins`), so a registry always includes what plug-ins registered.
 """
 from __future__ import annotations
 
 import difflib
 from typing import Any, Callable, Dict, Generic, List, Optional, TypeVar
+
+from gandistill.plugins import load_plugins
 
 T = TypeVar("T")
 
@@ -51,7 +55,14 @@ class Registry(Generic[T]):
 
         return deco
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (a plug-in's tests clean up after themselves); unknown names are ignored."""
+        self._entries.pop(name, None)
+        self._help.pop(name, None)
+
     def get(self, name: str) -> Callable[..., T]:
+        if name not in self._entries:
+            load_plugins()
         try:
             return self._entries[name]
         except KeyError:
@@ -67,12 +78,15 @@ class Registry(Generic[T]):
         return self.get(name)(*args, **kwargs)
 
     def names(self) -> List[str]:
+        load_plugins()
         return sorted(self._entries)
 
     def describe(self, name: str) -> str:
         return self._help.get(name, "")
 
     def __contains__(self, name: str) -> bool:
+        if name not in self._entries:
+            load_plugins()
         return name in self._entries
 
     def __len__(self) -> int:

@@ -37,14 +37,14 @@ def _train_command(cfg: dict) -> str:
             f" --seed {cfg.get('seed')} --threads {cfg.get('threads')}")
 
 
-def model_card(meta: dict, g_kwargs: dict, quality: Optional[dict], notes: Optional[list] = None) -> str:
-    """The MODEL_CARD.md text (config, kimg, wall time, command, samples, quality)."""
+def _card_facts(meta: dict, g_kwargs: dict) -> list:
+    """The card's title, network and training sections."""
     cfg = meta.get("training_config") or {}
     kimg, wall = meta.get("kimg"), meta.get("wall_s") or 0.0
     syn = g_kwargs.get("synthesis_kwargs", {})
     cond = bool(g_kwargs.get("c_dim"))
     mbstd = (cfg.get("net_overrides") or {}).get("mbstd_group", 4)
-    lines = [
+    return [
         f"# {meta.get('name', 'digits-sg2')}: {'a label-conditioned digits teacher (not self-supervised)' if cond else 'the bundled default teacher'}",
         "",
         "A tiny StyleGAN2 (generator G_ema and discriminator D, fp16 safetensors) trained by `gandistill gan train` on the",
@@ -88,37 +88,45 @@ def model_card(meta: dict, g_kwargs: dict, quality: Optional[dict], notes: Optio
         "## Quality (offline)",
         "",
     ]
+
+
+def _card_quality(meta: dict, quality: Optional[dict]) -> list:
+    """The card's quality section (the figures of scripts/teacher_quality.py)."""
     if quality is None:
-        lines += ["Not measured yet (run `scripts/teacher_quality.py`)."]
-    else:
-        real, gen = quality["real_test_labels"], quality["generated_labels"]
-        ref = quality["reference_real_train_vs_test"]
-        lines += [
-            f"Measured with `python scripts/teacher_quality.py {meta.get('asset_path', 'gandistill/assets/digits-sg2')} "
-            f"--n {gen['n']}` (the figures of `gandistill gan score`) in the feature space of the shipped offline "
-            f"digits judge (`gandistill/assets/digits-judge`: {quality.get('feature_dim')}-d penultimate features of a "
-            f"small CNN, **{quality['judge_test_accuracy'] * 100:.1f}%** on the real digits test split). No Inception "
-            "weights are on this machine, so this is not FID; `gan score --inception PATH` gives Inception-space figures.",
-            "",
-            f"| figure | generated (n = {gen['n']}) vs digits/train | reference: real digits/test vs digits/train |",
-            "|---|---|---|",
-            f"| Frechet distance (judge space) | {quality['fd']:.2f} | {ref['fd']:.2f} |",
-            f"| KID (judge space) | {quality['kid']:.3f} +- {quality['kid_std']:.3f} | {ref['kid']:.3f} +- {ref['kid_std']:.3f} |",
-            "",
-            "| images | n | mean max-softmax confidence | share with confidence > 0.9 | smallest class share | "
-            "classes with >= 3% | class-histogram entropy (1 = uniform) |",
-            "|---|---|---|---|---|---|---|",
-            f"| real test | {real['n']} | {real['mean_confidence']:.3f} | {real['share_confident_0.9']:.3f} | "
-            f"{real['class_share_min']:.3f} | {real['classes_with_3pct']} | {real['class_entropy_norm']:.3f} |",
-            f"| generated | {gen['n']} | {gen['mean_confidence']:.3f} | {gen['share_confident_0.9']:.3f} | "
-            f"{gen['class_share_min']:.3f} | {gen['classes_with_3pct']} | {gen['class_entropy_norm']:.3f} |",
-            "",
-            "Class histogram of the judge's labels on generated samples (digits 0..9):",
-            "",
-            "| " + " | ".join(str(i) for i in range(10)) + " |",
-            "|" + "---|" * 10,
-            "| " + _hist(gen["class_histogram"]) + " |",
-        ]
+        return ["Not measured yet (run `scripts/teacher_quality.py`)."]
+    real, gen = quality["real_test_labels"], quality["generated_labels"]
+    ref = quality["reference_real_train_vs_test"]
+    return [
+        f"Measured with `python scripts/teacher_quality.py {meta.get('asset_path', 'gandistill/assets/digits-sg2')} "
+        f"--n {gen['n']}` (the figures of `gandistill gan score`) in the feature space of the shipped offline "
+        f"digits judge (`gandistill/assets/digits-judge`: {quality.get('feature_dim')}-d penultimate features of a "
+        f"small CNN, **{quality['judge_test_accuracy'] * 100:.1f}%** on the real digits test split). No Inception "
+        "weights are on this machine, so this is not FID; `gan score --inception PATH` gives Inception-space figures.",
+        "",
+        f"| figure | generated (n = {gen['n']}) vs digits/train | reference: real digits/test vs digits/train |",
+        "|---|---|---|",
+        f"| Frechet distance (judge space) | {quality['fd']:.2f} | {ref['fd']:.2f} |",
+        f"| KID (judge space) | {quality['kid']:.3f} +- {quality['kid_std']:.3f} | {ref['kid']:.3f} +- {ref['kid_std']:.3f} |",
+        "",
+        "| images | n | mean max-softmax confidence | share with confidence > 0.9 | smallest class share | "
+        "classes with >= 3% | class-histogram entropy (1 = uniform) |",
+        "|---|---|---|---|---|---|---|",
+        f"| real test | {real['n']} | {real['mean_confidence']:.3f} | {real['share_confident_0.9']:.3f} | "
+        f"{real['class_share_min']:.3f} | {real['classes_with_3pct']} | {real['class_entropy_norm']:.3f} |",
+        f"| generated | {gen['n']} | {gen['mean_confidence']:.3f} | {gen['share_confident_0.9']:.3f} | "
+        f"{gen['class_share_min']:.3f} | {gen['classes_with_3pct']} | {gen['class_entropy_norm']:.3f} |",
+        "",
+        "Class histogram of the judge's labels on generated samples (digits 0..9):",
+        "",
+        "| " + " | ".join(str(i) for i in range(10)) + " |",
+        "|" + "---|" * 10,
+        "| " + _hist(gen["class_histogram"]) + " |",
+    ]
+
+
+def model_card(meta: dict, g_kwargs: dict, quality: Optional[dict], notes: Optional[list] = None) -> str:
+    """The MODEL_CARD.md text (config, kimg, wall time, command, samples, quality)."""
+    lines = _card_facts(meta, g_kwargs) + _card_quality(meta, quality)
     if notes:
         lines += ["", *notes]
     lines += [
@@ -132,6 +140,7 @@ def model_card(meta: dict, g_kwargs: dict, quality: Optional[dict], notes: Optio
         "",
     ]
     return "\n".join(lines)
+
 
 
 def main() -> None:

@@ -22,21 +22,22 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 
-def _probe(reps: Dict[str, Any], img_size: int, seed: int = 0) -> Dict[str, Any]:
+def _probe(reps: Dict[str, Any], img_size: int, seed: int = 0, probes: str = "fewshot,knn") -> Dict[str, Any]:
+    """Every named probe's flat metrics per row (``shot<k>``, ``knn<k>``, ..., any registered probe)."""
     from gandistill.data import load_dataset
-    from gandistill.evaluation.suite import ProbeConfig, probe_suite
+    from gandistill.evaluation.suite import ProbeConfig, parse_probes, probe_suite, row_metrics
 
     tr = load_dataset("digits", split="train", img_size=img_size)
     te = load_dataset("digits", split="test", img_size=img_size)
-    t = probe_suite(reps, tr, te, ProbeConfig(probes=("fewshot", "knn"), seed=seed))
-    out = {}
-    for row in t.rows:
-        d = {"knn": row.knn["top1"] if row.knn else None}
-        for k, v in (row.fewshot or {}).get("shots", {}).items():
-            d[f"shot{k}"] = v["mean"]
-            d[f"shot{k}_std"] = v["std"]
-        out[row.name] = d
-    return out
+    t = probe_suite(reps, tr, te, ProbeConfig(probes=parse_probes(probes), seed=seed))
+    return {row.name: row_metrics(row) for row in t.rows}
+
+
+def _metric(d: Dict[str, Any], name: str) -> Any:
+    """``d[name]``, or the first ``name<k>`` (``knn`` finds ``knn20``; older curves stored ``knn``)."""
+    if name in d:
+        return d[name]
+    return next((v for k, v in d.items() if k.startswith(name) and k[len(name):].isdigit()), None)
 
 
 def main() -> None:
@@ -49,6 +50,7 @@ def main() -> None:
     ap.add_argument("--teacher-ckpt", default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--plot-only", action="store_true")
+    ap.add_argument("--probes", default="fewshot,knn", help="probes (registered names, comma-separated)")
     a = ap.parse_args()
     import torch
 
@@ -71,7 +73,7 @@ def main() -> None:
             key = {"candidate": cand, "steps": 0, "method": a.method, "batch": a.batch}
             if json.dumps(key) not in done:  # baselines: random init of this candidate + raw pixels
                 rnd = load_student(f"random:{name}", img_size=size, student_kwargs={"cifar_stem": cifar}, seed=0).model
-                res = _probe({"random init": rnd, "raw pixels": RAW_PIXELS}, size)
+                res = _probe({"random init": rnd, "raw pixels": RAW_PIXELS}, size, probes=a.probes)
                 _append(log, {"key": key, "train_s": 0.0, "probes": res})
             for steps in (int(s) for s in a.steps.split(",")):
                 key = {"candidate": cand, "steps": steps, "method": a.method, "batch": a.batch}
@@ -83,7 +85,7 @@ def main() -> None:
                               steps=steps, base_lr=base_lr, eval="none", out=str(run), teacher_ckpt=a.teacher_ckpt, progress=False),
                     log=lambda s: None)
                 train_s = time.perf_counter() - t0
-                res = _probe({"distilled": load_student(run).model}, size)
+                res = _probe({"distilled": load_student(run).model}, size, probes=a.probes)
                 _append(log, {"key": key, "train_s": round(train_s, 1), "load": os.getloadavg()[0], "probes": res})
                 print(cand, steps, f"{train_s:.0f}s", res["distilled"], flush=True)
     plot(_read(log), out / "learning_curve.png")
@@ -118,14 +120,14 @@ def plot(recs: List[Dict[str, Any]], png: Path) -> None:
                          key=lambda r: r["key"]["steps"])
             base = [r for r in recs if r["key"]["candidate"] == c and r["key"]["steps"] == 0]
             xs = [r["key"]["steps"] for r in pts]
-            ys = [r["probes"]["distilled"][metric] for r in pts]
+            ys = [_metric(r["probes"]["distilled"], metric) for r in pts]
             line, = ax.plot(xs, ys, "o-", label=c)
             for r, x, y in zip(pts, xs, ys):
                 ax.annotate(f"{r['train_s']:.0f}s", (x, y), fontsize=7, textcoords="offset points", xytext=(3, 3))
             if base:
-                ax.axhline(base[0]["probes"]["random init"][metric], ls=":", color=line.get_color(),
+                ax.axhline(_metric(base[0]["probes"]["random init"], metric), ls=":", color=line.get_color(),
                            label=f"{c} random init")
-                raw = base[0]["probes"]["raw pixels"][metric]
+                raw = _metric(base[0]["probes"]["raw pixels"], metric)
         if raw is not None:
             ax.axhline(raw, ls="--", color="k", label="raw pixels")
         ax.set_xlabel("training steps (batch 64; labels: wall time on the shared 2-core box)")

@@ -5,13 +5,8 @@ import pytest
 import torch
 
 from gandistill.engine import FitConfig, fit, resolved_config
-from gandistill.teachers.stylegan2 import Generator, save_sg2
-
-
-def tiny_G(channels=3):
-    torch.manual_seed(0)
-    return Generator(z_dim=16, c_dim=0, w_dim=16, img_resolution=16, img_channels=channels,
-                     mapping_kwargs={"num_layers": 1}, synthesis_kwargs={"channel_base": 128, "channel_max": 16})
+from gandistill.teachers.stylegan2 import save_sg2
+from conftest import tiny_G
 
 
 def toy(out, **kw):

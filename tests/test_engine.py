@@ -9,13 +9,8 @@ from gandistill.engine import (FitConfig, TrainingStopped, cosine_lr, embedding_
                                student_choice)
 from gandistill.teachers import TeacherSample, register_teacher
 from gandistill.teachers.generator import GeneratorTeacher
-from gandistill.teachers.stylegan2 import Generator
 
-
-def tiny_G():
-    torch.manual_seed(0)
-    return Generator(z_dim=16, c_dim=0, w_dim=16, img_resolution=16, img_channels=3,
-                     mapping_kwargs={"num_layers": 1}, synthesis_kwargs={"channel_base": 128, "channel_max": 16})
+from conftest import tiny_G
 
 
 def toy_cfg(out, **kw):
@@ -278,7 +273,7 @@ def test_existing_run_folder_is_not_overwritten(tmp_path):
 
 
 def test_real_stream_ranks_take_disjoint_slices_of_each_epoch():
-    from gandistill.engine import RealStream, _Dist
+    from gandistill.engine import Dist, RealStream
 
     class Items(torch.utils.data.Dataset):
         def __len__(self):
@@ -294,12 +289,12 @@ def test_real_stream_ranks_take_disjoint_slices_of_each_epoch():
     for ds in (Fast(), Items()):
         seen = []
         for rank in (0, 1):
-            s = RealStream(ds, 3, seed=0, d=_Dist(world=2, rank=rank))
+            s = RealStream(ds, 3, seed=0, d=Dist(world=2, rank=rank))
             assert s.per_epoch == 20 // 6
             seen.append(torch.cat([s.next() for _ in range(s.per_epoch)]).view(-1).tolist())
         assert not set(seen[0]) & set(seen[1]) and len(set(seen[0]) | set(seen[1])) == 18
         # the next epoch is a new permutation for both ranks
-        s = RealStream(ds, 3, seed=0, d=_Dist(world=2, rank=0))
+        s = RealStream(ds, 3, seed=0, d=Dist(world=2, rank=0))
         first = [s.next() for _ in range(s.per_epoch)]
         second = [s.next() for _ in range(s.per_epoch)]
         assert s.epoch == 1 and torch.cat(first).tolist() != torch.cat(second).tolist()

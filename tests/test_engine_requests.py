@@ -12,12 +12,7 @@ from gandistill.engine.plan import check_labelled
 from gandistill.engine.step import make_inputs
 from gandistill.teachers import TeacherSample
 from gandistill.teachers.stylegan2 import Generator, save_sg2
-
-
-def tiny_G(c_dim=0):
-    torch.manual_seed(0)
-    return Generator(z_dim=16, c_dim=c_dim, w_dim=16, img_resolution=16, img_channels=3,
-                     mapping_kwargs={"num_layers": 1}, synthesis_kwargs={"channel_base": 128, "channel_max": 16})
+from conftest import tiny_G
 
 
 def cfg(out, **kw):
@@ -141,7 +136,8 @@ def test_missing_dataset_message_names_download(tmp_path):
 
 
 def test_download_is_opt_in_and_reaches_the_loader(tmp_path, monkeypatch):
-    import gandistill.data as data
+    import gandistill.engine.plan as plan_mod
+    import gandistill.engine.run as run_mod
 
     seen = []
 
@@ -152,7 +148,8 @@ def test_download_is_opt_in_and_reaches_the_loader(tmp_path, monkeypatch):
         seen.append(download)
         raise Stop
 
-    monkeypatch.setattr(data, "load_dataset", fake)
+    monkeypatch.setattr(run_mod, "load_dataset", fake)                 # fit's loader
+    monkeypatch.setattr(plan_mod, "load_dataset", fake)                # --dry-run's
     for flag in (False, True):
         with pytest.raises(Stop):
             fit(FitConfig(dataset="cifar10", data_root=str(tmp_path), download=flag, out=str(tmp_path / "r")))
@@ -175,7 +172,7 @@ def test_fit_closes_with_the_probe_table(tmp_path):
     assert res.eval["top1"] == distilled["fast"]["top1"] and res.eval["knn"] == distilled["knn"]
     assert res.eval_random["top1"] == table["rows"][1]["fast"]["top1"] and res.eval["num_train"] == 100
     assert (tmp_path / "run" / "init" / "checkpoint.json").exists()              # the random row is the run's init
-    with pytest.raises(ValueError, match="eval must be 'none' or name probes"):
+    with pytest.raises(ValueError, match="eval must be 'none' or comma-separated probes"):
         resolved_config(FitConfig(teacher="sg2-generator", eval="linaer"))
     quiet = fit(cfg(tmp_path / "r2", teacher_ckpt=str(ckpt), eval="knn", eval_random=False, eval_raw_pixels=False,
                     eval_max_train=100, eval_max_test=50), log=lambda s: None)

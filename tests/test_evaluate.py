@@ -342,10 +342,10 @@ def test_checkpoint_errors(tmp_path):
 
 
 def test_evaluate_rejects_unlabelled_split(monkeypatch):
-    import gandistill.data
+    import gandistill.evaluation.splits as splits
 
     unlabelled = LabelledImages(torch.rand(4, 3, 16, 16), torch.full((4,), -1), 0)
-    monkeypatch.setattr(gandistill.data, "load_dataset", lambda *a, **k: unlabelled)
+    monkeypatch.setattr(splits, "load_dataset", lambda *a, **k: unlabelled)
     with pytest.raises(EvalDataError, match="no labels"):
         evaluate("random:test_resnet", dataset="stl10", protocol="knn", img_size=16)
 
@@ -364,7 +364,7 @@ def test_probe_features_checks_shapes():
 
 def test_eval_download_flag_reaches_load_dataset(monkeypatch, tmp_path):
     """`gandistill eval --download` passes download=True to load_dataset (nothing is fetched: it is faked)."""
-    import gandistill.data as data_mod
+    import gandistill.evaluation.splits as data_mod
     from gandistill import evaluate as ev
 
     seen = []

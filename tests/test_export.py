@@ -11,13 +11,8 @@ from gandistill.engine import FitConfig, fit
 from gandistill.evaluate import load_student
 from gandistill.export import (ExportError, export_backbone, load_backbone, load_projector, patch_backbone,
                                read_export)
-from gandistill.teachers.stylegan2 import Generator
 
-
-def tiny_G():
-    torch.manual_seed(0)
-    return Generator(z_dim=16, c_dim=0, w_dim=16, img_resolution=16, img_channels=3,
-                     mapping_kwargs={"num_layers": 1}, synthesis_kwargs={"channel_base": 128, "channel_max": 16})
+from conftest import tiny_G
 
 
 def _run(out, student="resnet10t", **kw):

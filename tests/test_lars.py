@@ -232,7 +232,7 @@ def test_evaluate_cli_and_compare_pass_the_optimizer(monkeypatch):
     assert bad.exit_code == 2 and "sgd" in bad.output and "lars" in bad.output
 
     seen.clear()
-    monkeypatch.setattr(ev, "evaluate", lambda *a, **kw: (seen.update(kw), {"top1": 12.5})[1])
+    monkeypatch.setattr(probing, "evaluate", lambda *a, **kw: (seen.update(kw), {"top1": 12.5})[1])
     m, notes = probing.probe_student("run", ProbeSpec(batch=4096, base_lr=0.1, optimizer="lars"), dataset="stl10",
                                      data_root=None, device="cpu")
     assert seen["optimizer"] == "lars" and seen["batch"] == 4096 and seen["lr"] == 0.1

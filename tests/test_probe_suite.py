@@ -15,6 +15,7 @@ from gandistill.evaluation.features import EvalDataError
 from gandistill.evaluation.fewshot import fewshot_probe
 from gandistill.evaluation.knn import default_knn_k, knn_eval, knn_features, knn_predict
 from gandistill.evaluation.linear import probe_features
+from gandistill.evaluation.probes import get_probe, probe_names
 from gandistill.evaluation.suite import (
     BANNER,
     RAW_PIXELS,
@@ -154,6 +155,20 @@ def test_paper_linear_protocol_runs_in_the_suite():
     t = probe_suite({"px": RAW_PIXELS}, train, test, probes=("linear",), linear_epochs=2, batch=9, lr=1.0)
     assert t.rows[0].linear["protocol"] == "linear" and t.rows[0].linear["epochs"] == 2
     assert t.rows[0].top1() == t.rows[0].linear["top1"]
+
+
+@pytest.mark.parametrize("name", probe_names())           # every registered probe, new ones included
+def test_each_probe_runs_and_renders(name):
+    train, test = Images(6, seed=0), Images(3, seed=1)
+    t = probe_suite({"px": RAW_PIXELS}, train, test, probes=(name,), shots=(1, 2), draws=2, knn_k=3,
+                    fast_epochs=2, linear_epochs=2, batch=9)
+    row = t.rows[0]
+    assert list(row.results) == [name] and 0.0 <= row.top1() <= 100.0
+    cols = get_probe(name).columns([row.results[name]])
+    md = probe_table_markdown(t)
+    assert cols and all(f"| {header} |" in md for _, header in cols)
+    back = ProbeTable.from_dict(json.loads(json.dumps(t.to_dict())))
+    assert back.rows[0].top1() == pytest.approx(row.top1()) and probe_table_markdown(back) == md
 
 
 # ----------------------------------------------------------------------------- banner and rendering

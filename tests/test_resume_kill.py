@@ -17,7 +17,8 @@ from gandistill.engine import CheckpointWriteError, FitConfig, fit, recover
 from gandistill.engine import checkpoint as ckpt_mod
 from gandistill.teachers import register_teacher
 from gandistill.teachers.generator import GeneratorTeacher
-from gandistill.teachers.stylegan2 import Generator, save_sg2
+from gandistill.teachers.stylegan2 import save_sg2
+from conftest import tiny_G
 
 STEPS = 12
 SLOW = {"sleep": 0.0}
@@ -30,12 +31,6 @@ class Slow(GeneratorTeacher):
     def sample(self, n, generator=None):
         time.sleep(SLOW["sleep"])
         return super().sample(n, generator)
-
-
-def tiny_G():
-    torch.manual_seed(0)
-    return Generator(z_dim=16, c_dim=0, w_dim=16, img_resolution=16, img_channels=3,
-                     mapping_kwargs={"num_layers": 1}, synthesis_kwargs={"channel_base": 128, "channel_max": 16})
 
 
 def _cfg(out, teacher_ckpt, **kw):

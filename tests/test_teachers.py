@@ -3,21 +3,25 @@ import pytest
 import torch
 from torch import nn
 
-from gandistill.teachers import Teacher, TeacherSample, create_teacher, list_teachers, register_teacher
+from gandistill.teachers import TEACHERS, Teacher, TeacherSample, create_teacher, list_teachers, register_teacher
 from gandistill.teachers.discriminator import default_blocks
-from gandistill.teachers.stylegan2 import Discriminator, Generator
+from gandistill.teachers.stylegan2 import Generator
+from conftest import builtin, tiny_D, tiny_G, tiny_teacher_kwargs
 
 
-def tiny_G(c_dim=0, seed=0):
-    torch.manual_seed(seed)
-    return Generator(z_dim=16, c_dim=c_dim, w_dim=16, img_resolution=16, img_channels=3,
-                     mapping_kwargs={"num_layers": 1}, synthesis_kwargs={"channel_base": 128, "channel_max": 16})
-
-
-def tiny_D(res=16, c_dim=0, seed=1):
-    torch.manual_seed(seed)
-    return Discriminator(c_dim=c_dim, img_resolution=res, img_channels=3, architecture="orig", channel_base=128,
-                         channel_max=16, epilogue_kwargs={"mbstd_group_size": 2})
+@pytest.mark.parametrize("name", builtin(TEACHERS))         # every built-in teacher, new ones included
+def test_each_teacher_samples_or_extracts(name):
+    t = create_teacher(name, **tiny_teacher_kwargs(name))
+    assert not any(p.requires_grad for p in t.parameters()) and not t.training          # frozen
+    if t.can_sample:
+        s = t.sample(3, generator=torch.Generator().manual_seed(0))
+        res = t.img_resolution if hasattr(t, "img_resolution") else 16
+        assert s.images.shape == (3, 3, res, res) and float(s.images.abs().max()) <= 1.0
+        assert [tuple(x.shape) for x in s.targets] == [(3, int(d)) for d in t.target_dims]
+    else:
+        res = getattr(t, "img_resolution", 16)
+        f = t.features(torch.rand(3, 3, res, res) * 2 - 1)
+        assert f.shape == (3, t.num_features) and bool(torch.isfinite(f).all())
 
 
 def test_builtin_names_and_unknown_name():

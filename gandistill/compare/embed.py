@@ -17,6 +17,16 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
+from torch.nn import functional as F
+
+from gandistill.data import load_all, load_dataset
+from gandistill.evaluation.features import extract_features
+from gandistill.evaluation.knn import knn_predict
+from gandistill.evaluation.loading import load_student
+from gandistill.evaluation.splits import FirstN
+from gandistill.teachers import create_teacher
+from gandistill.teachers.base import resolve_ckpt
+from gandistill.teachers.stylegan2.checkpoint import available_nets
 
 PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
            (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
@@ -95,11 +105,6 @@ def draw_panels(panels: Sequence[Panel], path: Path, title: str, size: int = 320
 @torch.no_grad()
 def pixel_knn_labels(images01: Tensor, dataset: str, data_root: Optional[str], k: int = 20) -> Tensor:
     """Class of each image by weighted kNN-k (t = 0.1, cosine) on raw pixels of the real training split."""
-    from torch.nn import functional as F
-
-    from gandistill.data import load_all, load_dataset
-    from gandistill.evaluate import knn_predict
-
     ds = load_dataset(dataset, root=data_root, split="train")
     xr, yr = load_all(ds)
     if images01.shape[-2:] != xr.shape[-2:]:
@@ -111,10 +116,6 @@ def pixel_knn_labels(images01: Tensor, dataset: str, data_root: Optional[str], k
 def embed_teacher(ckpt: Optional[str], n: int = 1000, *, dataset: str = "digits", data_root: Optional[str] = None,
                   reducer: str = "auto", seed: int = 0, device: str = "cpu") -> Tuple[List[Panel], str, str]:
     """(panels for h^d, w, h^g of ``n`` synthetic images, reducer used, label source)."""
-    from gandistill.teachers import create_teacher
-    from gandistill.teachers.stylegan2.checkpoint import available_nets
-    from gandistill.teachers.base import resolve_ckpt
-
     method = available_reducer(reducer)
     gen = create_teacher("sg2-generator", ckpt=ckpt, device=device)
     g = torch.Generator().manual_seed(seed)
@@ -145,10 +146,6 @@ def embed_teacher(ckpt: Optional[str], n: int = 1000, *, dataset: str = "digits"
 def embed_student(run_dir: str, n: int = 1000, *, dataset: Optional[str] = None, data_root: Optional[str] = None,
                   method: str = "pca", seed: int = 0, device: str = "cpu") -> Panel:
     """The student's backbone features of ``n`` real test images, with their true labels."""
-    from gandistill.data import load_dataset
-    from gandistill.evaluate import FirstN, extract_features
-    from gandistill.evaluation.loading import load_student
-
     loaded = load_student(run_dir)
     name = dataset or (loaded.run_config.get("config") or {}).get("dataset") or "digits"
     test = FirstN(load_dataset(name, root=data_root, split="test", img_size=loaded.kwargs.get("img_size")), n)

@@ -13,11 +13,15 @@ probe, and notes where our run knowingly differs from the paper's.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Optional, Tuple
 
 from gandistill.compare.tables import SQ, RunSpec
+from gandistill.engine import FitConfig
 from gandistill.methods import get_method
+from gandistill.teachers.encoder import EncoderTeacher
+from gandistill.teachers.encoder import lpips_available
 
 # The step budget of the embedded preset at --budget 1: every training row gets the same number of
 # steps (the paper trains every row 800 epochs). Sized from the default run's ~0.6 s per sns step on
@@ -132,16 +136,10 @@ class RowPlan:
 
 
 def fit_fields() -> set:
-    from gandistill.engine import FitConfig
-
     return {f.name for f in fields(FitConfig)}
 
 
 def _encoder_takes(option: str) -> bool:
-    import inspect
-
-    from gandistill.teachers.encoder import EncoderTeacher
-
     return option in inspect.signature(EncoderTeacher.__init__).parameters
 
 
@@ -196,8 +194,6 @@ def resolve(run: RunSpec, preset: Preset, budget: float = 1.0, *, lpips_weights:
         if lpips_weights:
             kw["teacher_kwargs"]["lpips_weights"] = lpips_weights
         if not lpips_weights:
-            from gandistill.teachers.encoder import lpips_available
-
             if not lpips_available():
                 notes.append("no LPIPS weights here: the perceptual term is a stand-in (d-features of the teacher's D), "
                              "labelled in the table; pass --lpips-weights for the paper's loss")

@@ -5,28 +5,32 @@ Two probe kinds (:class:`gandistill.compare.presets.ProbeSpec`):
 * ``paper-linear``: SnS's linear protocol through :func:`gandistill.evaluate.evaluate`
   (``fast=False``: RandomResizedCrop + flip, frozen backbone in eval mode, the preset's SGD or LARS, cosine) and
   :func:`gandistill.evaluate.linear_probe` for the frozen D on [-1, 1] images.
-* ``suite``: the embedded preset's probes. When :mod:`gandistill.evaluation.suite` provides
-  ``probe_suite`` it is used (few-shot logistic regression, kNN, fast probe); until then the
-  fallback here runs the fast probe (all labels) and weighted kNN-k on one feature extraction.
+* ``suite``: the embedded preset's probes through :func:`gandistill.evaluation.suite.probe_suite`:
+  the registry's default probes (few-shot logistic regression, kNN, fast probe) on one feature extraction.
 
 Every scorer returns ``(metrics: {name: value}, notes: [str])``.
 """
 from __future__ import annotations
 
-import importlib.util
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from gandistill.compare.presets import ProbeSpec
+from gandistill.data import load_dataset
+from gandistill.evaluation.features import extract_features
+from gandistill.evaluation.linear import linear_probe
+from gandistill.evaluation.loading import load_student
+from gandistill.evaluation.mmd import mmd2_unbiased
+from gandistill.evaluation.probes import default_probes
+from gandistill.evaluation.run import evaluate
+from gandistill.evaluation.splits import FirstN
+from gandistill.evaluation.suite import Precomputed, ProbeConfig, probe_suite, row_metrics
+from gandistill.teachers import create_teacher
 
 Metrics = Dict[str, float]
-
-
-def suite_available() -> bool:
-    """True when :mod:`gandistill.evaluation.suite` (few-shot, kNN, fast probe) is installed."""
-    return importlib.util.find_spec("gandistill.evaluation.suite") is not None
 
 
 def headline_key(probe: ProbeSpec, metrics: Metrics) -> Optional[str]:
@@ -39,9 +43,6 @@ def headline_key(probe: ProbeSpec, metrics: Metrics) -> Optional[str]:
 
 def _load_splits(dataset: str, data_root: Optional[str], img_size: Optional[int], max_train: Optional[int],
                  max_test: Optional[int]):
-    from gandistill.data import load_dataset
-    from gandistill.evaluate import FirstN
-
     train = load_dataset(dataset, root=data_root, split="train", img_size=img_size)
     test = load_dataset(dataset, root=data_root, split="test", img_size=img_size)
     if max_train:
@@ -56,50 +57,29 @@ def features_suite(fn: Any, train: Any, test: Any, probe: ProbeSpec, *, device: 
                    std: Optional[Sequence[float]] = None) -> Tuple[Metrics, List[str]]:
     """The suite on a frozen feature function (Student, D teacher, nn.Flatten for raw pixels).
 
-    Metrics: ``shot<k>`` (few-shot mean top-1), ``knn<k>``, ``fast`` (cached-feature linear probe).
+    Metrics: ``shot<k>`` (few-shot mean top-1), ``knn<k>``, ``fast`` (cached-feature linear probe), and
+    those of every other default probe (:func:`suite_metrics`).
     """
-    from gandistill.evaluate import extract_features, knn_predict, probe_features
-
     ftr, ytr = extract_features(fn, train, 256, device, mean, std)
     fte, yte = extract_features(fn, test, 256, device, mean, std)
-    fast_epochs = epochs or probe.epochs
-    try:
-        from gandistill.evaluation.suite import Precomputed, ProbeConfig, probe_suite
-    except ImportError:
-        n_cls = getattr(train, "num_classes", None) or None
-        lin = probe_features(ftr, ytr, fte, yte, epochs=fast_epochs, device=device, seed=seed, num_classes=n_cls)
-        pred = knn_predict(ftr, ytr, fte, k=probe.knn_k, t=0.1, num_classes=lin["num_classes"])
-        return ({"fast": float(lin["top1"]), f"knn{probe.knn_k}": 100.0 * float((pred == yte).float().mean())},
-                ["few-shot probes unavailable (no gandistill.evaluation.suite): fast probe + kNN only"])
-    cfg = ProbeConfig(probes=("fewshot", "knn", "fast"), shots=tuple(probe.shots) or (1, 10, 100), knn_k=probe.knn_k,
-                      fast_epochs=fast_epochs, seed=seed, device=device)
+    # the default probes of the registry: fewshot, knn, fast (+ any plug-in registered with default=True)
+    cfg = ProbeConfig(probes=default_probes(), shots=tuple(probe.shots) or (1, 10, 100), knn_k=probe.knn_k,
+                      fast_epochs=epochs or probe.epochs, seed=seed, device=device)
     table = probe_suite({"rep": Precomputed(ftr, fte, ytr, yte)}, train, test, cfg)
     return suite_metrics(table.rows[0])
 
 
 def suite_metrics(row: Any) -> Tuple[Metrics, List[str]]:
-    """A :class:`~gandistill.evaluation.suite.ProbeRow` as flat metrics (+ its std and notes)."""
-    m: Metrics = {}
-    if row.fewshot:
-        for k, v in sorted(row.fewshot.get("shots", {}).items(), key=lambda kv: int(kv[0])):
-            m[f"shot{int(k)}"] = float(v["mean"])
-            m[f"shot{int(k)}_std"] = float(v["std"])
-    if row.knn:
-        m[f"knn{row.knn['k']}"] = float(row.knn["top1"])
-    if row.fast:
-        m["fast"] = float(row.fast["top1"])
-    if row.linear:
-        m["linear"] = float(row.linear["top1"])
-    return m, list(row.notes)
+    """A :class:`~gandistill.evaluation.suite.ProbeRow` as flat metrics (every registered probe's
+    :meth:`~gandistill.evaluation.probes.Probe.metrics`: ``shot<k>``, ``shot<k>_std``, ``knn<k>``,
+    ``fast``, ``linear``, ...) and its notes."""
+    return row_metrics(row), list(row.notes)
 
 
 def probe_student(run_dir: str, probe: ProbeSpec, *, dataset: str, data_root: Optional[str], device: str,
                   seed: int = 0, epochs: Optional[int] = None, max_train: Optional[int] = None,
                   max_test: Optional[int] = None) -> Tuple[Metrics, List[str]]:
     """The preset's probe on the student of ``run_dir`` (backbone features, before the projector)."""
-    from gandistill.evaluate import evaluate
-    from gandistill.evaluation.loading import load_student
-
     if probe.kind == "paper-linear":
         res = evaluate(run_dir, protocol="linear", dataset=dataset, data_root=data_root, epochs=epochs or probe.epochs,
                        fast=False, device=device, batch=probe.batch, lr=probe.base_lr, optimizer=probe.optimizer,
@@ -125,9 +105,6 @@ def probe_discriminator(teacher_kwargs: Dict[str, Any], probe: ProbeSpec, *, ckp
                         data_root: Optional[str], device: str, seed: int = 0, epochs: Optional[int] = None,
                         max_train: Optional[int] = None, max_test: Optional[int] = None) -> Tuple[Metrics, List[str]]:
     """Table 1 "Direct use": the probe on the frozen D's pooled features (SnS eval_discriminator.py)."""
-    from gandistill.evaluate import linear_probe
-    from gandistill.teachers import create_teacher
-
     dev = _dev(device)
     teacher = create_teacher("sg2-discriminator", ckpt=ckpt, device=dev, **teacher_kwargs)
     train, test = _load_splits(dataset, data_root, None, max_train, max_test)
@@ -147,8 +124,6 @@ def probe_baselines(student: str, student_kwargs: Dict[str, Any], probe: ProbeSp
                     data_root: Optional[str], device: str, seed: int = 0, epochs: Optional[int] = None,
                     max_train: Optional[int] = None, max_test: Optional[int] = None) -> Dict[str, Tuple[Metrics, List[str]]]:
     """The same probes on raw pixels and on a randomly initialised student of the rows' architecture."""
-    from gandistill.evaluation.loading import load_student
-
     dev = _dev(device)
     kw = {k: v for k, v in student_kwargs.items() if k not in ("name", "pretrained")}
     loaded = load_student(f"random:{student}", student_kwargs=kw, seed=seed)
@@ -164,14 +139,6 @@ def representation_mmd(run_dir: str, *, teacher_ckpt: Optional[str], dataset: st
                        n: int, device: str, seed: int = 0) -> Tuple[Metrics, List[str]]:
     """Table 6: unbiased MMD^2 (Gaussian kernel, median bandwidth) between the student's backbone
     features of ``n`` synthetic images of the teacher and ``n`` real training images."""
-    from torch.nn import functional as F
-
-    from gandistill.data import load_dataset
-    from gandistill.evaluation.features import extract_features
-    from gandistill.evaluation.loading import load_student
-    from gandistill.evaluation.mmd import mmd2_unbiased
-    from gandistill.teachers import create_teacher
-
     dev = _dev(device)
     loaded = load_student(run_dir)
     size = loaded.kwargs.get("img_size")
@@ -204,4 +171,4 @@ def _dev(device: str) -> str:
 
 
 __all__ = ["probe_student", "probe_discriminator", "probe_baselines", "representation_mmd", "features_suite",
-           "headline_key", "suite_available", "suite_metrics"]
+           "headline_key", "suite_metrics"]

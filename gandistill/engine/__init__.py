@@ -4,6 +4,7 @@ Data flows one way, one module per stage::
 
     config.py       FitConfig (what is asked), FitResult, TrainingStopped
     plan.py         FitConfig -> Plan: method defaults, batch split per rank, schedule, run folder
+    model.py        DistillModel: student + the objective's head, one forward per step (what DDP wraps)
     parts.py        Plan -> Parts: teacher, student + head, SGD, (DDP), augmentations, streams
     stream.py       the real images of this rank, endless and resumable
     step.py         one forward (losses + finiteness) and one update
@@ -35,29 +36,10 @@ from gandistill.engine.plan import (EvalPlan, Plan, check_labelled, default_augm
                                     resolved_config)
 from gandistill.engine.record import git_rev, run_record, versions
 from gandistill.engine.run import fit
-from gandistill.engine.step import (DistillModel, StepOut, autocast, cosine_lr, embedding_of, embedding_spread, forward,
+from gandistill.engine.model import DistillModel
+from gandistill.engine.step import (StepOut, autocast, cosine_lr, embedding_of, embedding_spread, forward,
                                     make_inputs, update)
 from gandistill.engine.stream import RealStream
-
-# the names of the single-module engine, for code written against it
-from gandistill.engine.checkpoint import _state_cpu  # noqa: E402,F401
-from gandistill.engine.config import _jsonable  # noqa: E402,F401
-
-_Dist = Dist
-_Plan = Plan
-_resolve = make_plan
-_atomic = atomic_write
-_write_json = write_json
-_load_weights = load_weights
-_all_finite = all_finite
-_setup_distributed = setup_distributed
-_resolve_device = resolve_device
-_agree = agree
-_autocast = autocast
-_embedding = embedding_of
-_git_rev = git_rev
-_versions = versions
-_config_dict = config_dict
 
 __all__ = [
     "FitConfig", "FitResult", "TrainingStopped", "fit", "resolved_config", "student_choice", "default_run_dir",

@@ -138,9 +138,6 @@ def default_run_dir(cfg: FitConfig) -> Path:
     return Path("runs") / f"{cfg.method}-{cfg.dataset}-{stamp}"
 
 
-_jsonable = jsonable
-
-
 def config_dict(cfg: FitConfig) -> Dict[str, Any]:
     """The config as JSON-able values (without deep-copying modules passed in ``teacher_kwargs``)."""
-    return {f.name: _jsonable(getattr(cfg, f.name)) for f in fields(cfg)}
+    return {f.name: jsonable(getattr(cfg, f.name)) for f in fields(cfg)}

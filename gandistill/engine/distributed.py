@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List
 
 import torch
+import torch.distributed as dist
 
 
 @dataclass
@@ -28,7 +29,6 @@ def setup_distributed(device: str) -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist()
-    import torch.distributed as dist
 
     rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     here = False
@@ -42,8 +42,6 @@ def setup_distributed(device: str) -> Dist:
 def teardown_distributed(d: Dist) -> None:
     """Leave the process group if :func:`setup_distributed` created it."""
     if d.initialised_here:
-        import torch.distributed as dist
-
         dist.destroy_process_group()
 
 
@@ -65,7 +63,6 @@ def agree(code: int, d: Dist, device: torch.device) -> int:
     """The largest stop code over all ranks (0 = go on), so every rank stops at the same step."""
     if d.world <= 1:
         return code
-    import torch.distributed as dist
 
     t = torch.tensor([code], dtype=torch.int32, device=device if dist.get_backend() == "nccl" else "cpu")
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
@@ -76,7 +73,6 @@ def broadcast_object(obj: Any, d: Dist) -> Any:
     """Rank 0's ``obj`` on every rank (a picklable object, e.g. the run folder rank 0 chose)."""
     if d.world <= 1:
         return obj
-    import torch.distributed as dist
 
     box = [obj if d.main else None]
     dist.broadcast_object_list(box, src=0)
@@ -86,8 +82,6 @@ def broadcast_object(obj: Any, d: Dist) -> Any:
 def barrier(d: Dist) -> None:
     """Wait until every rank gets here (no-op on one process)."""
     if d.world > 1:
-        import torch.distributed as dist
-
         dist.barrier()
 
 
@@ -96,7 +90,6 @@ def mean_over_ranks(values: List[float], d: Dist, device: torch.device) -> List[
     over an equal share of the batch); unchanged on one process."""
     if d.world <= 1 or not values:
         return list(values)
-    import torch.distributed as dist
 
     t = torch.tensor(values, dtype=torch.float64, device=device if dist.get_backend() == "nccl" else "cpu")
     dist.all_reduce(t, op=dist.ReduceOp.SUM)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
 import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from gandistill.engine import checkpoint as ckpt
 from gandistill.engine.config import TrainingStopped
@@ -61,8 +62,6 @@ def _progress(plan: Plan, d: Dist, total: int):
                                                             and not os.environ.get("GANDISTILL_NO_PROGRESS"))
     if not (show and d.main and total > 0):
         return None
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
 
     p = Progress(TextColumn("[bold]fit[/bold] {task.description}"), BarColumn(), MofNCompleteColumn(),
                  TimeElapsedColumn(), TimeRemainingColumn(), transient=False)

@@ -10,13 +10,17 @@ from typing import Any, Optional
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 
+from gandistill.augment import build_augment
+from gandistill.bank import BankExpectation, BankTeacher
 from gandistill.engine.distributed import Dist, rank_seeds
+from gandistill.engine.model import DistillModel
 from gandistill.engine.plan import Plan
-from gandistill.engine.step import DistillModel
 from gandistill.engine.stream import RealStream
-from gandistill.methods import SimSiamPredictor
-from gandistill.squeeze import SqueezeModule
+from gandistill.students import create_student
+from gandistill.teachers import TEACHERS, create_teacher
+from gandistill.teachers.generator import SG2SamplingTeacher
 
 
 @dataclass
@@ -46,16 +50,13 @@ def build_teacher(plan: Plan, device: torch.device):
         if plan.bank:
             raise ValueError(f"method {plan.spec.name} uses no synthetic images, so --bank does not apply")
         return None
-    from gandistill.teachers import TEACHERS, create_teacher
-    from gandistill.teachers.generator import SG2SamplingTeacher
 
     spec = plan.spec
     if plan.bank:
         if not spec.uses_synthetic:
             raise ValueError(f"method {spec.name} uses no synthetic images, so --bank does not apply")
-        if spec.objective == "encoder":
-            raise ValueError("the encoder method needs the generator itself (reconstruction loss); drop --bank")
-        from gandistill.bank import BankExpectation, BankTeacher
+        if plan.objective.bank_refusal:
+            raise ValueError(plan.objective.bank_refusal)
 
         return BankTeacher(plan.bank, BankExpectation(teacher=plan.teacher_name, ckpt=plan.teacher_ckpt,
                                                       img_resolution=plan.img_size,
@@ -67,8 +68,7 @@ def build_teacher(plan: Plan, device: torch.device):
     teacher = create_teacher(plan.teacher_name, ckpt=plan.teacher_ckpt, device=device, **tkw)
     if spec.uses_synthetic and not getattr(teacher, "can_sample", True):
         raise ValueError(f"teacher '{plan.teacher_name}' cannot sample images, which method '{spec.name}' needs")
-    if spec.objective == "encoder" and not callable(getattr(teacher, "loss", None)):
-        raise ValueError(f"method '{spec.name}' needs the sg2-encoder teacher (got '{plan.teacher_name}')")
+    plan.objective.check_teacher(spec, plan.teacher_name, teacher)
     return teacher
 
 
@@ -110,28 +110,15 @@ def check_student_input(plan: Plan, student: nn.Module, teacher: Any, device: to
 
 
 def _build_aug(preset: str, size: int, ds: Any, input_range: str, shared: bool, device: torch.device):
-    from gandistill.augment import build_augment
-
     return build_augment(preset, size, tuple(ds.mean), tuple(ds.std), input_range=input_range, shared=shared).to(device)
 
 
 def build_parts(plan: Plan, teacher: Any, train_ds: Any, device: torch.device, d: Dist) -> Parts:
     """Student (+ head), optimizer, (DDP), augmentations, real stream and z generator, in this order
     (the order fixes which random numbers each part draws)."""
-    from gandistill.students import create_student
-
     spec = plan.spec
-    head: Optional[nn.Module]
-    if spec.objective == "distill":
-        head = SqueezeModule(teacher.target_dims, dim=plan.dim, hidden=plan.squeeze_hidden, depth=plan.depth)
-        head_kind: Optional[str] = "squeeze"
-        proj_out = head.out_dim
-    elif spec.objective == "simsiam":
-        head, head_kind, proj_out = SimSiamPredictor(plan.dim), "predictor", plan.dim
-    elif spec.objective == "encoder":
-        head, head_kind, proj_out = None, None, int(teacher.target_dims[0])
-    else:
-        head, head_kind, proj_out = None, None, plan.dim
+    objective = plan.objective
+    head, head_kind, proj_out = objective.build_head(plan, teacher)
     skw = dict(plan.student_kwargs)
     if plan.proj_final_bn:
         skw["proj_final_bn"] = True
@@ -140,7 +127,7 @@ def build_parts(plan: Plan, teacher: Any, train_ds: Any, device: torch.device, d
     if student.proj_out != proj_out:
         raise ValueError(f"the student's output width {student.proj_out} does not match the target width {proj_out} "
                          "(proj_layers=0 keeps the backbone width; use a projector)")
-    model = DistillModel(spec.objective, student, head).to(device)
+    model = DistillModel(objective, student, head).to(device)
     check_student_input(plan, student, teacher, device)
     if plan.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -157,7 +144,6 @@ def build_parts(plan: Plan, teacher: Any, train_ds: Any, device: torch.device, d
     if d.world > 1:
         if plan.sync_bn:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        from torch.nn.parallel import DistributedDataParallel as DDP
 
         train_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 

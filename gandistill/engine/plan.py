@@ -10,13 +10,17 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 
-from gandistill.engine.config import (DEFAULT_STEPS, ENCODER_INPUTS, EVAL_PROTOCOLS, PRECISIONS, FitConfig,
+from gandistill import augment
+from gandistill.data import load_dataset
+from gandistill.engine.config import (DEFAULT_STEPS, ENCODER_INPUTS, PRECISIONS, FitConfig,
                                       config_dict, default_run_dir, student_choice)
+from gandistill.evaluation.suite import parse_probes, protocol_words
 from gandistill.methods import LossWeights, MethodSpec, get_method
+from gandistill.objectives import Objective, get_objective
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,11 @@ class Plan:
     eval: EvalPlan
     config: Dict[str, Any] = field(default_factory=dict)   # the source config, JSON-able (for the record)
 
+    @property
+    def objective(self) -> Objective:
+        """The method's objective (:mod:`gandistill.objectives`): heads, inputs, forward and loss."""
+        return get_objective(self.spec.objective)
+
 
 def default_augment(dataset: str) -> str:
     """The preset when none is given: ssl-stl for STL-10, ssl-digits for digits (if registered), else ssl-cifar."""
@@ -93,11 +102,42 @@ def default_augment(dataset: str) -> str:
     if name.startswith("stl"):
         return "ssl-stl"
     if name == "digits":
-        from gandistill.augment import PRESETS
-
-        if "ssl-digits" in PRESETS:
+        if "ssl-digits" in augment.PRESETS:
             return "ssl-digits"
     return "ssl-cifar"
+
+
+def split_batch(cfg: FitConfig, objective: Objective, alpha: float, device: torch.device,
+                world: int) -> Tuple[int, int]:
+    """``(n_syn, n_real)`` per rank: ``n_syn = round(alpha * B / world)``; none for an objective that
+    does not train. Refuses batches that cannot be split so."""
+    if cfg.batch < 2 * world:
+        raise ValueError(f"batch must be at least 2 per rank, got {cfg.batch} for {world} rank(s)")
+    if cfg.batch % world:
+        raise ValueError(f"batch {cfg.batch} is not divisible by the {world} ranks")
+    if cfg.sync_bn and world > 1 and device.type == "cpu":
+        raise ValueError("--sync-bn needs GPUs (PyTorch's SyncBatchNorm runs on CUDA only); drop it on CPU")
+    per_rank = cfg.batch // world
+    n_syn = int(round(alpha * per_rank)) if objective.trains else 0
+    n_real = per_rank - n_syn if objective.trains else 0
+    if objective.needs_synthetic and alpha in (0.0,):
+        raise ValueError(f"method {cfg.method} with alpha=0 has no synthetic images to distil from")
+    for n, what in ((n_syn, "synthetic"), (n_real, "real")):
+        if 0 < n < 2:
+            raise ValueError(f"the {what} part of the batch has {n} image(s) per rank; VICReg/var need at least 2 "
+                             f"(batch {cfg.batch}, alpha {alpha})")
+    return n_syn, n_real
+
+
+def check_eval(protocol: str, fast: Optional[bool]) -> None:
+    """Refuse an ``--eval`` that is neither ``none`` nor registered probe names."""
+    if protocol == "none":
+        return
+    try:
+        parse_probes(protocol, fast)
+    except ValueError as e:
+        raise ValueError(f"eval must be 'none' or comma-separated probes ({', '.join(protocol_words())}): "
+                         f"{e}") from None
 
 
 def make_plan(cfg: FitConfig, train_len: int, resolution: int, device: torch.device, world: int) -> Plan:
@@ -108,21 +148,8 @@ def make_plan(cfg: FitConfig, train_len: int, resolution: int, device: torch.dev
     alpha = spec.alpha if cfg.alpha is None else float(cfg.alpha)
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
-    if cfg.batch < 2 * world:
-        raise ValueError(f"batch must be at least 2 per rank, got {cfg.batch} for {world} rank(s)")
-    if cfg.batch % world:
-        raise ValueError(f"batch {cfg.batch} is not divisible by the {world} ranks")
-    if cfg.sync_bn and world > 1 and device.type == "cpu":
-        raise ValueError("--sync-bn needs GPUs (PyTorch's SyncBatchNorm runs on CUDA only); drop it on CPU")
-    per_rank = cfg.batch // world
-    n_syn = int(round(alpha * per_rank)) if spec.objective != "probe" else 0
-    n_real = per_rank - n_syn if spec.objective != "probe" else 0
-    if spec.objective == "distill" and alpha in (0.0,):
-        raise ValueError(f"method {spec.name} with alpha=0 has no synthetic images to distil from")
-    for n, what in ((n_syn, "synthetic"), (n_real, "real")):
-        if 0 < n < 2:
-            raise ValueError(f"the {what} part of the batch has {n} image(s) per rank; VICReg/var need at least 2 "
-                             f"(batch {cfg.batch}, alpha {alpha})")
+    objective = get_objective(spec.objective)
+    n_syn, n_real = split_batch(cfg, objective, alpha, device, world)
     steps_per_epoch = max(1, train_len // cfg.batch)
     if cfg.steps is not None:
         total = int(cfg.steps)
@@ -130,21 +157,14 @@ def make_plan(cfg: FitConfig, train_len: int, resolution: int, device: torch.dev
         total = int(round(float(cfg.epochs) * steps_per_epoch))
     else:
         total = DEFAULT_STEPS
-    if total < 1 and spec.objective != "probe":
+    if total < 1 and objective.trains:
         raise ValueError(f"the run needs at least one step (steps={cfg.steps}, epochs={cfg.epochs})")
     precision = cfg.precision
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "auto":
         precision = "bf16" if device.type == "cuda" else "fp32"
-    if cfg.eval != "none":
-        from gandistill.evaluation.suite import parse_probes
-
-        try:
-            parse_probes(cfg.eval, cfg.eval_fast)
-        except ValueError as e:
-            raise ValueError(f"eval must be 'none' or name probes ({', '.join(EVAL_PROTOCOLS)}, or "
-                             f"fewshot,knn,fast,linear / all): {e}") from None
+    check_eval(cfg.eval, cfg.eval_fast)
     base_lr = spec.base_lr if cfg.base_lr is None else float(cfg.base_lr)
     if cfg.encoder_input not in ENCODER_INPUTS:
         raise ValueError(f"encoder_input must be one of {ENCODER_INPUTS}, got {cfg.encoder_input!r}")
@@ -195,7 +215,7 @@ def check_labelled(plan: Plan, ds: Any, probe_ds: Optional[Callable[[], Any]] = 
     """
     if getattr(ds, "num_classes", None) != 0:
         return
-    if plan.spec.objective == "probe":
+    if not plan.spec.trains:
         raise ValueError(f"method {plan.spec.name} is a linear probe and needs a labelled dataset; "
                          f"'{plan.dataset}' (split {plan.train_split}) has no labels")
     if plan.eval.protocol != "none":
@@ -229,8 +249,6 @@ def plan_dict(plan: Plan, train_len: int) -> Dict[str, Any]:
 
 def resolved_config(cfg: FitConfig) -> Dict[str, Any]:
     """The config with method defaults filled in (what ``--dry-run`` prints); builds nothing heavy."""
-    from gandistill.data import load_dataset
-
     ds = load_dataset(cfg.dataset, root=cfg.data_root, split=cfg.train_split, img_size=cfg.img_size,
                       download=cfg.download)  # allow-download: only when the user passed --download
     dev = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else

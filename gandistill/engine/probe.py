@@ -8,25 +8,25 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 
+from gandistill.data import load_dataset
 from gandistill.engine import checkpoint as ckpt
 from gandistill.engine.config import FitResult
 from gandistill.engine.distributed import Dist
 from gandistill.engine.plan import Plan
-
-PROBE_KEYS = ("fewshot", "knn", "fast", "linear")
+from gandistill.evaluation.linear import linear_probe
+from gandistill.evaluation.loading import load_student
+from gandistill.evaluation.splits import FirstN, load_eval_splits
+from gandistill.evaluation.suite import ProbeConfig, closing_probes, parse_probes
+from gandistill.students import create_student
 
 
 def probe_names(protocol: str, fast: bool) -> Tuple[str, ...]:
     """The probes ``--eval`` names (``linear`` + ``--eval-fast`` = the cached-feature linear probe)."""
-    from gandistill.evaluation.suite import parse_probes
-
     return parse_probes(protocol, fast)
 
 
 def _fresh_random_student(plan: Plan) -> torch.nn.Module:
     """A random-init student of the run's architecture, seeded with the run's seed (global RNG untouched)."""
-    from gandistill.students import create_student
-
     skw = dict(plan.student_kwargs)
     if plan.proj_final_bn:
         skw["proj_final_bn"] = True
@@ -40,18 +40,13 @@ def _row_summary(row: Any, table: Any, plan: Plan, probes: Tuple[str, ...], name
     out = {"student": name, "source": row.role, "dataset": plan.dataset, "img_size": plan.img_size,
            "protocol": ",".join(probes), "num_train": table.num_train, "num_test": table.num_test,
            "top1": row.top1(), "feature_dim": row.feature_dim}
-    for k in PROBE_KEYS:
-        if getattr(row, k) is not None:
-            out[k] = getattr(row, k)
+    out.update({k: r for k, r in row.results.items() if r is not None})     # every probe that ran, in order
     return out
 
 
 def closing_table(plan: Plan, device: torch.device, conditional: bool, say: Callable[[str], None]
                   ) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]], Dict[str, Any]]:
     """(eval of the distilled student, eval of the random init or None, the whole table as a dict)."""
-    from gandistill.evaluate import load_eval_splits, load_student
-    from gandistill.evaluation.suite import ProbeConfig, closing_probes
-
     e = plan.eval
     probes = probe_names(e.protocol, e.fast)
     train, test = load_eval_splits(plan.dataset, plan.data_root, plan.img_size, e.max_train, e.max_test)
@@ -74,9 +69,6 @@ def closing_table(plan: Plan, device: torch.device, conditional: bool, say: Call
 def probe_only(plan: Plan, teacher: Any, train_ds: Any, info: Dict[str, Any], say: Callable[[str], None],
                device: torch.device, t_start: float, d: Dist, conditional: bool) -> FitResult:
     """``d-direct``: no training, a linear probe on the frozen discriminator features (images in [-1,1])."""
-    from gandistill.data import load_dataset
-    from gandistill.evaluate import linear_probe
-
     if teacher is None or not hasattr(teacher, "features"):
         raise ValueError(f"method {plan.spec.name} needs a feature teacher such as sg2-discriminator")
     if d.main:
@@ -87,8 +79,6 @@ def probe_only(plan: Plan, teacher: Any, train_ds: Any, info: Dict[str, Any], sa
         test_ds = load_dataset(plan.dataset, root=plan.data_root, split="test", img_size=plan.img_size,
                                download=plan.download)  # allow-download: only when the user passed --download
         if e.max_train or e.max_test:
-            from gandistill.evaluate import FirstN
-
             train_ds = FirstN(train_ds, e.max_train) if e.max_train else train_ds
             test_ds = FirstN(test_ds, e.max_test) if e.max_test else test_ds
         say(f"probing frozen discriminator features {list(teacher.target_names)} ({teacher.num_features}-d) ...")

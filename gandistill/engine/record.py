@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import platform
 import subprocess
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+import timm
 import torch
 
 from gandistill.engine.distributed import Dist, rank_seeds
@@ -23,8 +25,6 @@ def git_rev() -> Optional[str]:
 
 
 def versions() -> Dict[str, Any]:
-    import timm
-
     v = {"python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__}
     for mod in ("kornia", "safetensors", "numpy"):
         try:
@@ -32,8 +32,6 @@ def versions() -> Dict[str, Any]:
         except Exception:
             pass
     try:
-        from importlib.metadata import version
-
         v["gandistill"] = version("gandistill")
     except Exception:
         pass

@@ -12,6 +12,7 @@ from typing import Callable, Optional
 
 import torch
 
+from gandistill.data import load_dataset
 from gandistill.engine import checkpoint as ckpt
 from gandistill.engine.config import FitConfig, FitResult
 from gandistill.engine.distributed import (Dist, barrier, broadcast_object, rank_seeds, resolve_device,
@@ -38,8 +39,6 @@ def fit(cfg: FitConfig, log: Optional[Callable[[str], None]] = None) -> FitResul
 
 
 def _fit(cfg: FitConfig, d: Dist, log: Optional[Callable[[str], None]], t_start: float) -> FitResult:
-    from gandistill.data import load_dataset
-
     say = (log or (lambda s: print(s, flush=True))) if d.main else (lambda s: None)
     device = resolve_device(cfg.device, d)
     torch.manual_seed(rank_seeds(cfg.seed, d.world)[d.rank]["torch"])
@@ -70,7 +69,7 @@ def _fit(cfg: FitConfig, d: Dist, log: Optional[Callable[[str], None]], t_start:
     if hasattr(train_ds, "mean") and hasattr(train_ds, "std"):     # the input normalisation (for export)
         info["resolved"]["normalise"] = {"mean": [float(v) for v in train_ds.mean],
                                          "std": [float(v) for v in train_ds.std]}
-    if plan.spec.objective == "probe":
+    if not plan.spec.trains:
         return probe_only(plan, teacher, train_ds, info, say, device, t_start, d, conditional)
     parts = build_parts(plan, teacher, train_ds, device, d)
     info["resolved"]["student_params"] = sum(p.numel() for p in parts.student.parameters())

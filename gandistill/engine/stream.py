@@ -5,6 +5,7 @@ from typing import Any, Dict, Iterator, Optional
 
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader
 
 from gandistill.engine.distributed import Dist
 
@@ -45,8 +46,6 @@ class RealStream:
             x, _ = self.ds.take(self._perm[start:start + self.n])
         else:
             if self._it is None:
-                from torch.utils.data import DataLoader
-
                 perm = self._perm_for_epoch()[: self.per_epoch * self.n * self.d.world]
                 mine = perm.view(self.per_epoch, self.d.world, self.n)[:, self.d.rank].reshape(-1)
                 sub = torch.utils.data.Subset(self.ds, mine[self.i * self.n:].tolist())

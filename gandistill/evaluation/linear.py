@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gandistill.augment import build_augment
 from gandistill.evaluation.features import (
     DataLike,
     EvalDataError,
@@ -124,8 +125,6 @@ def probe_views(train) -> str:
 
 def _image_transforms(train, size, mean, std, augment: bool):
     """(train transform, test transform) from the augmentation presets: :func:`probe_views` / ``none``."""
-    from gandistill.augment import build_augment
-
     dmean, dstd = dataset_stats(train)
     mean = tuple(mean if mean is not None else (dmean if dmean is not None else (0.0, 0.0, 0.0)))
     std = tuple(std if std is not None else (dstd if dstd is not None else (1.0, 1.0, 1.0)))

@@ -3,7 +3,8 @@
 >>> table = probe_suite({"distilled": student, "raw pixels": RAW_PIXELS}, train_ds, test_ds)  # doctest: +SKIP
 >>> console.print(render_probe_table(table, "digits"))                                      # doctest: +SKIP
 
-Probes (names as ``--protocol`` takes them):
+Probes (names as ``--protocol`` takes them; registered classes, one file each under
+:mod:`gandistill.evaluation.probes`, iterated in their order -- a registered plug-in joins every table):
 
 - ``fewshot``: :func:`~gandistill.evaluation.fewshot.fewshot_probe`, k labelled images per class
   (k = 1 / 10 / 100), several seeded draws, mean and std; L-BFGS logistic regression, nothing to tune.
@@ -19,6 +20,7 @@ the dataset-normalised pixels, flattened. A table of a run whose teacher is labe
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
+from rich.table import Table
 from torch import Tensor
 
 from gandistill.evaluation.features import (
@@ -39,15 +42,20 @@ from gandistill.evaluation.features import (
     iterate,
     require_labelled,
 )
-from gandistill.evaluation.fewshot import DEFAULT_DRAWS, DEFAULT_L2, DEFAULT_MAX_ITER, DEFAULT_SHOTS, DEFAULT_TOL, fewshot_probe
-from gandistill.evaluation.knn import DEFAULT_T, knn_features
-from gandistill.evaluation.linear import check_optimizer, linear_probe, probe_features
+from gandistill.evaluation.fewshot import DEFAULT_DRAWS, DEFAULT_L2, DEFAULT_MAX_ITER, DEFAULT_SHOTS, DEFAULT_TOL
+from gandistill.evaluation.knn import DEFAULT_T
+from gandistill.evaluation.linear import check_optimizer
+from gandistill.evaluation.loading import load_student
+from gandistill.evaluation.probes import PROBES, ProbeInput, default_probes, get_probe, probe_names
 
 BANNER = "label-conditioned teacher: not self-supervised"
 RAW_PIXELS = "raw_pixels"
-PROBES = ("fewshot", "knn", "fast", "linear")
-DEFAULT_PROBES = ("fewshot", "knn", "fast")
-PROTOCOL_WORDS = PROBES + ("all", "both")
+DEFAULT_PROBES = default_probes()            # fewshot, knn, fast
+
+
+def protocol_words() -> Tuple[str, ...]:
+    """What ``--protocol`` / ``--eval`` take: every registered probe, ``all`` and ``both``."""
+    return probe_names() + ("all", "both")
 
 
 def raw_pixels(x: Tensor) -> Tensor:
@@ -93,66 +101,89 @@ class ProbeConfig:
         self.optimizer = check_optimizer(self.optimizer)
         bad = [p for p in self.probes if p not in PROBES]
         if bad or not self.probes:
-            raise ValueError(f"probes must be a non-empty subset of {', '.join(PROBES)}, got {self.probes}")
+            raise ValueError(f"probes must be a non-empty subset of {', '.join(probe_names())}, got {self.probes}")
         self.shots = tuple(int(k) for k in self.shots)
-        if "fewshot" in self.probes and (not self.shots or min(self.shots) < 1):
-            raise ValueError(f"shots must be positive integers, got {self.shots}")
         if self.draws < 1:
             raise ValueError(f"draws must be >= 1, got {self.draws}")
-        if self.knn_k is not None and self.knn_k < 1:
-            raise ValueError(f"knn_k must be >= 1 (or None for the default rule), got {self.knn_k}")
+        for p in self.probes:
+            get_probe(p).check_config(self)
 
 
 def parse_probes(protocol: Union[str, Sequence[str]], fast: Optional[bool] = None) -> Tuple[str, ...]:
-    """Probe names from a ``--protocol`` value: comma-separated ``fewshot, knn, linear, fast, all``
-    (``all`` = the four; ``both`` = fast + knn, the older spelling and its old default).
+    """Probe names from a ``--protocol`` value: comma-separated registered probes (``fewshot, knn,
+    fast, linear`` and any plug-in), ``all`` (every registered probe) or ``both`` (fast + knn, the
+    older spelling and its old default).
 
-    ``fast`` picks which linear probe runs: ``True`` turns ``linear`` into ``fast`` (the older
-    ``--protocol linear --fast``), ``False`` (``--full``) turns ``fast`` into the paper's ``linear``.
+    ``fast`` picks which linear probe runs: ``True`` turns a probe into its ``fast_twin`` (``linear``
+    -> ``fast``, the older ``--protocol linear --fast``), ``False`` (``--full``) into its ``paper_twin``.
     """
     words = protocol.replace("+", ",").split(",") if isinstance(protocol, str) else list(protocol)
+    names = probe_names()
     out: List[str] = []
     for w in (w.strip().lower() for w in words):
         if not w:
             continue
-        if w not in PROTOCOL_WORDS:
-            raise ValueError(f"protocol must be a comma-separated list of {', '.join(PROTOCOL_WORDS)}, got {w!r}")
-        expanded = PROBES if w == "all" else ("fast", "knn") if w == "both" else (w,)
+        if w not in protocol_words():
+            raise ValueError(f"protocol must be a comma-separated list of {', '.join(protocol_words())}, got {w!r}")
+        expanded = names if w == "all" else ("fast", "knn") if w == "both" else (w,)
         for p in expanded:
-            if fast is True and p == "linear":
-                p = "fast"
-            elif fast is False and p == "fast":
-                p = "linear"
+            probe = get_probe(p)
+            twin = probe.fast_twin if fast is True else probe.paper_twin if fast is False else None
+            p = twin or p
             if p not in out:
                 out.append(p)
     if not out:
         raise ValueError(f"no probe named in protocol {protocol!r}")
-    return tuple(p for p in PROBES if p in out)
+    return tuple(p for p in names if p in out)
 
 
 @dataclass
 class ProbeRow:
-    """One representation's results (a probe that did not run is None)."""
+    """One representation's results, by probe name (``row.results["knn"]``, also ``row.knn``; a probe
+    that did not run is None)."""
 
     name: str
     role: str = "model"                  # model | distilled | random-init | raw-pixels | features
     feature_dim: int = 0
-    fewshot: Optional[Dict[str, Any]] = None
-    knn: Optional[Dict[str, Any]] = None
-    fast: Optional[Dict[str, Any]] = None
-    linear: Optional[Dict[str, Any]] = None
+    results: Dict[str, Optional[Dict[str, Any]]] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
     extract_s: float = 0.0
     time_s: float = 0.0
 
+    def __getattr__(self, key: str) -> Any:
+        # row.fewshot / row.knn / row.<plug-in>: the probe's result, None when it did not run
+        if key.startswith("_") or key == "results":
+            raise AttributeError(key)
+        if key in PROBES or key in self.__dict__.get("results", {}):
+            return self.results.get(key)
+        raise AttributeError(f"{type(self).__name__} has no attribute or probe {key!r}")
+
     def top1(self) -> Optional[float]:
-        """The headline number: paper linear, else fast linear, else kNN, else the largest few-shot k."""
-        for r in (self.linear, self.fast, self.knn):
-            if r is not None:
-                return float(r["top1"])
-        if self.fewshot and self.fewshot.get("shots"):
-            return float(self.fewshot["shots"][max(self.fewshot["shots"])]["mean"])
+        """The headline number: the present probe first by :attr:`Probe.headline` -- paper linear,
+        else fast linear, else kNN, else the largest few-shot k."""
+        ran = [(get_probe(k).headline, k) for k, r in self.results.items() if r is not None and k in PROBES]
+        for _, k in sorted(ran):
+            got = get_probe(k).top1(self.results[k])
+            if got is not None:
+                return got
         return None
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-ready, one key per registered probe (None when it did not run), as ``summary.json`` holds."""
+        d: Dict[str, Any] = {"name": self.name, "role": self.role, "feature_dim": self.feature_dim}
+        for k in (*probe_names(), *(k for k in self.results if k not in PROBES)):
+            r = self.results.get(k)
+            d[k] = get_probe(k).to_json(r) if (r is not None and k in PROBES) else r
+        d.update(notes=list(self.notes), extract_s=self.extract_s, time_s=self.time_s)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ProbeRow":
+        fixed = {"name", "role", "feature_dim", "notes", "extract_s", "time_s"}
+        results = {k: (get_probe(k).from_json(v) if (v is not None and k in PROBES) else v)
+                   for k, v in d.items() if k not in fixed and k != "results"}
+        results = {k: v for k, v in results.items() if v is not None}
+        return cls(results=results, **{k: d[k] for k in fixed if k in d})
 
 
 @dataclass
@@ -175,31 +206,21 @@ class ProbeTable:
         raise KeyError(f"no row {name!r}; rows: {', '.join(r.name for r in self.rows)}")
 
     def to_dict(self) -> Dict[str, Any]:
-        """JSON-ready: few-shot keys become strings (``"1"``, ``"10"``, ...)."""
-        d = dataclasses.asdict(self)
+        """JSON-ready: each probe's :meth:`~gandistill.evaluation.probes.Probe.to_json` (few-shot keys
+        become strings, ``"1"``, ``"10"``, ...)."""
+        d: Dict[str, Any] = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["rows"] = [r.to_dict() for r in self.rows]
+        d["config"] = dataclasses.asdict(self.config)
         d["config"]["probes"], d["config"]["shots"] = list(self.config.probes), list(self.config.shots)
-        for r in d["rows"]:
-            fs = r.get("fewshot")
-            if fs:
-                fs["shots"] = {str(k): v for k, v in fs["shots"].items()}
-                fs["skipped"] = {str(k): v for k, v in fs["skipped"].items()}
         if self.teacher_conditional:
             d["banner"] = BANNER
-        return d
+        return copy.deepcopy(d)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ProbeTable":
         """Inverse of :meth:`to_dict` (e.g. to re-render a ``summary.json``)."""
         cfg = ProbeConfig(**{k: v for k, v in d.get("config", {}).items() if k in ProbeConfig.__dataclass_fields__})
-        rows = []
-        for r in d.get("rows", []):
-            r = dict(r)
-            if r.get("fewshot"):
-                fs = dict(r["fewshot"])
-                fs["shots"] = {int(k): v for k, v in fs.get("shots", {}).items()}
-                fs["skipped"] = {int(k): v for k, v in fs.get("skipped", {}).items()}
-                r["fewshot"] = fs
-            rows.append(ProbeRow(**{k: v for k, v in r.items() if k in ProbeRow.__dataclass_fields__}))
+        rows = [ProbeRow.from_dict(r) for r in d.get("rows", [])]
         keep = {k: d[k] for k in ("dataset", "num_train", "num_test", "num_classes", "teacher_conditional", "time_s")
                 if k in d}
         return cls(rows=rows, config=cfg, **keep)
@@ -282,25 +303,12 @@ def probe_suite(
         n_cls = check_labels(yte, n_cls, "test set")
         row = ProbeRow(name=name, role=(roles or {}).get(name, _role(rep)), feature_dim=int(ftr.shape[1]),
                        extract_s=time.perf_counter() - t0)
-        if "fewshot" in cfg.probes:
-            row.fewshot = fewshot_probe(ftr, ytr, fte, yte, shots=cfg.shots, draws=cfg.draws, seed=cfg.seed, l2=cfg.l2,
-                                        max_iter=cfg.fewshot_max_iter, tol=cfg.fewshot_tol, num_classes=n_cls,
-                                        device=cfg.device)
-            row.notes += row.fewshot["notes"]
-        if "knn" in cfg.probes:
-            row.knn = knn_features(ftr.to(cfg.device), ytr, fte, yte, k=cfg.knn_k, t=cfg.knn_t, num_classes=n_cls)
-        if "fast" in cfg.probes:
-            row.fast = probe_features(ftr, ytr, fte, yte, epochs=cfg.fast_epochs, batch=cfg.batch, lr=cfg.lr,
-                                      optimizer=cfg.optimizer, device=cfg.device, seed=cfg.seed, num_classes=n_cls, progress=progress)
-            row.fast.pop("history", None)
-        if "linear" in cfg.probes:
-            if model is None:
-                row.notes.append("linear (paper protocol) skipped: precomputed features have no model to augment through")
-            else:
-                row.linear = linear_probe(model, train, test, epochs=cfg.linear_epochs, batch=cfg.batch, lr=cfg.lr,
-                                          optimizer=cfg.optimizer, fast=False, device=cfg.device, seed=cfg.seed, num_classes=n_cls,
-                                          progress=progress)
-                row.linear.pop("history", None)
+        data = ProbeInput(ftr, ytr, fte, yte, model, train, test, n_cls, cfg, progress)
+        for p in (p for p in probe_names() if p in cfg.probes):
+            result, notes = get_probe(p).run(data)
+            if result is not None:
+                row.results[p] = result
+            row.notes += notes
         row.time_s = time.perf_counter() - t0
         rows.append(row)
         if log is not None:
@@ -334,8 +342,6 @@ def closing_probes(
     roles = {student_name: "distilled"}
     if random_student is not None:
         if isinstance(random_student, (str, Path)):
-            from gandistill.evaluation.loading import load_student
-
             random_student = load_student(random_student, seed=(config or ProbeConfig()).seed).model
         reps["random init"] = random_student
         roles["random init"] = "random-init"
@@ -372,50 +378,39 @@ def teacher_is_conditional(run_config: Mapping[str, Any]) -> bool:
 
 
 # ----------------------------------------------------------------------------- rendering
+def _ran(table: ProbeTable, probe: str) -> List[Dict[str, Any]]:
+    return [r.results[probe] for r in table.rows if r.results.get(probe)]
+
+
 def _columns(table: ProbeTable) -> List[Tuple[str, str]]:
-    """(key, header) for every probe column present in some row."""
-    cols: List[Tuple[str, str]] = []
-    shots: List[int] = sorted({k for r in table.rows if r.fewshot for k in (*r.fewshot["shots"], *r.fewshot["skipped"])})
-    cols += [(f"fewshot:{k}", f"{k}-shot") for k in shots]
-    ks = sorted({r.knn["k"] for r in table.rows if r.knn})
-    if ks:
-        cols.append(("knn", f"kNN-{ks[0]}" if len(ks) == 1 else "kNN"))
-    if any(r.fast for r in table.rows):
-        cols.append(("fast", "linear (fast)"))
-    if any(r.linear for r in table.rows):
-        cols.append(("linear", "linear (paper)"))
-    return cols
+    """(key, header) for every probe column present in some row (``probe`` or ``probe:sub``)."""
+    return [c for p in probe_names() for c in get_probe(p).columns(_ran(table, p))]
 
 
 def _cell(row: ProbeRow, key: str) -> str:
-    if key.startswith("fewshot:"):
-        k = int(key.split(":", 1)[1])
-        if not row.fewshot:
-            return "-"
-        res = row.fewshot["shots"].get(k)
-        if res is None:
-            return "skipped" if k in row.fewshot.get("skipped", {}) else "-"
-        return f"{res['mean']:.1f} ± {res['std']:.1f}"
-    res = getattr(row, key)
-    if res is None:
-        return "-"
-    return f"{res['top1']:.1f}"
+    probe = key.split(":", 1)[0]
+    return get_probe(probe).cell(row.results.get(probe), key)
 
 
 def _caption(table: ProbeTable) -> str:
-    cfg = table.config
     parts = [f"top-1 (%) on {table.num_test} test images"
              + (f" of {table.dataset}" if table.dataset else "") + f", {table.num_train} train"]
-    if any(r.fewshot for r in table.rows):
-        parts.append(f"k-shot: k labelled images per class, mean ± std over {cfg.draws} draws, "
-                     f"L-BFGS logistic regression (l2 {cfg.l2:g})")
-    if any(r.knn for r in table.rows):
-        parts.append(f"kNN: cosine, t={cfg.knn_t:g}")
-    if any(r.fast for r in table.rows):
-        parts.append("linear (fast): on cached features")
-    if any(r.linear for r in table.rows):
-        parts.append("linear (paper): the paper's protocol")
+    for p in probe_names():
+        if _ran(table, p):
+            line = get_probe(p).caption(table.config)
+            if line:
+                parts.append(line)
     return "; ".join(parts)
+
+
+def row_metrics(row: ProbeRow) -> Dict[str, float]:
+    """A row as flat metrics, every probe's :meth:`~gandistill.evaluation.probes.Probe.metrics`
+    (``shot<k>``, ``shot<k>_std``, ``knn<k>``, ``fast``, ``linear``, ...)."""
+    m: Dict[str, float] = {}
+    for p in probe_names():
+        if row.results.get(p):
+            m.update(get_probe(p).metrics(row.results[p]))
+    return m
 
 
 def render_probe_table(table: ProbeTable, title: str = "probes",
@@ -423,8 +418,6 @@ def render_probe_table(table: ProbeTable, title: str = "probes",
     """A ``rich.table.Table`` of ``table``: one row per probe, one column per representation (so three
     representations fit 80 columns); the title carries :data:`BANNER` when the teacher is
     label-conditioned (``conditional_teacher``, default: ``table.teacher_conditional``)."""
-    from rich.table import Table
-
     cond = table.teacher_conditional if conditional_teacher is None else conditional_teacher
     full_title = f"{title}\n[bold red]{BANNER}[/bold red]" if cond else title
     # wide enough that the banner is never wrapped (the title is laid out at the table's width)

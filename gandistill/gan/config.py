@@ -16,6 +16,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
+from gandistill.registry import close_matches
+from gandistill.teachers.stylegan2.configs import get_sg2_config
+
 #: differentiable augmentation ops understood by :class:`gandistill.gan.ada.AdaAugment`
 ADA_OPS = ("xflip", "translate", "cutout", "brightness", "contrast", "saturation")
 #: default ops for small data sets of digits / objects (no flip: digits are not mirror-symmetric)
@@ -128,8 +131,6 @@ class GanConfig:
 def _preset(arch: str, **kw: Any) -> GanConfig:
     """A preset whose objective hyper-parameters come from the SG2 network config ``arch``
     (batch, lr, R1 gamma, EMA, style mixing); path-length regularisation is always off here."""
-    from gandistill.teachers.stylegan2.configs import get_sg2_config
-
     sg = get_sg2_config(arch)
     base = dict(arch=arch, batch=sg.batch, glr=sg.lr, dlr=sg.lr, r1_gamma=sg.gamma, ema_kimg=sg.ema_kimg,
                 ema_rampup=sg.ema_rampup, style_mixing_prob=sg.style_mixing_prob, pl_weight=0.0)
@@ -153,8 +154,6 @@ GAN_CONFIGS: Dict[str, GanConfig] = {
 def gan_config(name: str = "tiny", **overrides: Any) -> GanConfig:
     """A validated copy of preset ``name`` with ``overrides`` (``None`` values are ignored)."""
     if name not in GAN_CONFIGS:
-        from gandistill.registry import close_matches
-
         hint = close_matches(name, GAN_CONFIGS)
         raise KeyError(f"unknown GAN config '{name}'. Known: {', '.join(GAN_CONFIGS)}"
                        + (f" (did you mean {', '.join(hint)}?)" if hint else ""))

@@ -28,19 +28,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gandistill.data import load_all, load_dataset
 from gandistill.gan.ada import AdaAugment, AdaController
 from gandistill.gan.config import GanConfig
 from gandistill.gan.loss import StyleGAN2Loss, ema_beta, tie_grey, update_ema
 from gandistill.gan.snapshot import (load_state, resolve_snapshot, save_snapshot, snapshot_name,
                                      write_json_atomic)
+from gandistill.teachers.stylegan2.checkpoint import load_sg2
+from gandistill.teachers.stylegan2.configs import sg2_kwargs
+from gandistill.teachers.stylegan2.networks import Discriminator, Generator
 
 
 # ----------------------------------------------------------------------------------------------- networks
 
 def network_kwargs(cfg: GanConfig, resolution: int, c_dim: int) -> Tuple[dict, dict]:
     """G and D constructor kwargs: ``sg2_kwargs(cfg.arch, ...)`` plus ``cfg.net_overrides``."""
-    from gandistill.teachers.stylegan2.configs import sg2_kwargs
-
     G_kw, D_kw = sg2_kwargs(cfg.arch, img_resolution=resolution, c_dim=c_dim, img_channels=3)
     G_kw, D_kw = copy.deepcopy(dict(G_kw)), copy.deepcopy(dict(D_kw))
     ov = dict(cfg.net_overrides)
@@ -67,8 +69,6 @@ def network_kwargs(cfg: GanConfig, resolution: int, c_dim: int) -> Tuple[dict, d
 
 def build_networks(G_kw: dict, D_kw: dict, device: str = "cpu") -> Tuple[nn.Module, nn.Module]:
     """Construct G and D from their kwargs (fp32, on ``device``)."""
-    from gandistill.teachers.stylegan2.networks import Discriminator, Generator
-
     return Generator(**G_kw).to(device), Discriminator(**D_kw).to(device)
 
 
@@ -78,8 +78,6 @@ class InMemoryImages:
     """The training images as uint8 [N,3,H,W] (+ labels), sampled with replacement by a private generator."""
 
     def __init__(self, cfg: GanConfig):
-        from gandistill.data import load_all, load_dataset
-
         ds = load_dataset(cfg.data, root=cfg.data_root, split=cfg.split, img_size=cfg.resolution)
         x, y = self._load_uint8(ds, load_all, cfg.max_items)
         if len(x) < 1:
@@ -188,36 +186,11 @@ def _nan_to_num_grads(module: nn.Module) -> None:
             torch.nan_to_num_(p.grad, nan=0.0, posinf=1e5, neginf=-1e5)
 
 
-def _autocast_factory(precision: str, device: str):
-    """A context factory: bf16 autocast on ``device`` for ``precision == 'bf16'``, else a no-op.
-
-    bf16 measured 1.3x (64 ch) to 2.1x (128 ch) faster per G+D step on an AVX512-BF16 CPU
-    (``benchmarks/bench_gan_step.py``); R1 and the EMA stay in fp32."""
-    if precision != "bf16":
-        return contextlib.nullcontext
-    dev = "cuda" if str(device).startswith("cuda") else "cpu"
-    return lambda: torch.autocast(dev, dtype=torch.bfloat16)
-
-
-def train_gan(cfg: GanConfig) -> Path:
-    """Train (or resume) a StyleGAN2-ADA run described by ``cfg``; returns the run folder.
-
-    Stops when ``cfg.kimg`` thousand real images have been shown to D; a snapshot is written every
-    ``cfg.snap_kimg`` and at the end.
-    """
-    cfg.validate()
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
-    device = cfg.device
-    run_dir = Path(cfg.out)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-
-    data = InMemoryImages(cfg)
+def _networks(cfg: GanConfig, data: "InMemoryImages", device: str
+              ) -> Tuple[nn.Module, nn.Module, nn.Module, Optional[Dict[str, Any]], bool]:
+    """``(G, D, G_ema, resume_state or None, grey)``: fresh networks, or those of ``cfg.resume``'s snapshot."""
     resume_state: Optional[Dict[str, Any]] = None
     if cfg.resume:
-        from gandistill.teachers.stylegan2.checkpoint import load_sg2
-
         snap = resolve_snapshot(cfg.resume)
         ck = load_sg2(snap, nets=("G", "D", "G_ema"), device=device)
         if ck.G is None or ck.D is None or ck.G_ema is None:
@@ -226,7 +199,6 @@ def train_gan(cfg: GanConfig) -> Path:
         if G.img_resolution != data.resolution or G.c_dim != data.c_dim:
             raise ValueError(f"snapshot {snap} is {G.img_resolution}px/c_dim={G.c_dim} but the data is "
                              f"{data.resolution}px/c_dim={data.c_dim}")
-        G_kw, D_kw = ck.kwargs.get("G", {}), ck.kwargs.get("D", {})
         resume_state = load_state(snap)
     else:
         G_kw, D_kw = network_kwargs(cfg, data.resolution, data.c_dim)
@@ -240,139 +212,194 @@ def train_gan(cfg: GanConfig) -> Path:
     G.train().requires_grad_(False)
     D.train().requires_grad_(False)
     G_ema.eval().requires_grad_(False)
+    return G, D, G_ema, resume_state, grey
 
-    aug = AdaAugment(cfg.augment_ops, p=cfg.augment_p if cfg.augment != "none" else 0.0).to(device)
-    ada = AdaController(aug, cfg.ada_target, cfg.ada_interval, cfg.ada_kimg) if cfg.augment == "ada" else None
-    loss = StyleGAN2Loss(G, D, aug, r1_gamma=cfg.r1_gamma, style_mixing_prob=cfg.style_mixing_prob,
-                         clamp_fakes=cfg.clamp_fakes, range_weight=cfg.range_weight, range_margin=cfg.range_margin)
 
+def _optimizers(cfg: GanConfig, G: nn.Module, D: nn.Module) -> Tuple[torch.optim.Adam, torch.optim.Adam]:
+    """Adam for G and D; D's rate and betas adjusted for lazy R1 (``lazy_adjust``)."""
     ratio = cfg.r1_interval / (cfg.r1_interval + 1) if (cfg.r1_interval and cfg.lazy_adjust) else 1.0
     opt_G = torch.optim.Adam(G.parameters(), lr=cfg.glr, betas=(float(cfg.betas[0]), float(cfg.betas[1])), eps=1e-8)
     opt_D = torch.optim.Adam(D.parameters(), lr=cfg.dlr * ratio,
                              betas=(float(cfg.betas[0]) ** ratio, float(cfg.betas[1]) ** ratio), eps=1e-8)
+    return opt_G, opt_D
 
-    autocast = _autocast_factory(cfg.precision, device)
-    cur_nimg, step, wall_prev = 0, 0, 0.0
-    if resume_state is not None:
-        opt_G.load_state_dict(resume_state["opt_G"])
-        opt_D.load_state_dict(resume_state["opt_D"])
-        torch.set_rng_state(resume_state["rng_cpu"])
-        if str(device).startswith("cuda") and resume_state.get("rng_cuda"):
-            torch.cuda.set_rng_state_all(resume_state["rng_cuda"])
-        data.gen.set_state(resume_state["rng_data"])
-        aug.p.fill_(float(resume_state["augment_p"]))
-        if ada is not None and "ada" in resume_state:
-            ada.load_state_dict(resume_state["ada"])
-        cur_nimg, step = int(resume_state["cur_nimg"]), int(resume_state["step"])
-        wall_prev = float(resume_state.get("wall_s", 0.0))
+
+def _autocast_factory(precision: str, device: str):
+    """A context factory: bf16 autocast on ``device`` for ``precision == 'bf16'``, else a no-op.
+
+    bf16 measured 1.3x (64 ch) to 2.1x (128 ch) faster per G+D step on an AVX512-BF16 CPU
+    (``benchmarks/bench_gan_step.py``); R1 and the EMA stay in fp32."""
+    if precision != "bf16":
+        return contextlib.nullcontext
+    dev = "cuda" if str(device).startswith("cuda") else "cpu"
+    return lambda: torch.autocast(dev, dtype=torch.bfloat16)
+
+
+class _GanRun:
+    """The state of one training run: networks, optimisers, augmentation, counters; one step, one
+    snapshot and one metrics line at a time."""
+
+    def __init__(self, cfg: GanConfig, run_dir: Path) -> None:
+        self.cfg, self.run_dir, self.device = cfg, run_dir, cfg.device
+        self.data = InMemoryImages(cfg)
+        self.G, self.D, self.G_ema, self.resume_state, self.grey = _networks(cfg, self.data, self.device)
+        self.aug = AdaAugment(cfg.augment_ops, p=cfg.augment_p if cfg.augment != "none" else 0.0).to(self.device)
+        self.ada = (AdaController(self.aug, cfg.ada_target, cfg.ada_interval, cfg.ada_kimg)
+                    if cfg.augment == "ada" else None)
+        self.loss = StyleGAN2Loss(self.G, self.D, self.aug, r1_gamma=cfg.r1_gamma,
+                                  style_mixing_prob=cfg.style_mixing_prob, clamp_fakes=cfg.clamp_fakes,
+                                  range_weight=cfg.range_weight, range_margin=cfg.range_margin)
+        self.opt_G, self.opt_D = _optimizers(cfg, self.G, self.D)
+        self.autocast = _autocast_factory(cfg.precision, self.device)
+        self.cur_nimg, self.step, self.wall_prev = 0, 0, 0.0
+        if self.resume_state is not None:
+            self._restore(self.resume_state)
+        self.t_start = time.time()
+
+    def _restore(self, st: Dict[str, Any]) -> None:
+        self.opt_G.load_state_dict(st["opt_G"])
+        self.opt_D.load_state_dict(st["opt_D"])
+        torch.set_rng_state(st["rng_cpu"])
+        if str(self.device).startswith("cuda") and st.get("rng_cuda"):
+            torch.cuda.set_rng_state_all(st["rng_cuda"])
+        self.data.gen.set_state(st["rng_data"])
+        self.aug.p.fill_(float(st["augment_p"]))
+        if self.ada is not None and "ada" in st:
+            self.ada.load_state_dict(st["ada"])
+        self.cur_nimg, self.step = int(st["cur_nimg"]), int(st["step"])
+        self.wall_prev = float(st.get("wall_s", 0.0))
+
+    def wall(self, now: Optional[float] = None) -> float:
+        return self.wall_prev + (time.time() if now is None else now) - self.t_start
+
+    def train_step(self) -> Dict[str, float]:
+        """G main, D main, lazy R1, G EMA, ADA: one step on one batch; the step's logs."""
+        cfg, G, D, loss, device = self.cfg, self.G, self.D, self.loss, self.device
+        real, real_c, gen_c = self.data.batch(cfg.batch, device)
+        z_g = torch.randn(cfg.batch, G.z_dim, device=device)
+        z_d = torch.randn(cfg.batch, G.z_dim, device=device)
+        # 1. G main
+        G.requires_grad_(True)
+        self.opt_G.zero_grad(set_to_none=True)
+        with self.autocast():
+            loss_g, logs = loss.g_main(z_g, gen_c)
+        loss_g.backward()
+        _nan_to_num_grads(G)
+        self.opt_G.step()
+        if self.grey:
+            tie_grey(G)
+        G.requires_grad_(False)
+        # 2. D main
+        D.requires_grad_(True)
+        self.opt_D.zero_grad(set_to_none=True)
+        with self.autocast():
+            loss_d, logs_d, real_logits = loss.d_main(z_d, gen_c, real, real_c)
+        real_logits = real_logits.float()
+        loss_d.backward()
+        _nan_to_num_grads(D)
+        self.opt_D.step()
+        logs.update(logs_d)
+        if self.ada is not None:
+            self.ada.accumulate(real_logits)
+        # 3. lazy R1
+        if cfg.r1_interval and cfg.r1_gamma > 0 and self.step % cfg.r1_interval == 0:
+            self.opt_D.zero_grad(set_to_none=True)
+            loss_r, logs_r = loss.d_reg(real, real_c, gain=cfg.r1_interval)
+            loss_r.backward()
+            _nan_to_num_grads(D)
+            self.opt_D.step()
+            logs.update(logs_r)
+        D.requires_grad_(False)
+        # 4. G EMA
+        update_ema(self.G_ema, G, ema_beta(cfg.batch, self.cur_nimg, cfg.ema_kimg, cfg.ema_rampup))
+        self.cur_nimg += cfg.batch
+        self.step += 1
+        # 5. ADA
+        if self.ada is not None:
+            self.ada.step(cfg.batch)
+        return logs
+
+    def snapshot(self) -> None:
+        cfg, data, aug, ada = self.cfg, self.data, self.aug, self.ada
+        wall = self.wall()
+        state = {
+            "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
+            "rng_cpu": torch.get_rng_state(), "rng_data": data.gen.get_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if str(self.device).startswith("cuda") else [],
+            "augment_p": float(aug.p), "cur_nimg": self.cur_nimg, "step": self.step, "wall_s": wall,
+        }
+        if ada is not None:
+            state["ada"] = ada.state_dict()
+        meta = {"kimg": self.cur_nimg / 1000, "augment_p": float(aug.p), "dataset": data.name,
+                "split": cfg.split, "resolution": data.resolution, "c_dim": data.c_dim,
+                "cond": cfg.cond, "grey": self.grey, "wall_s": round(wall, 1), "config": cfg.to_dict(),
+                "trainer": "gandistill gan train (StyleGAN2-ADA objective)"}
+        save_snapshot(self.run_dir, self.cur_nimg, G=self.G, D=self.D, G_ema=self.G_ema, state=state, meta=meta,
+                      keep=cfg.keep_snapshots)
+        save_grid(self.G_ema, self.run_dir / f"grid-{self.cur_nimg:09d}.png", cfg.grid_n, cfg.seed, data.c_dim,
+                  device=self.device)
+
+    def metrics_line(self, sums: Dict[str, float], nsum: int, nimg_tick: int, t_tick: float, now: float) -> str:
+        """Append the tick's averages to ``metrics.jsonl``; the progress line."""
+        rec: Dict[str, Any] = {k: v / nsum for k, v in sums.items()}
+        rec.update(kimg=round(self.cur_nimg / 1000, 3), step=self.step, augment_p=round(float(self.aug.p), 4),
+                   rt=self.ada.last_rt if self.ada is not None else None,
+                   img_per_s=round((self.cur_nimg - nimg_tick) / max(now - t_tick, 1e-9), 2),
+                   wall_s=round(self.wall(now), 1))
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        return (f"G {rec['loss_G']:.3f} D {rec['loss_D']:.3f} p {rec['augment_p']:.3f} "
+                f"rt {rec['rt'] if rec['rt'] is not None else float('nan'):.2f} {rec['img_per_s']:.0f} img/s")
+
+
+def train_gan(cfg: GanConfig) -> Path:
+    """Train (or resume) a StyleGAN2-ADA run described by ``cfg``; returns the run folder.
+
+    Stops when ``cfg.kimg`` thousand real images have been shown to D; a snapshot is written every
+    ``cfg.snap_kimg`` and at the end.
+    """
+    cfg.validate()
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    run_dir = Path(cfg.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    run = _GanRun(cfg, run_dir)
 
     write_json_atomic(run_dir / "config.json", cfg.to_dict())
     total_nimg = int(round(cfg.kimg * 1000))
     snap_nimg = max(int(round(cfg.snap_kimg * 1000)), 1)
     tick_nimg = max(int(round(cfg.tick_kimg * 1000)), 1)
-    next_snap = (cur_nimg // snap_nimg + 1) * snap_nimg
-    next_tick = (cur_nimg // tick_nimg + 1) * tick_nimg
-    t_start = time.time()
-    t_tick, nimg_tick = t_start, cur_nimg
+    next_snap = (run.cur_nimg // snap_nimg + 1) * snap_nimg
+    next_tick = (run.cur_nimg // tick_nimg + 1) * tick_nimg
+    t_tick, nimg_tick = run.t_start, run.cur_nimg
     sums: Dict[str, float] = {}
     nsum = 0
     progress = _Progress(cfg.kimg, cfg.progress)
-    if resume_state is None:
-        save_grid(G_ema, run_dir / "grid-init.png", cfg.grid_n, cfg.seed, data.c_dim, device=device)
-
-    def snapshot() -> None:
-        wall = wall_prev + time.time() - t_start
-        state = {
-            "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(),
-            "rng_cpu": torch.get_rng_state(), "rng_data": data.gen.get_state(),
-            "rng_cuda": torch.cuda.get_rng_state_all() if str(device).startswith("cuda") else [],
-            "augment_p": float(aug.p), "cur_nimg": cur_nimg, "step": step, "wall_s": wall,
-        }
-        if ada is not None:
-            state["ada"] = ada.state_dict()
-        meta = {"kimg": cur_nimg / 1000, "augment_p": float(aug.p), "dataset": data.name,
-                "split": cfg.split, "resolution": data.resolution, "c_dim": data.c_dim,
-                "cond": cfg.cond, "grey": grey, "wall_s": round(wall, 1), "config": cfg.to_dict(),
-                "trainer": "gandistill gan train (StyleGAN2-ADA objective)"}
-        save_snapshot(run_dir, cur_nimg, G=G, D=D, G_ema=G_ema, state=state, meta=meta,
-                      keep=cfg.keep_snapshots)
-        save_grid(G_ema, run_dir / f"grid-{cur_nimg:09d}.png", cfg.grid_n, cfg.seed, data.c_dim, device=device)
-
+    if run.resume_state is None:
+        save_grid(run.G_ema, run_dir / "grid-init.png", cfg.grid_n, cfg.seed, run.data.c_dim, device=cfg.device)
     try:
-        while cur_nimg < total_nimg:
-            real, real_c, gen_c = data.batch(cfg.batch, device)
-            z_g = torch.randn(cfg.batch, G.z_dim, device=device)
-            z_d = torch.randn(cfg.batch, G.z_dim, device=device)
-
-            # 1. G main
-            G.requires_grad_(True)
-            opt_G.zero_grad(set_to_none=True)
-            with autocast():
-                loss_g, logs = loss.g_main(z_g, gen_c)
-            loss_g.backward()
-            _nan_to_num_grads(G)
-            opt_G.step()
-            if grey:
-                tie_grey(G)
-            G.requires_grad_(False)
-
-            # 2. D main
-            D.requires_grad_(True)
-            opt_D.zero_grad(set_to_none=True)
-            with autocast():
-                loss_d, logs_d, real_logits = loss.d_main(z_d, gen_c, real, real_c)
-            real_logits = real_logits.float()
-            loss_d.backward()
-            _nan_to_num_grads(D)
-            opt_D.step()
-            logs.update(logs_d)
-            if ada is not None:
-                ada.accumulate(real_logits)
-
-            # 3. lazy R1
-            if cfg.r1_interval and cfg.r1_gamma > 0 and step % cfg.r1_interval == 0:
-                opt_D.zero_grad(set_to_none=True)
-                loss_r, logs_r = loss.d_reg(real, real_c, gain=cfg.r1_interval)
-                loss_r.backward()
-                _nan_to_num_grads(D)
-                opt_D.step()
-                logs.update(logs_r)
-            D.requires_grad_(False)
-
-            # 4. G EMA
-            update_ema(G_ema, G, ema_beta(cfg.batch, cur_nimg, cfg.ema_kimg, cfg.ema_rampup))
-            cur_nimg += cfg.batch
-            step += 1
-            # 5. ADA
-            if ada is not None:
-                ada.step(cfg.batch)
-
+        while run.cur_nimg < total_nimg:
+            logs = run.train_step()
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + v
             nsum += 1
-            tick = cur_nimg >= next_tick or cur_nimg >= total_nimg
-            info = f"G {logs['loss_G']:.3f} D {logs['loss_D']:.3f} p {float(aug.p):.3f}"
+            tick = run.cur_nimg >= next_tick or run.cur_nimg >= total_nimg
+            info = f"G {logs['loss_G']:.3f} D {logs['loss_D']:.3f} p {float(run.aug.p):.3f}"
             if tick:
                 now = time.time()
-                rec = {k: v / nsum for k, v in sums.items()}
-                rec.update(kimg=round(cur_nimg / 1000, 3), step=step, augment_p=round(float(aug.p), 4),
-                           rt=ada.last_rt if ada is not None else None,
-                           img_per_s=round((cur_nimg - nimg_tick) / max(now - t_tick, 1e-9), 2),
-                           wall_s=round(wall_prev + now - t_start, 1))
-                with open(run_dir / "metrics.jsonl", "a") as f:
-                    f.write(json.dumps(rec) + "\n")
-                info = (f"G {rec['loss_G']:.3f} D {rec['loss_D']:.3f} p {rec['augment_p']:.3f} "
-                        f"rt {rec['rt'] if rec['rt'] is not None else float('nan'):.2f} {rec['img_per_s']:.0f} img/s")
-                t_tick, nimg_tick, sums, nsum = now, cur_nimg, {}, 0
-                while next_tick <= cur_nimg:
+                info = run.metrics_line(sums, nsum, nimg_tick, t_tick, now)
+                t_tick, nimg_tick, sums, nsum = now, run.cur_nimg, {}, 0
+                while next_tick <= run.cur_nimg:
                     next_tick += tick_nimg
-            progress.update(cur_nimg / 1000, info, tick)
-            if cur_nimg >= next_snap or cur_nimg >= total_nimg:
-                snapshot()
-                while next_snap <= cur_nimg:
+            progress.update(run.cur_nimg / 1000, info, tick)
+            if run.cur_nimg >= next_snap or run.cur_nimg >= total_nimg:
+                run.snapshot()
+                while next_snap <= run.cur_nimg:
                     next_snap += snap_nimg
     finally:
         progress.close()
-    if resume_state is not None and cur_nimg >= total_nimg and not (run_dir / snapshot_name(cur_nimg)).exists():
-        snapshot()  # resumed from a snapshot already at/after the end: still leave one in this run folder
+    if (run.resume_state is not None and run.cur_nimg >= total_nimg
+            and not (run_dir / snapshot_name(run.cur_nimg)).exists()):
+        run.snapshot()  # resumed from a snapshot already at/after the end: still leave one in this run folder
     return run_dir

@@ -10,6 +10,10 @@ from typing import Union
 
 import torch
 
+from gandistill.gan.loop import save_grid
+from gandistill.gan.snapshot import generator_checkpoint
+from gandistill.teachers.stylegan2.checkpoint import load_sg2
+
 
 def bundled_teacher_path() -> Path:
     """``gandistill/assets/digits-sg2/``: the bundled unconditional digits StyleGAN2 (fp16 G_ema + D, our format)."""
@@ -26,21 +30,9 @@ def sample_grid(ckpt: Union[str, Path], n: int = 64, out: Union[str, Path] = "gr
                 truncation_psi: float = 1.0, device: str = "cpu") -> Path:
     """Write a PNG grid of ``n`` G_ema samples of checkpoint ``ckpt`` (gandistill folder, NVlabs .pkl
     or a GAN run folder, whose latest snapshot is used); class-conditional G cycles through the classes."""
-    from gandistill.gan.loop import save_grid
-    from gandistill.gan.snapshot import latest_snapshot
-    from gandistill.teachers.stylegan2.checkpoint import load_sg2
-
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    p = Path(ckpt)
-    if not p.exists():
-        raise FileNotFoundError(f"checkpoint not found: {p}")
-    if p.is_dir() and not (p / "gandistill_sg2.json").exists():
-        snap = latest_snapshot(p)
-        if snap is None:
-            raise FileNotFoundError(f"{p} holds neither a gandistill checkpoint nor GAN snapshots")
-        p = snap
-    ck = load_sg2(p, nets=("G_ema",), device=device)
+    ck = load_sg2(generator_checkpoint(ckpt), nets=("G_ema",), device=device)
     if ck.G_ema is None:
         raise ValueError(f"{ckpt} has no G_ema")
     G = ck.G_ema.float().eval()

@@ -200,19 +200,15 @@ def score_generator(ckpt: Optional[Union[str, Path]] = None, n: int = 2000, data
     bundled teacher) against ``n`` real images of ``data``/``split`` (all of them if fewer)."""
     from gandistill.data import load_all, load_dataset
     from gandistill.gan.sample import bundled_teacher_path, generate_images
-    from gandistill.gan.snapshot import latest_snapshot
+    from gandistill.gan.snapshot import generator_checkpoint
     from gandistill.teachers.stylegan2.checkpoint import load_sg2
 
     if n < 2:
         raise ScoreError(f"--n must be >= 2, got {n}")
-    p = Path(ckpt) if ckpt is not None else bundled_teacher_path()
-    if not p.exists():
-        raise ScoreError(f"checkpoint not found: {p}")
-    if p.is_dir() and not (p / "gandistill_sg2.json").exists():
-        snap = latest_snapshot(p)
-        if snap is None:
-            raise ScoreError(f"{p} holds neither a gandistill checkpoint nor GAN snapshots")
-        p = snap
+    try:
+        p = generator_checkpoint(ckpt if ckpt is not None else bundled_teacher_path())
+    except FileNotFoundError as e:
+        raise ScoreError(str(e)) from None
     G = load_sg2(p, nets=("G_ema",), device=device).G_ema
     if G is None:
         raise ScoreError(f"{p} has no G_ema")

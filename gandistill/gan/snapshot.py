@@ -25,6 +25,8 @@ from typing import Any, Dict, Optional, Union
 
 import torch
 
+from gandistill.teachers.stylegan2.checkpoint import save_sg2
+
 STATE_FILE = "training_state.pt"
 LATEST_FILE = "latest.json"
 
@@ -44,8 +46,6 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 def save_snapshot(run_dir: Union[str, Path], cur_nimg: int, *, G, D, G_ema, state: Dict[str, Any],
                   meta: Dict[str, Any], keep: int = 0) -> Path:
     """Write snapshot ``snapshot-<cur_nimg>`` atomically, point ``latest.json`` at it, prune old ones."""
-    from gandistill.teachers.stylegan2.checkpoint import save_sg2
-
     run_dir = Path(run_dir)
     final = run_dir / snapshot_name(cur_nimg)
     tmp = run_dir / f".tmp-{final.name}"
@@ -92,6 +92,20 @@ def resolve_snapshot(path: Union[str, Path]) -> Path:
 def load_state(snapshot: Union[str, Path]) -> Dict[str, Any]:
     """The training state of a snapshot (``torch.load(weights_only=True)``)."""
     return torch.load(Path(snapshot) / STATE_FILE, map_location="cpu", weights_only=True)
+
+
+def generator_checkpoint(path: Union[str, Path]) -> Path:
+    """What :func:`~gandistill.teachers.stylegan2.load_sg2` reads for ``path``: a gandistill folder or an
+    NVlabs ``.pkl`` as given, a GAN snapshot or run folder through :func:`resolve_snapshot` (its latest)."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"checkpoint not found: {p}")
+    if not p.is_dir() or (p / "gandistill_sg2.json").exists():
+        return p
+    try:
+        return resolve_snapshot(p)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{p} holds neither a gandistill checkpoint nor GAN snapshots") from None
 
 
 def latest_snapshot(run_dir: Union[str, Path]) -> Optional[Path]:

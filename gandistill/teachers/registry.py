@@ -1,5 +1,8 @@
 """The teacher registry: ``register_teacher`` / ``create_teacher`` / ``list_teachers`` (timm style).
 
+The built-in teachers register themselves by decorator in their own files, which
+:mod:`gandistill.teachers` imports (any import of this module runs that package first).
+
 A teacher is anything a :class:`~gandistill.teachers.base.Teacher` subclass describes: it samples
 synthetic images with per-image targets (pooled generator block features h^g, the latent w, ...)
 or extracts features from images (discriminator). Plug in your own generator like this::
@@ -46,7 +49,6 @@ def create_teacher(name: str, ckpt: Optional[str] = None, device: Any = "cpu", *
     ``None``-valued keyword arguments are dropped, so CLI defaults pass through unchanged.
     Unknown names raise ``KeyError`` listing close matches.
     """
-    _ensure_builtin()
     teacher = TEACHERS.create(name, ckpt=ckpt, device=device, **kwargs)
     if hasattr(teacher, "freeze"):
         teacher.freeze()
@@ -55,16 +57,9 @@ def create_teacher(name: str, ckpt: Optional[str] = None, device: Any = "cpu", *
 
 def list_teachers() -> List[str]:
     """Names accepted by :func:`create_teacher`."""
-    _ensure_builtin()
     return TEACHERS.names()
 
 
 def describe_teacher(name: str) -> str:
     """One-line description of a registered teacher."""
-    _ensure_builtin()
     return TEACHERS.describe(name)
-
-
-def _ensure_builtin() -> None:
-    """Import the built-in teacher modules so their ``@register_teacher`` lines have run."""
-    from gandistill.teachers import discriminator, encoder, generator, latent, sg3  # noqa: F401

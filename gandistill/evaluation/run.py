@@ -1,6 +1,6 @@
 """Evaluate a distilled (or random) student: few-shot, kNN and linear probes on a labelled dataset.
 
->>> from gandistill.evaluate import evaluate
+>>> from gandistill.evaluation import evaluate        # also gandistill.evaluate(...)
 >>> evaluate("runs/sns-digits")                                     # doctest: +SKIP
 >>> evaluate("runs/sns-digits", protocol="all", baselines=True)     # doctest: +SKIP
 >>> evaluate("random:resnet10t", dataset="digits", protocol="knn")  # doctest: +SKIP
@@ -16,96 +16,30 @@ t = 0.1, k = 200 for >= 10k train items else 20), ``fast`` (cached-feature linea
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
-from torch.utils.data import Dataset
 
 from gandistill.evaluation.features import EvalDataError, extract_features
 from gandistill.evaluation.fewshot import DEFAULT_DRAWS, DEFAULT_L2, DEFAULT_SHOTS, fewshot_probe
 from gandistill.evaluation.knn import default_knn_k, knn_eval, knn_predict
-from gandistill.evaluation.linear import PAPER_LR, linear_probe, probe_features
+from gandistill.evaluation.linear import linear_probe, probe_features
 from gandistill.evaluation.loading import CheckpointError, LoadedStudent, load_student
-from gandistill.evaluation.suite import (
-    BANNER,
-    PROTOCOL_WORDS,
-    RAW_PIXELS,
-    ProbeConfig,
-    ProbeTable,
-    closing_probes,
-    parse_probes,
-    probe_suite,
-    teacher_is_conditional,
-)
+from gandistill.evaluation.splits import FirstN, load_eval_splits
+from gandistill.evaluation.suite import (BANNER, RAW_PIXELS, ProbeConfig, ProbeTable, closing_probes, parse_probes,
+                                         probe_suite, protocol_words, teacher_is_conditional)
 
 __all__ = [
-    "evaluate", "EvalConfig", "linear_probe", "knn_eval", "knn_predict", "extract_features",
+    "evaluate", "evaluate_table", "linear_probe", "knn_eval", "knn_predict", "extract_features",
     "probe_features", "load_student", "LoadedStudent", "CheckpointError", "EvalDataError", "PROTOCOLS", "FirstN",
-    "evaluate_config", "fewshot_probe", "probe_suite", "closing_probes", "ProbeConfig", "ProbeTable",
+    "fewshot_probe", "probe_suite", "closing_probes", "ProbeConfig", "ProbeTable",
     "load_eval_splits", "default_knn_k", "BANNER", "DEFAULT_PROTOCOL",
 ]
 
-PROTOCOLS = PROTOCOL_WORDS                 # fewshot, knn, fast, linear, all, both (comma-separated)
+PROTOCOLS = protocol_words()               # fewshot, knn, fast, linear, all, both (see protocol_words for plug-ins)
 DEFAULT_PROTOCOL = "fewshot,knn,fast"
 DEFAULT_DATASET = "digits"   # for random:<name> baselines with no run config to read
-
-
-@dataclass
-class EvalConfig:
-    """Everything :func:`evaluate` needs beyond the student (the CLI maps its flags to these)."""
-
-    protocol: str = DEFAULT_PROTOCOL
-    dataset: Optional[str] = None        # default: the run's dataset, else digits
-    data_root: Optional[str] = None
-    epochs: Optional[int] = None         # linear probes (fast and paper); default 90 (paper)
-    fast: Optional[bool] = None          # True: linear -> fast; False: fast -> linear (paper)
-    device: str = "cpu"
-    batch: int = 256
-    lr: Optional[float] = None           # linear probes, at batch 256; None: 30 (sgd) / 0.1 (lars)
-    optimizer: str = "sgd"               # linear probes: sgd | lars (SnS's STL-10 probe: lars, batch 4096)
-    k: Optional[int] = None              # kNN neighbours; None: 200 for >= 10k train items, else 20
-    t: float = 0.1
-    seed: int = 0
-    img_size: Optional[int] = None       # default: the student's img_size, else the dataset's
-    train_split: str = "train"
-    test_split: str = "test"
-    max_train: Optional[int] = None
-    max_test: Optional[int] = None
-    student_kwargs: Optional[Dict[str, Any]] = None
-    shots: Tuple[int, ...] = DEFAULT_SHOTS
-    draws: int = DEFAULT_DRAWS
-    l2: float = DEFAULT_L2
-    baselines: bool = False
-
-
-class FirstN(Dataset):
-    """The first ``n`` items of an image dataset, keeping its attributes and batch access."""
-
-    def __init__(self, base: Any, n: int):
-        self.base, self.n = base, min(int(n), len(base))
-        for a in ("name", "num_classes", "mean", "std", "resolution", "split", "classes"):
-            if hasattr(base, a):
-                setattr(self, a, getattr(base, a))
-        if callable(getattr(base, "take", None)):
-            self.take = self._take
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int):
-        if not -self.n <= i < self.n:
-            raise IndexError(f"index {i} out of range for {self.n} items")
-        return self.base[i % self.n]
-
-    def _take(self, index: Any):
-        if isinstance(index, slice):
-            index = slice(*index.indices(self.n))
-        return self.base.take(index)
-
-
-_FirstN = FirstN   # the engine imports this name
 
 
 def _run_value(cfg: Dict[str, Any], *keys: str) -> Any:
@@ -119,31 +53,6 @@ def _run_value(cfg: Dict[str, Any], *keys: str) -> Any:
                 if sec.get(k) not in (None, ""):
                     return sec[k]
     return None
-
-
-def _load_split(name: str, root: Optional[str], split: str, img_size: Optional[int], limit: Optional[int],
-                download: bool = False):
-    from gandistill.data import load_dataset
-
-    ds = load_dataset(name, root=root, split=split, img_size=img_size,
-                      download=download)  # allow-download: only when the user passed --download
-    if getattr(ds, "num_classes", None) == 0:
-        raise EvalDataError(
-            f"dataset '{name}' split '{split}' has no labels: evaluation needs a labelled split"
-            + (" (stl10: use 'train' and 'test')" if name == "stl10" else "")
-        )
-    if len(ds) == 0:
-        raise EvalDataError(f"dataset '{name}' split '{split}' is empty")
-    return FirstN(ds, limit) if limit is not None else ds
-
-
-def load_eval_splits(dataset: str, data_root: Optional[str] = None, img_size: Optional[int] = None,
-                     max_train: Optional[int] = None, max_test: Optional[int] = None,
-                     train_split: str = "train", test_split: str = "test", download: bool = False) -> Tuple[Any, Any]:
-    """The labelled ``(train, test)`` splits an evaluation runs on (first ``max_*`` items when given);
-    ``download`` fetches cifar10 / cifar100 / stl10 into ``data_root`` when missing (opt-in)."""
-    return (_load_split(dataset, data_root, train_split, img_size, max_train, download),
-            _load_split(dataset, data_root, test_split, img_size, max_test, download))
 
 
 def _random_init_baseline(loaded: LoadedStudent, run_seed: Optional[int], seed: int) -> Tuple[Any, str]:
@@ -193,10 +102,8 @@ def evaluate(
 ) -> Dict[str, Any]:
     """Rebuild the student of a run folder / checkpoint (or ``random:<timm-name>``) and probe it.
 
-    ``protocol``: comma-separated probes of ``fewshot, knn, fast, linear`` or ``all`` (``both`` =
-    fast + knn, the older spelling). ``fast`` picks the linear probe: ``True`` runs ``linear`` as the
-    cached-feature probe (the older ``protocol="linear", fast=True``), ``False`` runs ``fast`` as the
-    paper protocol.
+    ``protocol``: comma-separated registered probes (``fewshot, knn, fast, linear``, plug-ins) or ``all``
+    (``both`` = fast + knn). ``fast=True`` runs ``linear`` as ``fast``, ``False`` runs ``fast`` as ``linear``.
     ``k`` (kNN; None: 200 for >= 10k train items else 20), ``t``, ``shots``, ``draws``, ``l2`` (few-shot)
     and ``epochs`` (linear probes, default 90) set the probes; ``optimizer`` (``"sgd"`` or ``"lars"``) and
     ``lr`` (at batch 256; None: 30 for SGD, 0.1 for LARS, scaled by ``batch / 256``) the linear probes
@@ -209,9 +116,8 @@ def evaluate(
     ``download`` (opt-in) fetches cifar10 / cifar100 / stl10 into ``data_root`` when missing.
 
     Returns ``dict(student, source, checkpoint, dataset, img_size, protocol, probes, num_train, num_test,
-    teacher_conditional, top1, fewshot=..., knn=..., fast=..., linear=... (those that ran, for the
-    student), table=ProbeTable.to_dict() (every row), time_s)``; ``top1`` is the paper linear top-1 if it
-    ran, else the fast probe's, else kNN's, else the largest k-shot mean.
+    teacher_conditional, top1, <probe>=... for each probe that ran on the student, table=ProbeTable.to_dict()
+    (every row), time_s)``; ``top1``: paper linear, else fast, else kNN, else the largest k-shot mean.
     """
     probes = parse_probes(protocol, fast)
     t0 = time.perf_counter()
@@ -219,29 +125,18 @@ def evaluate(
         device = "cuda" if torch.cuda.is_available() else "cpu"
     loaded = load_student(run_or_ckpt, img_size=img_size, student_kwargs=student_kwargs, seed=seed)
     cfg = {"checkpoint": loaded.meta, **loaded.run_config}
-    ds_name = dataset or _run_value(cfg, "dataset") or DEFAULT_DATASET
-    if not isinstance(ds_name, str):
-        raise EvalDataError(f"cannot tell the dataset from the run config (got {ds_name!r}); pass dataset=")
-    root = data_root or _run_value(cfg, "data_root")
-    size = img_size or loaded.kwargs.get("img_size") or _run_value(cfg, "img_size")
-    train, test = load_eval_splits(ds_name, root, size, max_train, max_test, train_split, test_split,
+    ds_name, size = _dataset_of(cfg, loaded, dataset, img_size)
+    train, test = load_eval_splits(ds_name, data_root or _run_value(cfg, "data_root"), size, max_train, max_test,
+                                   train_split, test_split,
                                    download=download)  # allow-download: only when the user passed --download
     conditional = teacher_is_conditional(cfg)
     pcfg = ProbeConfig(probes=probes, shots=tuple(shots), draws=draws, l2=l2, knn_k=k, knn_t=t,
                        fast_epochs=90 if epochs is None else epochs, linear_epochs=90 if epochs is None else epochs,
                        lr=lr, optimizer=optimizer, batch=batch, seed=seed, device=device)
-    reps: Dict[str, Any] = {loaded.name: loaded.model}
-    roles = {loaded.name: "distilled" if loaded.source == "checkpoint" else "random-init"}
-    notes = []
-    if baselines:
-        if loaded.source == "checkpoint":
-            rnd, note = _random_init_baseline(loaded, _run_value(cfg, "seed"), seed)
-            reps["random init"], roles["random init"] = rnd, "random-init"
-            notes.append(note)
-        reps["raw pixels"], roles["raw pixels"] = RAW_PIXELS, "raw-pixels"
+    reps, roles, notes = _representations(loaded, baselines, _run_value(cfg, "seed"), seed)
     table = probe_suite(reps, train, test, pcfg, teacher_conditional=conditional, roles=roles, dataset=ds_name,
                         log=log, progress=progress)
-    if baselines and loaded.source == "checkpoint":
+    if notes:
         table.row("random init").notes.extend(notes)
     row = table.rows[0]
     out: Dict[str, Any] = dict(student=loaded.name, source=loaded.source,
@@ -249,23 +144,38 @@ def evaluate(
                                dataset=ds_name, img_size=size or getattr(train, "resolution", None),
                                protocol=protocol, probes=list(probes), num_train=len(train), num_test=len(test),
                                teacher_conditional=conditional)
-    for p in probes:
-        if getattr(row, p) is not None:
-            out[p] = getattr(row, p)
+    out.update({p: r for p, r in row.results.items() if r is not None})     # every probe that ran, in order
     out["top1"] = row.top1()
     out["table"] = table.to_dict()
     out["time_s"] = time.perf_counter() - t0
     return out
 
 
+def _dataset_of(cfg: Dict[str, Any], loaded: LoadedStudent, dataset: Optional[str],
+                img_size: Optional[int]) -> Tuple[str, Optional[int]]:
+    """The dataset and image size to probe on: as given, else the run's own, else digits at the student's size."""
+    ds_name = dataset or _run_value(cfg, "dataset") or DEFAULT_DATASET
+    if not isinstance(ds_name, str):
+        raise EvalDataError(f"cannot tell the dataset from the run config (got {ds_name!r}); pass dataset=")
+    return ds_name, img_size or loaded.kwargs.get("img_size") or _run_value(cfg, "img_size")
+
+
+def _representations(loaded: LoadedStudent, baselines: bool, run_seed: Optional[int],
+                     seed: int) -> Tuple[Dict[str, Any], Dict[str, str], List[str]]:
+    """``(representations, roles, notes on the random-init row)``: the student, and with ``baselines``
+    the run's random-init student (checkpoints only) and raw pixels."""
+    reps: Dict[str, Any] = {loaded.name: loaded.model}
+    roles = {loaded.name: "distilled" if loaded.source == "checkpoint" else "random-init"}
+    notes: List[str] = []
+    if baselines:
+        if loaded.source == "checkpoint":
+            rnd, note = _random_init_baseline(loaded, run_seed, seed)
+            reps["random init"], roles["random init"] = rnd, "random-init"
+            notes.append(note)
+        reps["raw pixels"], roles["raw pixels"] = RAW_PIXELS, "raw-pixels"
+    return reps, roles, notes
+
+
 def evaluate_table(result: Dict[str, Any]) -> ProbeTable:
     """The :class:`ProbeTable` of an :func:`evaluate` result (for rendering)."""
     return ProbeTable.from_dict(result["table"])
-
-
-def evaluate_config(run_or_ckpt: Union[str, Path], cfg: EvalConfig,
-                    progress: Optional[Callable[[dict], None]] = None) -> Dict[str, Any]:
-    """:func:`evaluate` with the settings of an :class:`EvalConfig`."""
-    kw = dict(vars(cfg))
-    return evaluate(run_or_ckpt, kw.pop("protocol"), kw.pop("dataset"), kw.pop("data_root"), kw.pop("epochs"),
-                    kw.pop("fast"), kw.pop("device"), progress=progress, **kw)
