@@ -30,6 +30,7 @@ from torch import nn
 from gandistill.gan.ada import AdaAugment, AdaController
 from gandistill.gan.config import GanConfig
 from gandistill.gan.loss import StyleGAN2Loss, ema_beta, tie_grey, update_ema
+from gandistill.engine.loggers import RunLoggers
 from gandistill.gan.snapshot import (load_state, resolve_snapshot, save_snapshot, snapshot_name,
                                      write_json_atomic)
 
@@ -132,15 +133,26 @@ class InMemoryImages:
 # ----------------------------------------------------------------------------------------------- grid
 
 @torch.no_grad()
-def save_grid(G_ema: nn.Module, path: Path, n: int = 64, seed: int = 0, c_dim: int = 0,
-              truncation_psi: float = 1.0, device: str = "cpu") -> Path:
-    """A PNG grid of ``n`` G_ema samples from a private generator (the global RNG is untouched)."""
-    from torchvision.utils import save_image
-
+def grid_samples(G_ema: nn.Module, n: int = 64, seed: int = 0, c_dim: int = 0, truncation_psi: float = 1.0,
+                 device: str = "cpu") -> torch.Tensor:
+    """``n`` G_ema samples in [-1, 1] from a private generator (the global RNG is untouched)."""
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(n, G_ema.z_dim, generator=g).to(device)
     c = F.one_hot(torch.arange(n) % c_dim, c_dim).float().to(device) if c_dim else torch.zeros(n, 0, device=device)
-    img = G_ema(z, c, truncation_psi=truncation_psi, noise_mode="const", force_fp32=True)
+    return G_ema(z, c, truncation_psi=truncation_psi, noise_mode="const", force_fp32=True)
+
+
+@torch.no_grad()
+def save_grid(G_ema: nn.Module, path: Path, n: int = 64, seed: int = 0, c_dim: int = 0,
+              truncation_psi: float = 1.0, device: str = "cpu", logs: Optional[RunLoggers] = None,
+              step: int = 0) -> Path:
+    """A PNG grid of ``n`` G_ema samples from a private generator (the global RNG is untouched);
+    also sent to the image loggers in ``logs``."""
+    from torchvision.utils import save_image
+
+    img = grid_samples(G_ema, n, seed, c_dim, truncation_psi, device)
+    if logs is not None:
+        logs.log_images(step, "G_ema/samples", img)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
@@ -264,8 +276,15 @@ def train_gan(cfg: GanConfig) -> Path:
     sums: Dict[str, float] = {}
     nsum = 0
     progress = _Progress(cfg.kimg, cfg.progress)
+    logs = RunLoggers(run_dir, cfg.loggers, config=cfg.to_dict(), name=run_dir.name)   # metrics.jsonl: below
     if resume_state is None:
-        save_grid(G_ema, run_dir / "grid-init.png", cfg.grid_n, cfg.seed, data.c_dim, device=device)
+        save_grid(G_ema, run_dir / "grid-init.png", cfg.grid_n, cfg.seed, data.c_dim, device=device, logs=logs)
+    if logs.wants_images:            # what D sees: real images and their augmented views (RNG restored after)
+        cuda = [torch.device(device).index or 0] if str(device).startswith("cuda") else []
+        with torch.random.fork_rng(devices=cuda), torch.no_grad():
+            real0 = data.x[:16].float().div(127.5).sub(1.0).to(device)
+            logs.log_images(0, "data/real", real0)
+            logs.log_images(0, "data/augmented", aug(real0))
 
     def snapshot() -> None:
         wall = wall_prev + time.time() - t_start
@@ -283,7 +302,8 @@ def train_gan(cfg: GanConfig) -> Path:
                 "trainer": "gandistill gan train (StyleGAN2-ADA objective)"}
         save_snapshot(run_dir, cur_nimg, G=G, D=D, G_ema=G_ema, state=state, meta=meta,
                       keep=cfg.keep_snapshots)
-        save_grid(G_ema, run_dir / f"grid-{cur_nimg:09d}.png", cfg.grid_n, cfg.seed, data.c_dim, device=device)
+        save_grid(G_ema, run_dir / f"grid-{cur_nimg:09d}.png", cfg.grid_n, cfg.seed, data.c_dim, device=device,
+                  logs=logs, step=step)
 
     try:
         while cur_nimg < total_nimg:
@@ -345,6 +365,7 @@ def train_gan(cfg: GanConfig) -> Path:
                            wall_s=round(wall_prev + now - t_start, 1))
                 with open(run_dir / "metrics.jsonl", "a") as f:
                     f.write(json.dumps(rec) + "\n")
+                logs.log_scalars(step, {k: v for k, v in rec.items() if k != "step"})
                 info = (f"G {rec['loss_G']:.3f} D {rec['loss_D']:.3f} p {rec['augment_p']:.3f} "
                         f"rt {rec['rt'] if rec['rt'] is not None else float('nan'):.2f} {rec['img_per_s']:.0f} img/s")
                 t_tick, nimg_tick, sums, nsum = now, cur_nimg, {}, 0
@@ -355,8 +376,9 @@ def train_gan(cfg: GanConfig) -> Path:
                 snapshot()
                 while next_snap <= cur_nimg:
                     next_snap += snap_nimg
+        if resume_state is not None and cur_nimg >= total_nimg and not (run_dir / snapshot_name(cur_nimg)).exists():
+            snapshot()  # resumed from a snapshot already at/after the end: still leave one in this run folder
     finally:
         progress.close()
-    if resume_state is not None and cur_nimg >= total_nimg and not (run_dir / snapshot_name(cur_nimg)).exists():
-        snapshot()  # resumed from a snapshot already at/after the end: still leave one in this run folder
+        logs.close()
     return run_dir
