@@ -40,7 +40,7 @@ def main() -> None:
         if debug:
             raise
         msg = e.args[0] if getattr(e, "args", None) else str(e)
-        console.print(f"[red]error:[/red] {msg}")
+        console.print(f"[red]error:[/red] {msg}", soft_wrap=True)
         sys.exit(2)
 
 

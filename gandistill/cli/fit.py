@@ -134,9 +134,10 @@ def fit_cmd(
         print_config(FitConfig, config_dict(cfg), ctx.command, "gandistill fit config (gandistill fit --config FILE)")
         return
     if dry_run:
-        check_fit_config(cfg)
-        console.print_json(json.dumps(resolved_config(cfg), default=str))
-        say("dry run: config checked (names, files, data); nothing trained")
+        checked = check_fit_config(cfg)
+        plan = resolved_config(cfg)      # also loads the dataset's index and resolves the method's defaults
+        note = f"config checked ({', '.join(checked)}, dataset, plan); nothing trained"
+        console.print_json(json.dumps({"dry_run": note, **plan}, default=str))
         return
     try:
         res = fit(cfg, log=say)

@@ -118,13 +118,15 @@ def check_fields(cls: type, d: Mapping[str, Any], where: str = "config") -> Dict
             raise ConfigError(f"{where}: unknown key {str(k)!r} for {cls.__name__}"
                               + (f" (closest: {', '.join(hint)})" if hint else f"; known: {', '.join(known)}"))
         if not _type_ok(v, hints.get(key, Any)):
-            raise ConfigError(f"{where}: {key} = {v!r} is not a {_type_name(hints.get(key, Any))}")
+            raise ConfigError(f"{where}: {key} = {v!r} is not of type {_type_name(hints.get(key, Any))}")
         out[key] = tuple(v) if isinstance(v, list) and "Tuple" in repr(hints.get(key)) else v
     return out
 
 
 def _type_name(tp: Any) -> str:
-    return repr(tp).replace("typing.", "").replace("NoneType", "None")
+    """``int``, ``Optional[int]``, ``Tuple[str, ...]``: the annotation as written."""
+    return getattr(tp, "__name__", None) if isinstance(tp, type) else repr(tp).replace("typing.", "").replace(
+        "NoneType", "None")
 
 
 def read_config_file(path: Union[str, Path], cls: type) -> Dict[str, Any]:
