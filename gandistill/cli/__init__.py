@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from gandistill.cli import bank, compare, doctor, eval, export, fit, gan, plot, sg2
+from gandistill.cli import bank, compare, doctor, eval, export, fit, gan, plot, sg2, transfer
 from gandistill.cli.console import console
 
 EXIT_CODES_HELP = ("Exit codes: 0 success; 2 bad input or usage (a refused file, an invalid setting); "
@@ -27,7 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _group in (doctor, fit, eval, compare, plot, bank, gan, sg2, export):
+for _group in (doctor, fit, eval, compare, transfer, plot, bank, gan, sg2, export):
     _group.register(app)
 
 
