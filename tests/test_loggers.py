@@ -101,3 +101,33 @@ def test_missing_extra_and_unknown_logger_are_one_line_errors(monkeypatch):
         check_loggers(["wandb"])
     with pytest.raises(ConfigError, match="unknown logger 'mlflow'"):
         check_loggers(["mlflow"])
+
+
+def test_gan_train_with_tensorboard_logs_losses_and_grids(tmp_path):
+    pytest.importorskip("tensorboard")
+    from gandistill.gan.config import gan_config
+    from gandistill.gan.loop import train_gan
+
+    B = 4
+    cfg = gan_config("tiny", out=str(tmp_path / "gan"), kimg=3 * B / 1000, resolution=8, batch=B, grid_n=4,
+                     net_overrides=dict(channel_base=64, channel_max=8, z_dim=8, w_dim=8, map_layers=1),
+                     threads=1, tick_kimg=B / 1000, snap_kimg=2 * B / 1000, progress=False, ema_kimg=0.01,
+                     loggers=("tensorboard",))
+    train_gan(cfg)
+    acc = _events(tmp_path / "gan" / "tb")
+    tags = acc.Tags()
+    assert {"loss_G", "loss_D", "augment_p", "img_per_s"} <= set(tags["scalars"]), tags["scalars"]
+    assert [e.step for e in acc.Scalars("loss_G")] == [1, 2, 3]
+    assert {"G_ema/samples", "data/real", "data/augmented"} <= set(tags["images"])
+    # metrics.jsonl keeps its own format (one line per tick)
+    assert len((tmp_path / "gan" / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_compare_passes_its_loggers_to_every_training(tmp_path):
+    from types import SimpleNamespace
+
+    from gandistill.compare.runner import CompareConfig, _fit_config
+
+    cfg = _fit_config(SimpleNamespace(fit={"method": "sns"}), CompareConfig(loggers=("tensorboard",)),
+                      tmp_path / "r", False)
+    assert cfg.loggers == ("tensorboard",)

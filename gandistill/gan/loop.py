@@ -276,15 +276,16 @@ def train_gan(cfg: GanConfig) -> Path:
     sums: Dict[str, float] = {}
     nsum = 0
     progress = _Progress(cfg.kimg, cfg.progress)
-    logs = RunLoggers(run_dir, cfg.loggers, config=cfg.to_dict(), name=run_dir.name)   # metrics.jsonl: below
+    run_logs = RunLoggers(run_dir, cfg.loggers, config=cfg.to_dict(), name=run_dir.name)   # metrics.jsonl: below
     if resume_state is None:
-        save_grid(G_ema, run_dir / "grid-init.png", cfg.grid_n, cfg.seed, data.c_dim, device=device, logs=logs)
-    if logs.wants_images:            # what D sees: real images and their augmented views (RNG restored after)
+        save_grid(G_ema, run_dir / "grid-init.png", cfg.grid_n, cfg.seed, data.c_dim, device=device,
+                  logs=run_logs)
+    if run_logs.wants_images:            # what D sees: real images and their augmented views (RNG restored after)
         cuda = [torch.device(device).index or 0] if str(device).startswith("cuda") else []
         with torch.random.fork_rng(devices=cuda), torch.no_grad():
             real0 = data.x[:16].float().div(127.5).sub(1.0).to(device)
-            logs.log_images(0, "data/real", real0)
-            logs.log_images(0, "data/augmented", aug(real0))
+            run_logs.log_images(0, "data/real", real0)
+            run_logs.log_images(0, "data/augmented", aug(real0))
 
     def snapshot() -> None:
         wall = wall_prev + time.time() - t_start
@@ -303,7 +304,7 @@ def train_gan(cfg: GanConfig) -> Path:
         save_snapshot(run_dir, cur_nimg, G=G, D=D, G_ema=G_ema, state=state, meta=meta,
                       keep=cfg.keep_snapshots)
         save_grid(G_ema, run_dir / f"grid-{cur_nimg:09d}.png", cfg.grid_n, cfg.seed, data.c_dim, device=device,
-                  logs=logs, step=step)
+                  logs=run_logs, step=step)
 
     try:
         while cur_nimg < total_nimg:
@@ -365,7 +366,7 @@ def train_gan(cfg: GanConfig) -> Path:
                            wall_s=round(wall_prev + now - t_start, 1))
                 with open(run_dir / "metrics.jsonl", "a") as f:
                     f.write(json.dumps(rec) + "\n")
-                logs.log_scalars(step, {k: v for k, v in rec.items() if k != "step"})
+                run_logs.log_scalars(step, {k: v for k, v in rec.items() if k != "step"})
                 info = (f"G {rec['loss_G']:.3f} D {rec['loss_D']:.3f} p {rec['augment_p']:.3f} "
                         f"rt {rec['rt'] if rec['rt'] is not None else float('nan'):.2f} {rec['img_per_s']:.0f} img/s")
                 t_tick, nimg_tick, sums, nsum = now, cur_nimg, {}, 0
@@ -380,5 +381,5 @@ def train_gan(cfg: GanConfig) -> Path:
             snapshot()  # resumed from a snapshot already at/after the end: still leave one in this run folder
     finally:
         progress.close()
-        logs.close()
+        run_logs.close()
     return run_dir
