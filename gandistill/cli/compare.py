@@ -8,13 +8,12 @@ from typing import Any, Dict, List, Literal, Optional
 import typer
 
 from gandistill.cli.console import console, say
-from gandistill.cli.options import Flag, given, print_config, with_field_flags
+from gandistill.cli.options import Flag, Logger, given, logger_names, print_config, with_field_flags
 from gandistill.compare import report
 from gandistill.compare.figure4 import Figure4Config, figure4, print_figure4
 from gandistill.compare.presets import PRESETS, describe_plan, get_preset
 from gandistill.compare.runner import CompareConfig, compare, plans_for
 from gandistill.compare.tables import get_table, select_rows
-from gandistill.cli.fit import Logger
 from gandistill.io.config_file import merge_config
 
 
@@ -92,8 +91,7 @@ def compare_cmd(
     Writes tableN.csv / tableN.md / tableN.png and one run folder per training under --out;
     rows already finished there are skipped, so an interrupted comparison resumes.
     """
-    if flags.get("logger") is not None:
-        flags["logger"] = tuple(v.value for v in flags["logger"] if v.value != "jsonl") or None
+    flags["logger"] = logger_names(flags.get("logger"))
     values = merge_config(CompareConfig, config, given(flags, CompareConfig, COMPARE_FLAGS_FIELDS))
     cfg = CompareConfig(**values)
     if print_cfg:

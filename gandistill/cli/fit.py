@@ -9,7 +9,6 @@ probe table next to a randomly initialised student's and where the checkpoint is
 """
 from __future__ import annotations
 
-import enum
 import json
 import os
 from typing import Any, Dict, List, Literal, Optional
@@ -18,17 +17,16 @@ import typer
 
 from gandistill.augment import list_augmentations
 from gandistill.cli.console import console, say
-from gandistill.cli.options import Flag, comma_choice, given, parse_kv, print_config, registry_choice, with_field_flags
+from gandistill.cli.options import (Flag, Logger, comma_choice, given, logger_names, parse_kv, print_config,
+                                   registry_choice, with_field_flags)
 from gandistill.engine import CheckpointWriteError, FitConfig, TrainingStopped, fit, resolved_config
-from gandistill.engine.config import ENCODER_INPUTS, LOGGERS, PRECISIONS, config_dict
+from gandistill.engine.config import ENCODER_INPUTS, PRECISIONS, config_dict
 from gandistill.engine.validate import check_fit_config
 from gandistill.evaluation.suite import PROTOCOL_WORDS, ProbeTable, render_probe_table
 from gandistill.io.config_file import merge_config
 from gandistill.io.errors import EXIT_STOPPED, EXIT_WRITE
 from gandistill.methods import list_methods
 
-#: ``--logger`` values (repeatable; jsonl is always on)
-Logger = enum.Enum("Logger", {n: n for n in LOGGERS}, type=str)  # type: ignore[misc]
 #: ``--resume`` values: ``last`` continues the run in --out; ``auto`` the latest run of this config (or a new one)
 RESUME_VALUES = {"last": True, "auto": "auto"}
 EVAL_WORDS = PROTOCOL_WORDS + ("none",)
@@ -104,8 +102,7 @@ def fit_config_from(config: Optional[str], flags: Dict[str, Any]) -> FitConfig:
     flags = dict(flags)
     if flags.get("teacher_opt") is not None:
         flags["teacher_opt"] = parse_kv(flags["teacher_opt"], "--teacher-opt") or None
-    if flags.get("logger") is not None:
-        flags["logger"] = tuple(v.value for v in flags["logger"] if v.value != "jsonl") or None
+    flags["logger"] = logger_names(flags.get("logger"))
     if flags.get("resume") is not None:
         flags["resume"] = RESUME_VALUES[flags["resume"]]
     values = merge_config(FitConfig, config, given(flags, FitConfig, FIT_FLAGS_FIELDS))

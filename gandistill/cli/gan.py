@@ -8,8 +8,7 @@ from typing import Any, Dict, List, Literal, Optional
 import typer
 
 from gandistill.cli.console import say
-from gandistill.cli.fit import Logger
-from gandistill.cli.options import Flag, given, print_config, with_field_flags
+from gandistill.cli.options import Flag, Logger, given, logger_names, parse_kv, print_config, with_field_flags
 from gandistill.gan.config import GAN_CONFIGS, GanConfig, gan_config
 from gandistill.gan.loop import train_gan
 from gandistill.gan.sample import bundled_teacher_path, sample_grid
@@ -17,19 +16,6 @@ from gandistill.gan.score import ScoreError, score_generator
 from gandistill.io.config_file import check_fields, merge_config
 
 gan_app = typer.Typer(help="Train a StyleGAN2-ADA teacher on your data, or sample one.", no_args_is_help=True)
-
-
-def _parse_overrides(items: Optional[List[str]]) -> dict:
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise typer.BadParameter(f"--net expects KEY=VALUE (e.g. channel_max=64), got {item!r}")
-        k, v = item.split("=", 1)
-        try:
-            out[k.strip()] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k.strip()] = v
-    return out
 
 
 GAN_FLAGS: Dict[str, Flag] = {
@@ -76,9 +62,8 @@ def gan_config_from(preset: Optional[str], config: Optional[str], flags: Dict[st
         preset, config = config, None                 # the older `--config tiny` spelling of --preset
     flags = dict(flags)
     if flags.get("net") is not None:
-        flags["net"] = _parse_overrides(flags["net"]) or None
-    if flags.get("logger") is not None:
-        flags["logger"] = tuple(v.value for v in flags["logger"] if v.value != "jsonl") or None
+        flags["net"] = parse_kv(flags["net"], "--net") or None
+    flags["logger"] = logger_names(flags.get("logger"))
     for k in ("cond", "clamp_fakes"):                # flags that only switch on
         flags[k] = flags.get(k) or None
     file_values = merge_config(GanConfig, config, {})

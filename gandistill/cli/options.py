@@ -8,15 +8,29 @@ registry use :func:`registry_choice`, checked against the registry when the valu
 from __future__ import annotations
 
 import dataclasses
+import enum
 import inspect
+import json
 import typing
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import typer
 
 from gandistill.cli.console import say
+from gandistill.engine.config import LOGGERS
 from gandistill.io.config_file import config_yaml, field_default
 from gandistill.registry import close_matches
+
+
+#: ``--logger`` values of fit, compare and gan train (repeatable; jsonl is always on)
+Logger = enum.Enum("Logger", {n: n for n in LOGGERS}, type=str)  # type: ignore[misc]
+
+
+def logger_names(values: Optional[List[Any]]) -> Optional[Tuple[str, ...]]:
+    """``--logger`` values as the config's ``loggers`` tuple (jsonl left out: always on); None when not given."""
+    if values is None:
+        return None
+    return tuple(v.value for v in values if v.value != "jsonl") or None
 
 
 def default_text(cls: type, name: str) -> str:
@@ -58,18 +72,17 @@ def comma_choice(what: str, choices: Iterable[str]) -> Callable[[str], str]:
 
 
 def parse_value(v: str) -> Any:
-    """``KEY=VALUE`` values: true/false, none/null, int, float, else the string."""
+    """``KEY=VALUE`` values: true/false and none/null (any case), else JSON (numbers, lists, quoted
+    strings), else the text itself."""
     low = v.lower()
     if low in ("true", "false"):
         return low == "true"
     if low in ("none", "null"):
         return None
-    for cast in (int, float):
-        try:
-            return cast(v)
-        except ValueError:
-            pass
-    return v
+    try:
+        return json.loads(v)
+    except ValueError:
+        return v
 
 
 def parse_kv(items: Optional[List[str]], what: str) -> Dict[str, Any]:
@@ -136,4 +149,4 @@ def with_field_flags(cls: type, flags: Mapping[str, Flag]) -> Callable[[Callable
 
 
 __all__ = ["opt", "default_text", "registry_choice", "comma_choice", "parse_value", "parse_kv", "given",
-           "print_config", "Flag", "with_field_flags"]
+           "print_config", "Flag", "with_field_flags", "Logger", "logger_names"]
