@@ -137,3 +137,41 @@ def test_transfer_uses_the_ssl_twin_when_the_summary_names_one(tiny_run, tmp_pat
 def test_missing_folder_is_one_clear_error(tiny_run, tmp_path):
     with pytest.raises(ConfigError, match="no such folder"):
         transfer(TransferConfig(run=str(tiny_run), datasets=(f"folder:{tmp_path / 'nope'}",)))
+
+
+def test_torchvision_datasets_by_split_or_train_flag(tmp_path, monkeypatch):
+    import torchvision.datasets as tvd
+
+    from gandistill.evaluation.transfer import load_splits
+
+    class Split:                      # like Flowers102 / DTD: split="train" | "val" | "test"
+        def __init__(self, root, split="train", download=False):
+            if split not in ("train", "val", "test"):
+                raise ValueError(split)
+            if not download and not (tmp_path / "there").exists():
+                raise RuntimeError("Dataset not found or corrupted. You can use download=True to download it")
+            self.n = {"train": 6, "val": 2, "test": 3}[split]
+
+        def __len__(self):
+            return self.n
+
+        def __getitem__(self, i):
+            return Image.new("L", (20, 10), color=i * 20), i % 2
+
+    class Flag(Split):                # like CIFAR10: train=True | False
+        def __init__(self, root, train=True, download=False):
+            super().__init__(root, "train" if train else "test", download)
+
+    monkeypatch.setattr(tvd, "FakeSplit", Split, raising=False)
+    monkeypatch.setattr(tvd, "FakeFlag", Flag, raising=False)
+    with pytest.raises(ConfigError, match="--download"):
+        load_splits(parse_dataset(f"torchvision:FakeSplit:{tmp_path}"), 8, download=False)
+    (tmp_path / "there").mkdir()
+    s = load_splits(parse_dataset(f"torchvision:FakeSplit:{tmp_path}"), 8, download=False)
+    assert {k: len(v) for k, v in s.items()} == {"train": 6, "val": 2, "test": 3}
+    x, y = s["train"][1]
+    assert x.shape == (3, 8, 8) and 0.0 <= float(x.min()) and float(x.max()) <= 1.0 and y == 1
+    f = load_splits(parse_dataset(f"torchvision:FakeFlag:{tmp_path}"), 8, download=False)
+    assert {k: len(v) for k, v in f.items()} == {"train": 6, "test": 3}
+    with pytest.raises(ConfigError, match="no dataset 'Nope'"):
+        load_splits(parse_dataset(f"torchvision:Nope:{tmp_path}"), 8, download=False)
