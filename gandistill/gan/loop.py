@@ -199,6 +199,19 @@ def _nan_to_num_grads(module: nn.Module) -> None:
             torch.nan_to_num_(p.grad, nan=0.0, posinf=1e5, neginf=-1e5)
 
 
+def _open_loggers(cfg: GanConfig, run_dir: Path, data: "InMemoryImages", aug: nn.Module, device: str) -> RunLoggers:
+    """The optional loggers of ``cfg.loggers`` (metrics.jsonl is written by the loop itself), given the
+    real images D sees and their augmented views (the global RNG restored afterwards)."""
+    run_logs = RunLoggers(run_dir, cfg.loggers, config=cfg.to_dict(), name=run_dir.name)
+    if run_logs.wants_images:
+        cuda = [torch.device(device).index or 0] if str(device).startswith("cuda") else []
+        with torch.random.fork_rng(devices=cuda), torch.no_grad():
+            real0 = data.x[:16].float().div(127.5).sub(1.0).to(device)
+            run_logs.log_images(0, "data/real", real0)
+            run_logs.log_images(0, "data/augmented", aug(real0))
+    return run_logs
+
+
 def train_gan(cfg: GanConfig) -> Path:
     """Train (or resume) a StyleGAN2-ADA run described by ``cfg``; returns the run folder.
 
@@ -276,16 +289,10 @@ def train_gan(cfg: GanConfig) -> Path:
     sums: Dict[str, float] = {}
     nsum = 0
     progress = _Progress(cfg.kimg, cfg.progress)
-    run_logs = RunLoggers(run_dir, cfg.loggers, config=cfg.to_dict(), name=run_dir.name)   # metrics.jsonl: below
+    run_logs = _open_loggers(cfg, run_dir, data, aug, device)
     if resume_state is None:
         save_grid(G_ema, run_dir / "grid-init.png", cfg.grid_n, cfg.seed, data.c_dim, device=device,
                   logs=run_logs)
-    if run_logs.wants_images:            # what D sees: real images and their augmented views (RNG restored after)
-        cuda = [torch.device(device).index or 0] if str(device).startswith("cuda") else []
-        with torch.random.fork_rng(devices=cuda), torch.no_grad():
-            real0 = data.x[:16].float().div(127.5).sub(1.0).to(device)
-            run_logs.log_images(0, "data/real", real0)
-            run_logs.log_images(0, "data/augmented", aug(real0))
 
     def snapshot() -> None:
         wall = wall_prev + time.time() - t_start
