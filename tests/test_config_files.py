@@ -113,3 +113,16 @@ def test_compare_print_config_and_file(tmp_path):
     assert res.exit_code == 0, res.output
     data = yaml.safe_load(res.output)
     assert data["table"] == 2 and data["budget"] == 0.25 and data["preset"] == "digits"
+
+
+def test_rerunning_from_a_real_runs_config_json_gives_the_same_config(tmp_path):
+    from gandistill.engine import fit
+
+    original = FitConfig(method="sns", student="test_resnet", img_size=16, batch=8, steps=1, dim=32,
+                         proj_hidden=16, squeeze_hidden=16, out=str(tmp_path / "run"), eval="none", device="cpu",
+                         progress=False, seed=5, sim=20.0, cifar_stem=True)
+    fit(original, log=lambda s: None)
+    again = fit_config_from(str(tmp_path / "run" / "config.json"), _fit_flags())
+    assert again == original
+    varied = fit_config_from(str(tmp_path / "run" / "config.json"), _fit_flags(seed=6, out=str(tmp_path / "b")))
+    assert (varied.seed, varied.out, varied.batch) == (6, str(tmp_path / "b"), 8)
