@@ -95,7 +95,8 @@ def compare_cmd(
     values = merge_config(CompareConfig, config, given(flags, CompareConfig, COMPARE_FLAGS_FIELDS))
     cfg = CompareConfig(**values)
     if print_cfg:
-        print_config(CompareConfig, values, ctx.command, "gandistill compare config (gandistill compare --config FILE)")
+        print_config(CompareConfig, values, ctx.command, "gandistill compare config (gandistill compare --config FILE)",
+                     COMPARE_FLAGS_FIELDS)
         return
     if ("table" in values) == (figure is not None):
         raise ValueError("pass exactly one of --table N (1, 2, 5, 6) or --figure 4")

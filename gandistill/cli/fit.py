@@ -20,9 +20,9 @@ from gandistill.cli.console import console, say
 from gandistill.cli.options import (Flag, Logger, comma_choice, given, logger_names, parse_kv, print_config,
                                    registry_choice, with_field_flags)
 from gandistill.engine import CheckpointWriteError, FitConfig, TrainingStopped, fit, resolved_config
-from gandistill.engine.config import ENCODER_INPUTS, PRECISIONS, config_dict
+from gandistill.engine.config import DEFAULT_STEPS, ENCODER_INPUTS, PRECISIONS, config_dict
 from gandistill.engine.validate import check_fit_config
-from gandistill.evaluation.suite import PROTOCOL_WORDS, ProbeTable, render_probe_table
+from gandistill.evaluation.suite import PROTOCOL_WORDS, ProbeConfig, ProbeTable, render_probe_table
 from gandistill.io.config_file import merge_config
 from gandistill.io.errors import EXIT_STOPPED, EXIT_WRITE
 from gandistill.methods import list_methods
@@ -48,7 +48,7 @@ FIT_FLAGS: Dict[str, Flag] = {
     "download": Flag("fetch cifar10 / cifar100 / stl10 into --data-root if missing"),
     "img_size": Flag("student input size (default: the dataset's resolution)"),
     "batch": Flag("global batch (synthetic + real)"),
-    "steps": Flag("training steps (default 500 unless --epochs)"),
+    "steps": Flag(f"training steps (default {DEFAULT_STEPS} unless --epochs)"),
     "epochs": Flag("epochs of len(train)//batch steps"),
     "base_lr": Flag("lr = base_lr * batch / 256 (default: the method's)"),
     "wd": Flag("weight decay (default: the method's)"),
@@ -83,7 +83,7 @@ FIT_FLAGS: Dict[str, Flag] = {
     "eval": Flag(f"closing probes, comma-separated from {', '.join(EVAL_WORDS)} (both = linear + knn)",
                  type=str, kw={"parser": comma_choice("probe", EVAL_WORDS)}),
     "eval_fast": Flag("cached-feature probe or the paper protocol", decls=("--eval-fast/--eval-full",)),
-    "eval_epochs": Flag("probe epochs (default 90)"),
+    "eval_epochs": Flag(f"probe epochs (default {ProbeConfig.linear_epochs})"),
     "eval_random": Flag("also probe a random-init student"),
     "eval_max_train": Flag("probe on the first N train images"),
     "eval_max_test": Flag("test on the first N test images"),
@@ -124,11 +124,12 @@ def fit_cmd(
                                  "the resolved plan without training"),
     **flags: Any,
 ) -> None:
-    """Distil a GAN teacher into a student (default: Squeeze-and-Span, bundled digits teacher, 500 steps,
+    """Distil a GAN teacher into a student (default: Squeeze-and-Span, bundled digits teacher, {steps} steps,
     a few minutes on CPU with the closing probes)."""
     cfg = fit_config_from(config, flags)
     if print_cfg:
-        print_config(FitConfig, config_dict(cfg), ctx.command, "gandistill fit config (gandistill fit --config FILE)")
+        print_config(FitConfig, config_dict(cfg), ctx.command, "gandistill fit config (gandistill fit --config FILE)",
+                     FIT_FLAGS_FIELDS)
         return
     if dry_run:
         checked = check_fit_config(cfg)
@@ -148,6 +149,7 @@ def fit_cmd(
         _print_result(res)
 
 
+fit_cmd.__doc__ = (fit_cmd.__doc__ or "").format(steps=DEFAULT_STEPS)     # the default stated once
 FIT_FLAGS_FIELDS = {name: (f.field or name) for name, f in FIT_FLAGS.items()}
 CONDITIONAL_BANNER = "label-conditioned teacher: not self-supervised"
 

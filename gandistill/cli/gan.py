@@ -88,7 +88,8 @@ def train_cmd(
     """Train StyleGAN2 (ADA objective) on a dataset; resumable, snapshots every --snap-kimg."""
     cfg = gan_config_from(preset, config, flags)
     if print_cfg:
-        print_config(GanConfig, cfg.to_dict(), ctx.command, "gandistill gan train config (gan train --config FILE)")
+        print_config(GanConfig, cfg.to_dict(), ctx.command, "gandistill gan train config (gan train --config FILE)",
+                     GAN_FLAGS_FIELDS)
         return
     if dry_run:
         say(json.dumps(cfg.to_dict(), indent=1))

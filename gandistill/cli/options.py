@@ -108,9 +108,13 @@ def given(values: Mapping[str, Any], cls: type, rename: Optional[Mapping[str, st
     return out
 
 
-def print_config(cls: type, values: Mapping[str, Any], command: Any, title: str) -> None:
-    """``--print-config``: the full commented YAML (the CLI's help texts stand in for undocumented fields)."""
-    docs = {p.name: (p.help or "").split(" [default:")[0] for p in getattr(command, "params", [])}
+def print_config(cls: type, values: Mapping[str, Any], command: Any, title: str,
+                 fields_of: Optional[Mapping[str, str]] = None) -> None:
+    """``--print-config``: the full commented YAML (the CLI's help texts stand in for undocumented fields;
+    ``fields_of`` maps a flag's name to its field where they differ)."""
+    fields_of = fields_of or {}
+    docs = {fields_of.get(p.name, p.name): (p.help or "").split(" [default:")[0]
+            for p in getattr(command, "params", [])}
     say(config_yaml(cls, values, extra_docs=docs, title=title).rstrip("\n"))
 
 

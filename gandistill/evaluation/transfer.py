@@ -183,7 +183,8 @@ def logreg_transfer(tr: Tuple[Tensor, Tensor], val: Tuple[Tensor, Tensor], te: T
             "val_by_l2": {str(k): v for k, v in val_acc.items()}, "converged": bool(info["converged"])}
 
 
-def _features(model: Any, splits: Dict[str, Dataset], cfg: TransferConfig, mean, std) -> Dict[str, Tuple[Tensor, Tensor]]:
+def _features(model: Any, splits: Dict[str, Dataset], cfg: TransferConfig, mean: Any,
+              std: Any) -> Dict[str, Tuple[Tensor, Tensor]]:
     """Features of the three protocol splits (train, val, test), splitting with ``cfg.seed`` where needed."""
     f = {k: extract_features(model, ds, cfg.batch, cfg.device, mean, std) for k, ds in splits.items()}
     if "all" in f:
