@@ -69,6 +69,10 @@ def collect_facts() -> List[Tuple[str, str]]:
     return facts
 
 
+#: the kinds ``gandistill list`` knows
+LIST_KINDS = ("teachers", "students", "methods", "objectives", "probes", "datasets", "augmentations", "sg2-configs")
+
+
 def list_names(kind: str, pattern: str = "*") -> List[Tuple[str, str]]:
     """(name, description) pairs for ``gandistill list KIND``; KeyError for an unknown kind."""
     if kind == "teachers":
@@ -80,6 +84,12 @@ def list_names(kind: str, pattern: str = "*") -> List[Tuple[str, str]]:
         from gandistill.methods import METHODS
 
         return [(n, METHODS.describe(n)) for n in METHODS.names() if fnmatch.fnmatch(n, pattern)]
+    if kind in ("objectives", "probes"):
+        from gandistill.evaluation.probes import PROBES
+        from gandistill.objectives import OBJECTIVES
+
+        reg = OBJECTIVES if kind == "objectives" else PROBES
+        return [(n, reg.describe(n)) for n in reg.names() if fnmatch.fnmatch(n, pattern)]
     if kind == "students":
         from gandistill.students import list_students
 
@@ -97,6 +107,4 @@ def list_names(kind: str, pattern: str = "*") -> List[Tuple[str, str]]:
 
         return [(n, str(c.get("description", "")) if isinstance(c, dict) else getattr(c, "description", ""))
                 for n, c in SG2_CONFIGS.items() if fnmatch.fnmatch(n, pattern)]
-    from gandistill.cli import LIST_KINDS
-
     raise KeyError(f"unknown kind '{kind}'; choose one of: {', '.join(LIST_KINDS)}")

@@ -172,29 +172,5 @@ def load_projector(export: PathLike, device: Any = "cpu") -> nn.Module:
     return proj.to(device).eval()
 
 
-def register(app: Any) -> None:
-    """Add ``gandistill export`` to the app."""
-    import typer
-    from rich.console import Console
-
-    console = Console()
-
-    def export(
-        run: str = typer.Argument(..., help="run folder or checkpoint (.json / .safetensors)"),
-        out: str = typer.Option(..., "--out", help="folder for backbone.safetensors + backbone.json"),
-        projector: bool = typer.Option(False, "--projector/--no-projector", help="also write the projector"),
-        force: bool = typer.Option(False, "--force", help="replace an existing export in --out"),
-    ) -> None:
-        """Write a run's bare backbone (safetensors, timm's own keys) for timm.create_model(name, num_classes=0)."""
-        path = export_backbone(run, out, projector=projector, overwrite=force)
-        meta = read_export(path)
-        console.print(f"exported {meta['timm_name']} backbone ({meta['num_features']}-d"
-                      f"{', patches: ' + ', '.join(meta['patches']) if meta['patches'] else ''}) to {path.parent}",
-                      soft_wrap=True)
-        console.print(f"load: gandistill.export.load_backbone({str(path.parent)!r})", soft_wrap=True)
-
-    app.command("export")(export)
-
-
 __all__ = ["export_backbone", "load_backbone", "load_projector", "patch_backbone", "read_export", "ExportError",
-           "register", "FORMAT"]
+           "FORMAT"]

@@ -28,7 +28,7 @@ def _hist(h) -> str:
 
 def _train_command(cfg: dict) -> str:
     net = " ".join(f"--net {k}={v}" for k, v in (cfg.get("net_overrides") or {}).items())
-    return (f"gandistill gan train --data digits --split train --config {cfg.get('arch', 'tiny')} --grey --clamp-fakes"
+    return (f"gandistill gan train --data digits --split train --preset {cfg.get('arch', 'tiny')} --grey --clamp-fakes"
             f" --range-weight {cfg.get('range_weight')} --range-margin {cfg.get('range_margin')}"
             f"{' --cond' if cfg.get('cond') else ''} --batch {cfg.get('batch')} --gamma {cfg.get('r1_gamma')}"
             f" --glr {cfg.get('glr')} --dlr {cfg.get('dlr')} {net} --ema-kimg {cfg.get('ema_kimg')}"

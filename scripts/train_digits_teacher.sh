@@ -17,7 +17,7 @@ export OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1
 #         of MNIST-like data is a second trivial cue. Both kept runs from collapsing to one digit early.
 # --range-weight 0.02 --range-margin 4: a soft penalty that keeps the raw outputs within about +-4
 #         (with no penalty they drift to +-500; with margin 1.5 / weight 0.1 D won again).
-nohup python -m gandistill gan train --data digits --split train --config tiny --grey --clamp-fakes \
+nohup python -m gandistill gan train --data digits --split train --preset tiny --grey --clamp-fakes \
   --range-weight 0.02 --range-margin 4 \
   --kimg "$KIMG" --out "$RUN" --batch 32 --gamma 0.5 --glr 0.002 --dlr 0.002 --net mbstd_group=8 \
   --ema-kimg 5 --augment ada --ada-kimg 100 --snap-kimg 4 --tick-kimg 1 --keep-snapshots 8 --seed 9 \

@@ -151,7 +151,7 @@ def test_bank_teacher_drives_an_engine_step(bank, ckpts, tmp_path):
 def test_cli_build_and_info(ckpts, tmp_path):
     from typer.testing import CliRunner
 
-    from gandistill.cli_bank import bank_app
+    from gandistill.cli.bank import bank_app
 
     r = CliRunner().invoke(bank_app, ["build", "--teacher-ckpt", str(ckpts["a"]), "--n", "5", "--out",
                                       str(tmp_path / "k"), "--batch", "2", "--device", "cpu"])

@@ -120,7 +120,7 @@ def test_budget_scales_the_training_length():
 
 
 def dry_run_text(table, preset, rows=None):
-    from gandistill.cli_compare import print_dry_run
+    from gandistill.cli.compare import print_dry_run
 
     lines = []
     print_dry_run(table, preset, rows, 1.0, None, echo=lines.append)

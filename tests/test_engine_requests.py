@@ -34,7 +34,7 @@ def test_teacher_conditional_is_recorded_in_config_summary_and_result(tmp_path, 
 
 def test_cli_prints_the_conditional_banner(tmp_path):
     from gandistill.cli import app
-    from gandistill.cli_fit import CONDITIONAL_BANNER
+    from gandistill.cli.fit import CONDITIONAL_BANNER
 
     args = ["fit", "--teacher", "sg2-generator", "--student", "test_resnet", "--img-size", "16", "--batch", "8",
             "--steps", "1", "--dim", "32", "--eval", "none"]

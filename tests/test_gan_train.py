@@ -131,7 +131,7 @@ def test_cli_train_and_sample(tmp_path):
     from gandistill.cli import app
 
     runner = CliRunner()
-    res = runner.invoke(app, ["gan", "train", "--data", "digits", "--config", "tiny", "--kimg", str(B / 1000),
+    res = runner.invoke(app, ["gan", "train", "--data", "digits", "--preset", "tiny", "--kimg", str(B / 1000),
                               "--out", str(tmp_path / "cli"), "--resolution", "8", "--batch", str(B),
                               "--net", "channel_base=64", "--net", "channel_max=8", "--net", "z_dim=8",
                               "--net", "w_dim=8", "--snap-kimg", "1", "--threads", "1"])

@@ -221,6 +221,9 @@ def test_evaluate_cli_and_compare_pass_the_optimizer(monkeypatch):
         raise Stop
 
     monkeypatch.setattr(ev, "evaluate", fake_evaluate)
+    import gandistill.cli.eval as eval_cli
+
+    monkeypatch.setattr(eval_cli, "evaluate", fake_evaluate)     # the CLI imported it at module top
     from typer.testing import CliRunner
 
     from gandistill.cli import app

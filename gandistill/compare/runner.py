@@ -24,7 +24,7 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from gandistill import engine      # engine.fit looked up at call time (tests stand in for it)
 from gandistill.compare import probing
@@ -57,6 +57,7 @@ class CompareConfig:
     mmd_samples: Optional[int] = None
     baselines: bool = True                   # suite presets: raw pixels + random-init student
     fit_overrides: Dict[str, Any] = field(default_factory=dict)   # extra FitConfig fields for every training
+    loggers: Tuple[str, ...] = ()            # every training also logs to these (tensorboard, wandb)
 
     def out_dir(self) -> Path:
         return Path(self.out) if self.out else Path("runs") / f"compare-{self.preset}"
@@ -242,7 +243,7 @@ def _fit_config(plan: RowPlan, cfg: CompareConfig, run_dir: Path, resume: bool):
     tk.update(over.pop("teacher_kwargs", {}) or {})
     kw.update(over)
     kw.update(teacher_kwargs=tk, teacher_ckpt=cfg.teacher_ckpt, data_root=cfg.data_root, out=str(run_dir),
-              resume=resume)
+              resume=resume, loggers=tuple(cfg.loggers))
     return engine.FitConfig(**kw)
 
 

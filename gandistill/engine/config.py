@@ -20,6 +20,8 @@ DEFAULT_STEPS = 500
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 EVAL_PROTOCOLS = ("linear", "knn", "both", "none")
 ENCODER_INPUTS = ("normalised", "raw")
+#: where a run logs: metrics.jsonl always; TensorBoard and Weights & Biases when asked (optional extras)
+LOGGERS = ("jsonl", "tensorboard", "wandb")
 
 
 class TrainingStopped(RuntimeError):
@@ -89,6 +91,7 @@ class FitConfig:
     eval_raw_pixels: bool = True                   # closing table: also probe the raw pixels
     resume: Union[bool, str] = False               # True: continue --out; "auto": the latest run of this config
     progress: Optional[bool] = None                # None: rich progress bar on a TTY
+    loggers: Tuple[str, ...] = ()                  # beside metrics.jsonl: tensorboard, wandb (optional extras)
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "FitConfig":

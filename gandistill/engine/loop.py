@@ -8,7 +8,6 @@ good checkpoint stays in place.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -22,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from gandistill.engine import checkpoint as ckpt
 from gandistill.engine.config import TrainingStopped
 from gandistill.engine.distributed import Dist, agree, mean_over_ranks
+from gandistill.engine.loggers import RunLoggers
 from gandistill.engine.parts import Parts
 from gandistill.engine.plan import Plan
 from gandistill.engine.step import cosine_lr, forward, set_lr, update
@@ -75,12 +75,32 @@ def log_line(step: int, total: int, rec: Dict[str, Any]) -> str:
     return f"step {step}/{total} " + " ".join(f"{k}={rec[k]:.4g}" for k in keys)
 
 
+def log_views(logs: Optional[RunLoggers], plan: Plan, parts: Parts, step: int, n: int = 16) -> None:
+    """Teacher samples and their augmented views to the image loggers, drawn from a private seed with the
+    global RNG restored afterwards, so logging images never changes the training trajectory."""
+    teacher = getattr(parts, "teacher", None)
+    if logs is None or not logs.wants_images or teacher is None or not plan.n_syn:
+        return
+    with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []), \
+            torch.no_grad():
+        torch.manual_seed(plan.seed + 12345)
+        syn = teacher.sample(n)
+        logs.log_images(step, "teacher/samples", syn.images)
+        if parts.aug_syn is not None:
+            logs.log_images(step, "teacher/augmented", parts.aug_syn(syn.images))
+
+
 def train(plan: Plan, parts: Parts, d: Dist, device: torch.device, say: Callable[[str], None], start: int,
-          meta: Dict[str, Any]) -> LoopResult:
-    """Steps ``start .. plan.total_steps``; raises :class:`TrainingStopped` when a guard fires."""
+          meta: Dict[str, Any], logs: Optional[RunLoggers] = None) -> LoopResult:
+    """Steps ``start .. plan.total_steps``; raises :class:`TrainingStopped` when a guard fires.
+    ``logs``: where rank 0 logs (default: ``metrics.jsonl`` only; the caller closes the ones it passes)."""
     total = plan.total_steps
     ckpts = _Checkpoints(plan, parts, d, device, meta, start)
-    metrics_f = open(plan.run_dir / "metrics.jsonl", "a" if plan.resume else "w") if d.main else None
+    own_logs = d.main and logs is None
+    if own_logs:
+        logs = RunLoggers(plan.run_dir, (), jsonl=plan.run_dir / "metrics.jsonl", append=plan.resume)
+    metrics_f = logs if d.main else None
+    images_every = max(plan.ckpt_every, 1)
     low_spread = 0
     loss_val: Optional[float] = None
     t_train = time.perf_counter()
@@ -89,14 +109,15 @@ def train(plan: Plan, parts: Parts, d: Dist, device: torch.device, say: Callable
     def stop(reason: str, msg: str, step: int) -> TrainingStopped:
         text = f"training stopped at step {step}: {msg}; {ckpts.kept()}"
         if metrics_f is not None:
-            metrics_f.write(json.dumps({"step": step, "stopped": reason, "message": text}) + "\n")
-            metrics_f.flush()
+            metrics_f.log_event(step, {"stopped": reason, "message": text})
         return TrainingStopped(text, reason=reason, step=step, checkpoint=ckpts.last)
 
     try:
         parts.train_model.train()
         n_img = 0
         t_log = time.perf_counter()
+        if d.main:
+            log_views(metrics_f, plan, parts, start)
         for step in range(start, total):
             lr = cosine_lr(plan.lr, step, total)
             set_lr(parts.opt, plan.lr, lr)
@@ -120,14 +141,15 @@ def train(plan: Plan, parts: Parts, d: Dist, device: torch.device, say: Callable
                 terms = dict(zip(names, mean_over_ranks([float(s.losses[k].detach()) for k in names], d, device)))
             if d.main and (done % plan.log_every == 0 or done == total or step == start):
                 now = time.perf_counter()
-                rec = {"step": done, "lr": lr, "spread": s.spread, "std": s.emb_std,
+                rec = {"lr": lr, "spread": s.spread, "std": s.emb_std, "low_spread_steps": low_spread,
                        **{k: terms[k] for k in s.losses},
                        "img_s": n_img * d.world / max(now - t_log, 1e-9), "time_s": now - t_train}
                 n_img, t_log = 0, now
-                metrics_f.write(json.dumps(rec) + "\n")
-                metrics_f.flush()
+                metrics_f.log_scalars(done, rec)
+                if done % images_every == 0 and done != total:
+                    log_views(metrics_f, plan, parts, done)
                 if progress is None:
-                    say(log_line(done, total, rec))
+                    say(log_line(done, total, {"step": done, **rec}))
             if progress is not None:
                 progress.update(progress.task_ids[0], advance=1, description=f"loss {loss_val:.3f}")
             if done % plan.ckpt_every == 0 or done == total:
@@ -140,7 +162,7 @@ def train(plan: Plan, parts: Parts, d: Dist, device: torch.device, say: Callable
     finally:
         if progress is not None:
             progress.stop()
-        if metrics_f is not None:
+        if own_logs and metrics_f is not None:
             metrics_f.close()
     if loss_val is not None:
         loss_val = mean_over_ranks([loss_val], d, device)[0]

@@ -17,11 +17,26 @@ from gandistill.engine import checkpoint as ckpt
 from gandistill.engine.config import FitConfig, FitResult
 from gandistill.engine.distributed import (Dist, barrier, broadcast_object, rank_seeds, resolve_device,
                                            setup_distributed, teardown_distributed)
+from gandistill.engine.loggers import RunLoggers
 from gandistill.engine.loop import train
 from gandistill.engine.parts import build_parts, build_teacher, teacher_conditional
 from gandistill.engine.plan import check_labelled, make_plan, plan_dict
 from gandistill.engine.probe import closing_table, probe_names, probe_only
 from gandistill.engine.record import run_record
+
+
+def probe_rows(probes: dict) -> list:
+    """The closing probe table (``ProbeTable.to_dict()``) as flat rows for the loggers."""
+    out = []
+    for r in probes.get("rows", []) if isinstance(probes, dict) else []:
+        row = {"name": r.get("name"), "role": r.get("role")}
+        for k, v in r.items():
+            if isinstance(v, dict) and "top1" in v:
+                row[f"{k}_top1"] = v["top1"]
+            elif isinstance(v, dict) and isinstance(v.get("shots"), dict):
+                row.update({f"{k}_{shot}shot": s.get("mean") for shot, s in v["shots"].items() if isinstance(s, dict)})
+        out.append(row)
+    return out
 
 
 def fit(cfg: FitConfig, log: Optional[Callable[[str], None]] = None) -> FitResult:
@@ -90,14 +105,22 @@ def _fit(cfg: FitConfig, d: Dist, log: Optional[Callable[[str], None]], t_start:
             ckpt.save_checkpoint(plan.run_dir / "init", 0, parts.student, None, None, None, meta)
 
     # parts -> loop -> results
-    loop = train(plan, parts, d, device, say, start, meta)
-    result = FitResult(run_dir=plan.run_dir, checkpoint=loop.checkpoint, steps=plan.total_steps,
-                       final_loss=loop.final_loss, time_s=0.0, train_time_s=loop.train_time_s,
-                       teacher_conditional=conditional, config=info)
-    if d.main and plan.eval.protocol != "none":
-        probes = ", ".join(probe_names(plan.eval.protocol, plan.eval.fast))
-        say(f"training done in {loop.train_time_s:.1f}s; probing ({probes}) ...")
-        result.eval, result.eval_random, result.probes = closing_table(plan, device, conditional, say)
+    logs = (RunLoggers(plan.run_dir, tuple(plan.config.get("loggers") or ()), jsonl=plan.run_dir / "metrics.jsonl",
+                       append=plan.resume, config=info.get("config"), name=plan.run_dir.name) if d.main else None)
+    try:
+        loop = train(plan, parts, d, device, say, start, meta, logs)
+        result = FitResult(run_dir=plan.run_dir, checkpoint=loop.checkpoint, steps=plan.total_steps,
+                           final_loss=loop.final_loss, time_s=0.0, train_time_s=loop.train_time_s,
+                           teacher_conditional=conditional, config=info)
+        if d.main and plan.eval.protocol != "none":
+            probes = ", ".join(probe_names(plan.eval.protocol, plan.eval.fast))
+            say(f"training done in {loop.train_time_s:.1f}s; probing ({probes}) ...")
+            result.eval, result.eval_random, result.probes = closing_table(plan, device, conditional, say)
+            if logs is not None and result.probes:
+                logs.log_table("probes", probe_rows(result.probes))
+    finally:
+        if logs is not None:
+            logs.close()
     result.time_s = time.perf_counter() - t_start
     if d.main:
         ckpt.write_json(plan.run_dir / "summary.json", result.to_dict())

@@ -78,6 +78,7 @@ class GanConfig:
     precision: str = "fp32"              #: ``fp32`` | ``bf16`` (autocast for the G and D main passes; R1 and EMA in fp32)
     keep_snapshots: int = 3              #: keep only the newest N snapshot folders (0 = all)
     progress: Optional[bool] = None      #: rich progress bar (None = only on a TTY)
+    loggers: Tuple[str, ...] = ()        #: beside metrics.jsonl: tensorboard, wandb (optional extras)
 
     def validate(self) -> "GanConfig":
         """Raise ``ValueError`` with a clear message for impossible settings; return self."""
@@ -111,6 +112,7 @@ class GanConfig:
         d = dataclasses.asdict(self)
         d["betas"] = list(self.betas)
         d["augment_ops"] = list(self.augment_ops)
+        d["loggers"] = list(self.loggers)
         return d
 
     @classmethod
@@ -123,8 +125,9 @@ class GanConfig:
         d = dict(d)
         if "betas" in d:
             d["betas"] = tuple(d["betas"])
-        if "augment_ops" in d:
-            d["augment_ops"] = tuple(d["augment_ops"])
+        for k in ("augment_ops", "loggers"):
+            if k in d:
+                d[k] = tuple(d[k])
         return cls(**d)
 
 

@@ -31,6 +31,7 @@ from torch import nn
 from gandistill.data import load_all, load_dataset
 from gandistill.gan.ada import AdaAugment, AdaController
 from gandistill.gan.config import GanConfig
+from gandistill.engine.loggers import RunLoggers
 from gandistill.gan.loss import StyleGAN2Loss, ema_beta, tie_grey, update_ema
 from gandistill.gan.snapshot import (load_state, resolve_snapshot, save_snapshot, snapshot_name,
                                      write_json_atomic)
@@ -131,15 +132,26 @@ class InMemoryImages:
 # ----------------------------------------------------------------------------------------------- grid
 
 @torch.no_grad()
-def save_grid(G_ema: nn.Module, path: Path, n: int = 64, seed: int = 0, c_dim: int = 0,
-              truncation_psi: float = 1.0, device: str = "cpu") -> Path:
-    """A PNG grid of ``n`` G_ema samples from a private generator (the global RNG is untouched)."""
-    from torchvision.utils import save_image
-
+def grid_samples(G_ema: nn.Module, n: int = 64, seed: int = 0, c_dim: int = 0, truncation_psi: float = 1.0,
+                 device: str = "cpu") -> torch.Tensor:
+    """``n`` G_ema samples in [-1, 1] from a private generator (the global RNG is untouched)."""
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(n, G_ema.z_dim, generator=g).to(device)
     c = F.one_hot(torch.arange(n) % c_dim, c_dim).float().to(device) if c_dim else torch.zeros(n, 0, device=device)
-    img = G_ema(z, c, truncation_psi=truncation_psi, noise_mode="const", force_fp32=True)
+    return G_ema(z, c, truncation_psi=truncation_psi, noise_mode="const", force_fp32=True)
+
+
+@torch.no_grad()
+def save_grid(G_ema: nn.Module, path: Path, n: int = 64, seed: int = 0, c_dim: int = 0,
+              truncation_psi: float = 1.0, device: str = "cpu", logs: Optional[RunLoggers] = None,
+              step: int = 0) -> Path:
+    """A PNG grid of ``n`` G_ema samples from a private generator (the global RNG is untouched);
+    also sent to the image loggers in ``logs``."""
+    from torchvision.utils import save_image
+
+    img = grid_samples(G_ema, n, seed, c_dim, truncation_psi, device)
+    if logs is not None:
+        logs.log_images(step, "G_ema/samples", img)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
@@ -235,6 +247,19 @@ def _autocast_factory(precision: str, device: str):
     return lambda: torch.autocast(dev, dtype=torch.bfloat16)
 
 
+def _open_loggers(cfg: GanConfig, run_dir: Path, data: "InMemoryImages", aug: nn.Module, device: str) -> RunLoggers:
+    """The optional loggers of ``cfg.loggers`` (metrics.jsonl is written by the loop itself), given the
+    real images D sees and their augmented views (the global RNG restored afterwards)."""
+    run_logs = RunLoggers(run_dir, cfg.loggers, config=cfg.to_dict(), name=run_dir.name)
+    if run_logs.wants_images:
+        cuda = [torch.device(device).index or 0] if str(device).startswith("cuda") else []
+        with torch.random.fork_rng(devices=cuda), torch.no_grad():
+            real0 = data.x[:16].float().div(127.5).sub(1.0).to(device)
+            run_logs.log_images(0, "data/real", real0)
+            run_logs.log_images(0, "data/augmented", aug(real0))
+    return run_logs
+
+
 class _GanRun:
     """The state of one training run: networks, optimisers, augmentation, counters; one step, one
     snapshot and one metrics line at a time."""
@@ -251,6 +276,7 @@ class _GanRun:
                                   range_weight=cfg.range_weight, range_margin=cfg.range_margin)
         self.opt_G, self.opt_D = _optimizers(cfg, self.G, self.D)
         self.autocast = _autocast_factory(cfg.precision, self.device)
+        self.logs: Optional[RunLoggers] = None  #: the optional loggers, set by train_gan
         self.cur_nimg, self.step, self.wall_prev = 0, 0, 0.0
         if self.resume_state is not None:
             self._restore(self.resume_state)
@@ -337,7 +363,7 @@ class _GanRun:
         save_snapshot(self.run_dir, self.cur_nimg, G=self.G, D=self.D, G_ema=self.G_ema, state=state, meta=meta,
                       keep=cfg.keep_snapshots)
         save_grid(self.G_ema, self.run_dir / f"grid-{self.cur_nimg:09d}.png", cfg.grid_n, cfg.seed, data.c_dim,
-                  device=self.device)
+                  device=self.device, logs=self.logs, step=self.step)
 
     def metrics_line(self, sums: Dict[str, float], nsum: int, nimg_tick: int, t_tick: float, now: float) -> str:
         """Append the tick's averages to ``metrics.jsonl``; the progress line."""
@@ -348,6 +374,8 @@ class _GanRun:
                    wall_s=round(self.wall(now), 1))
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(rec) + "\n")
+        if self.logs is not None:
+            self.logs.log_scalars(self.step, {k: v for k, v in rec.items() if k != "step"})
         return (f"G {rec['loss_G']:.3f} D {rec['loss_D']:.3f} p {rec['augment_p']:.3f} "
                 f"rt {rec['rt'] if rec['rt'] is not None else float('nan'):.2f} {rec['img_per_s']:.0f} img/s")
 
@@ -376,8 +404,10 @@ def train_gan(cfg: GanConfig) -> Path:
     sums: Dict[str, float] = {}
     nsum = 0
     progress = _Progress(cfg.kimg, cfg.progress)
+    run.logs = _open_loggers(cfg, run_dir, run.data, run.aug, cfg.device)
     if run.resume_state is None:
-        save_grid(run.G_ema, run_dir / "grid-init.png", cfg.grid_n, cfg.seed, run.data.c_dim, device=cfg.device)
+        save_grid(run.G_ema, run_dir / "grid-init.png", cfg.grid_n, cfg.seed, run.data.c_dim, device=cfg.device,
+                  logs=run.logs)
     try:
         while run.cur_nimg < total_nimg:
             logs = run.train_step()
@@ -399,6 +429,8 @@ def train_gan(cfg: GanConfig) -> Path:
                     next_snap += snap_nimg
     finally:
         progress.close()
+        run.logs.close()
+        run.logs = None
     if (run.resume_state is not None and run.cur_nimg >= total_nimg
             and not (run_dir / snapshot_name(run.cur_nimg)).exists()):
         run.snapshot()  # resumed from a snapshot already at/after the end: still leave one in this run folder

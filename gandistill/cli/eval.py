@@ -7,12 +7,14 @@
 from __future__ import annotations
 
 import json
-from typing import List, Optional
+from typing import List, Literal, Optional
 
 import typer
-from rich.console import Console
 
-console = Console()
+from gandistill.cli.console import console, say
+from gandistill.cli.options import comma_choice
+from gandistill.evaluate import evaluate, evaluate_table
+from gandistill.evaluation.suite import protocol_words, probe_table_markdown, render_probe_table
 
 
 def parse_shots(value: str) -> List[int]:
@@ -26,21 +28,11 @@ def parse_shots(value: str) -> List[int]:
     return shots
 
 
-def parse_optimizer(value: str) -> str:
-    """``--optimizer``: ``sgd`` or ``lars`` (a usage error otherwise)."""
-    from gandistill.evaluation.linear import check_optimizer
-
-    try:
-        return check_optimizer(value)
-    except ValueError as e:
-        raise typer.BadParameter(str(e)) from None
-
-
 def eval_cmd(
     run_or_ckpt: str = typer.Argument(..., help="run folder, checkpoint .json/.safetensors, or random:<timm-name>"),
     protocol: str = typer.Option(
-        "fewshot,knn,fast", help="comma-separated: fewshot | knn | fast (cached-feature linear) | "
-        "linear (paper protocol) | all"),
+        "fewshot,knn,fast", parser=comma_choice("probe", protocol_words),
+        help="comma-separated: fewshot | knn | fast (cached-feature linear) | linear (paper protocol) | all"),
     knn_k: Optional[int] = typer.Option(None, "--knn-k", help="kNN neighbours (default: 200 for >= 10k train items, else 20)"),
     knn_t: float = typer.Option(0.1, "--knn-t", help="kNN temperature"),
     shots: str = typer.Option("1,10,100", help="few-shot: labelled images per class, comma-separated"),
@@ -53,7 +45,7 @@ def eval_cmd(
     epochs: Optional[int] = typer.Option(None, help="linear probe epochs (default 90)"),
     fast: Optional[bool] = typer.Option(None, "--fast/--full",
                                         help="which linear probe: --fast turns linear into fast, --full fast into linear"),
-    optimizer: str = typer.Option("sgd", help="linear probes' optimizer: sgd | lars (lars: lr 0.1 at batch 256 "
+    optimizer: Literal["sgd", "lars"] = typer.Option("sgd", help="linear probes' optimizer: sgd | lars (lars: lr 0.1 at batch 256 "
                                   "scaled by batch/256, trust 0.001; SnS's STL-10 probe)"),
     seed: int = typer.Option(0, help="seeds the draws and probe heads (and random:<name> students)"),
     device: str = typer.Option("cpu", help="cpu | cuda | auto"),
@@ -64,14 +56,11 @@ def eval_cmd(
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
     """Probe a trained (or random) student's frozen backbone: few-shot, kNN and linear probes, next to baselines."""
-    from gandistill.evaluate import evaluate, evaluate_table
-    from gandistill.evaluation.suite import probe_table_markdown, render_probe_table
-
     res = evaluate(run_or_ckpt, protocol=protocol, dataset=dataset, data_root=data_root, epochs=epochs, fast=fast,
                    device=device, img_size=img_size, max_train=max_train, max_test=max_test, k=knn_k, t=knn_t,
                    shots=parse_shots(shots), draws=draws, seed=seed, baselines=baselines,
-                   optimizer=parse_optimizer(optimizer), download=download,
-                   log=None if as_json else (lambda s: console.print(s, highlight=False, soft_wrap=True)))
+                   optimizer=optimizer, download=download,
+                   log=None if as_json else say)
     if as_json:
         console.print_json(json.dumps(res, default=str))
         return
@@ -83,12 +72,12 @@ def eval_cmd(
         console.print(render_probe_table(table, title))
         for row in table.rows:
             for note in row.notes:
-                console.print(f"note: {row.name}: {note}", highlight=False, soft_wrap=True)
+                say(f"note: {row.name}: {note}")
     if res.get("checkpoint"):
-        console.print(f"checkpoint: {res['checkpoint']}", highlight=False, soft_wrap=True)
-    console.print(f"time: {res.get('time_s', 0.0):.1f}s", highlight=False)
+        say(f"checkpoint: {res['checkpoint']}")
+    say(f"time: {res.get('time_s', 0.0):.1f}s")
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``eval`` to the ``gandistill`` app."""
+    """Add ``eval``."""
     app.command("eval")(eval_cmd)

@@ -5,6 +5,9 @@ from typing import Optional
 
 import typer
 
+from gandistill.cli.console import say
+from gandistill.compare.embed import plot_embed
+
 plot_app = typer.Typer(help="Figures: 2-D embeddings of a GAN's representations (Fig. 2).", no_args_is_help=True)
 
 
@@ -20,11 +23,10 @@ def embed_cmd(
     device: str = typer.Option("cpu"),
 ) -> None:
     """Draw h^d, w and h^g of synthetic images coloured by class (plus the student's features for a run)."""
-    from gandistill.compare.embed import plot_embed
-
     res = plot_embed(target, out, n, dataset=dataset, data_root=data_root, reducer=reducer, seed=seed, device=device)
-    typer.echo(f"wrote {res['png']} ({res['reducer']}; {res['labels']}; panels: {', '.join(res['panels'])})")
+    say(f"wrote {res['png']} ({res['reducer']}; {res['labels']}; panels: {', '.join(res['panels'])})")
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``plot`` sub-app."""
     app.add_typer(plot_app, name="plot")

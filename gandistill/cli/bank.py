@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 from typing import Optional
 
+import torch
 import typer
-from rich.console import Console
 
-console = Console()
+from gandistill.bank import build_bank, read_header
+from gandistill.cli.console import console, say
+from gandistill.teachers import create_teacher
+
 bank_app = typer.Typer(help="Teacher feature banks: generated images + targets, memory-mapped.",
                        no_args_is_help=True)
 
@@ -29,28 +32,21 @@ def build_cmd(
     blocks: Optional[str] = typer.Option(None, help="sg2-generator: blocks to tap, e.g. b4,b8 (default all)"),
 ) -> None:
     """Sample N images with their targets from a teacher into OUT/bank.bin."""
-    import torch
-
-    from gandistill.bank import build_bank
-    from gandistill.teachers import create_teacher
-
     dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     kw = {"blocks": blocks} if blocks else {}
     t = create_teacher(teacher, ckpt=teacher_ckpt, device=dev, **kw)
     path = build_bank(t, n, out, teacher_name=teacher, ckpt=teacher_ckpt, teacher_kwargs=kw, batch=batch, seed=seed,
                       log=lambda s: None)
     size = path.stat().st_size / 2 ** 20
-    console.print(f"wrote {path} ({n} items, {size:.1f} MiB, targets {list(t.target_names)})")
+    say(f"wrote {path} ({n} items, {size:.1f} MiB, targets {list(t.target_names)})")
 
 
 @bank_app.command("info")
 def info_cmd(bank: str = typer.Argument(..., help="bank folder or bank.bin")) -> None:
     """Print a bank's header."""
-    from gandistill.bank import read_header
-
     console.print_json(json.dumps(read_header(bank)))
 
 
 def register(app: typer.Typer) -> None:
-    """Add the ``bank`` sub-app to the main CLI."""
+    """Add the ``bank`` sub-app."""
     app.add_typer(bank_app, name="bank")
