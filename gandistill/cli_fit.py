@@ -92,6 +92,9 @@ def fit_cmd(
     eval_max_train: Optional[int] = typer.Option(None, help="probe on the first N train images"),
     eval_max_test: Optional[int] = typer.Option(None, help="test on the first N test images"),
     eval_raw_pixels: bool = typer.Option(True, "--eval-raw-pixels/--no-eval-raw-pixels", help="closing table: also probe the raw pixels"),
+    ssl_twin: Optional[bool] = typer.Option(None, "--ssl-twin/--no-ssl-twin", help="also train and probe the method's SSL "
+                                            "twin (same data, steps, seed; VICReg on real for sns) and print the "
+                                            "teacher's contribution (default: on for the embedded default run)"),
     resume: bool = typer.Option(False, help="continue the run in --out from its last checkpoint; "
                                 "'--resume auto': the latest run of this config (or a new one)"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="progress bar (default: on a TTY)"),
@@ -120,14 +123,17 @@ def fit_cmd(
         log_every=log_every, ckpt_every=ckpt_every, collapse_threshold=collapse_threshold,
         collapse_patience=collapse_patience, eval=eval, eval_fast=eval_fast, eval_epochs=eval_epochs,
         eval_random=eval_random, eval_max_train=eval_max_train, eval_max_test=eval_max_test,
-        eval_raw_pixels=eval_raw_pixels, resume=resume_value,
+        eval_raw_pixels=eval_raw_pixels, ssl_twin=ssl_twin, resume=resume_value,
         progress=progress,
     )
     if dry_run:
-        console.print_json(json.dumps(resolved_config(cfg), default=str))
+        resolved = resolved_config(cfg)
+        if resolved.get("conditional_teacher"):
+            _log(f"warning: {resolved['conditional_teacher']['message']}")
+        console.print_json(json.dumps(resolved, default=str))
         raise typer.Exit(0)
     try:
-        res = fit(cfg, log=lambda s: console.print(s, highlight=False, soft_wrap=True))
+        res = fit(cfg, log=_log)
     except TrainingStopped as e:
         console.print(f"[red]{e}[/red]", soft_wrap=True)
         raise typer.Exit(3)
@@ -139,6 +145,16 @@ def fit_cmd(
 
 
 CONDITIONAL_BANNER = "label-conditioned teacher: not self-supervised"
+
+
+def _log(s: str) -> None:
+    """One engine log line; ``warning: ...`` lines in yellow (the rest printed as is)."""
+    from rich.markup import escape
+
+    if s.startswith("warning: "):
+        console.print(f"[bold yellow]warning:[/bold yellow] {escape(s[9:])}", highlight=False, soft_wrap=True)
+    else:
+        console.print(s, highlight=False, soft_wrap=True)
 
 
 def _print_result(res) -> None:

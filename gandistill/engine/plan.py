@@ -238,4 +238,10 @@ def resolved_config(cfg: FitConfig) -> Dict[str, Any]:
     plan = make_plan(cfg, len(ds), int(getattr(ds, "resolution", 32)), dev, int(os.environ.get("WORLD_SIZE", "1")))
     check_labelled(plan, ds, lambda: load_dataset(cfg.dataset, root=cfg.data_root, split="train",
                                                   img_size=cfg.img_size))
-    return plan_dict(plan, len(ds))
+    from gandistill.engine.twin import twin_method
+    from gandistill.teachers.conditioning import conditional_warning
+
+    out = plan_dict(plan, len(ds))
+    out["conditional_teacher"] = conditional_warning(plan.teacher_name, plan.teacher_ckpt)
+    out["ssl_twin"] = twin_method(cfg) if plan.spec.objective != "probe" else None
+    return out
