@@ -42,6 +42,15 @@ def print_dry_run(table_no: int, preset_name: str, rows: Optional[str], budget: 
                 echo(f"  {k} = {v}")
 
 
+def _say(console, s: str) -> None:
+    """One progress line as typed; a ``warning: ...`` line (e.g. a conditional teacher) in yellow."""
+    if s.startswith("warning: "):
+        console.print("[bold yellow]warning:[/bold yellow] ", end="")
+        console.print(s[9:], markup=False, highlight=False, soft_wrap=True)
+    else:
+        console.print(s, markup=False, highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("compare")
     def compare_cmd(
@@ -92,6 +101,11 @@ def register(app: typer.Typer) -> None:
             print_figure4(figure4(fcfg, log=console.print), console, command)
             return
         if dry_run:
+            from gandistill.teachers.conditioning import conditional_warning
+
+            cond = conditional_warning("sg2-generator", teacher_ckpt)
+            if cond is not None:
+                _say(console, f"warning: {cond['message']}")
             print_dry_run(table, preset, rows, budget, lpips_weights)
             return
         from gandistill.compare import report
@@ -101,7 +115,7 @@ def register(app: typer.Typer) -> None:
                             rows=rows, out=out, device=device, seed=seed, lpips_weights=lpips_weights,
                             probe_epochs=probe_epochs, probe_max_train=probe_max_train,
                             probe_max_test=probe_max_test, mmd_samples=mmd_samples)
-        res = compare(cfg, log=lambda s: console.print(s, markup=False, highlight=False))
+        res = compare(cfg, log=lambda s: _say(console, s))
         report.print_rich(res, console)
         files = report.write_all(res, command)
         console.print(f"wrote {files['csv']}, {files['md']}, {files['png']} (chart drawn with {files['png_backend']}); "
