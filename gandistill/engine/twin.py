@@ -9,6 +9,7 @@ one is reused, never trained twice.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -86,10 +87,22 @@ def finished_twin(out: Path) -> Optional[Dict[str, Any]]:
 
 def _twin_process(cfg: FitConfig, threads: int, log_path: str) -> None:
     """Entry point of the twin's process: train ``cfg`` with ``threads`` intra-op threads, log to a file."""
+    import os
+    import threading
+
     import torch
 
     from gandistill.engine.run import fit
 
+    parent = os.getppid()
+
+    def orphan_watch() -> None:             # the run was killed (not interrupted): stop, keep the checkpoint
+        while True:
+            time.sleep(2.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=orphan_watch, daemon=True, name="twin-orphan-watch").start()
     torch.set_num_threads(max(1, threads))
     with open(log_path, "a", buffering=1) as f:
         fit(cfg, log=lambda s: f.write(s + "\n"))
