@@ -74,7 +74,10 @@ def register(app: typer.Typer) -> None:
         probe_max_test: Optional[int] = typer.Option(None, help="probe on the first N test images only"),
         mmd_samples: Optional[int] = typer.Option(None, help="Table 6: images per domain (default: the preset's)"),
         gan_run: Optional[str] = typer.Option(None, help="--figure 4: a `gandistill gan train` folder with snapshots"),
-        snapshots: Optional[str] = typer.Option(None, help="--figure 4: comma list of snapshot folders instead"),
+        snapshots: Optional[str] = typer.Option(None, help="--figure 4: comma list of snapshot folders (or a folder of "
+                                                "snapshot-* folders: all of them) instead"),
+        seeds: Optional[str] = typer.Option(None, help="--figure 4: comma list of seeds for error bars (e.g. 0,1,2; "
+                                            "default: --seed)"),
         inception: Optional[str] = typer.Option(None, help="--figure 4: Inception weights file for FID (else the "
                                                 "offline digits judge)"),
     ) -> None:
@@ -96,6 +99,7 @@ def register(app: typer.Typer) -> None:
 
             fcfg = Figure4Config(preset=preset, gan_run=gan_run, snapshots=snapshots, data_root=data_root,
                                  budget=budget, out=out, dry_run=dry_run, device=device, seed=seed, inception=inception,
+                                 seeds=[int(x) for x in seeds.split(",") if x.strip()] if seeds else None,
                                  probe_epochs=probe_epochs, probe_max_train=probe_max_train,
                                  probe_max_test=probe_max_test)
             print_figure4(figure4(fcfg, log=console.print), console, command)
