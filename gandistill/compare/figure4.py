@@ -354,5 +354,5 @@ def print_figure4(res: Figure4Result, console, command: str = "") -> None:
                                                                f" (no PNG: {files['png_backend']})"))
 
 
-__all__ = ["Figure4Config", "Figure4Point", "Figure4Result", "figure4", "find_snapshots", "write_figure4",
+__all__ = ["Figure4Config", "Figure4Point", "Figure4Result", "figure4", "find_snapshots", "write_figure4", "plot_figure4",
            "print_figure4"]
