@@ -89,7 +89,7 @@ def diagnostics(ckpts, args) -> None:
     r0 = results[0]
     cmd = "python scripts/teacher_quality.py " + " ".join(str(c) for c in ckpts if c) + \
         f" --diagnostics --diag-n {args.diag_n}" + (f" --names {args.names}" if args.names else "")
-    notes = sorted({n for r in results for n in r["notes"]})
+    notes = [f"{name}: {n}" for name, r in zip(names, results) for n in r["notes"]]
     block = "\n".join([
         START, "",
         f"Measured with `{cmd}`: {r0['n']} generated images per teacher (seed {r0['seed']}), labelled by the shipped "

@@ -78,13 +78,15 @@ def sample_representations(G: torch.nn.Module, D: Optional[torch.nn.Module], n: 
     dt = DiscriminatorTeacher(D=D, mode="multi") if D is not None else None
     gen = torch.Generator().manual_seed(seed)
     parts: Dict[str, list] = {"images": [], "h^g": [], "w": [], "D": []}
-    for i in range(0, n, batch):
-        s = gt.sample(min(batch, n - i), generator=gen)
-        parts["images"].append(s.images.add(1).div(2).clamp(0, 1))
-        parts["h^g"].append(torch.cat(s.targets, 1))
-        parts["w"].append(s.ws[:, 0].float())
-        if dt is not None:
-            parts["D"].append(dt.features(s.images).float())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)             # G's per-layer noise draws from the global stream: fix it too
+        for i in range(0, n, batch):
+            s = gt.sample(min(batch, n - i), generator=gen)
+            parts["images"].append(s.images.add(1).div(2).clamp(0, 1))
+            parts["h^g"].append(torch.cat(s.targets, 1))
+            parts["w"].append(s.ws[:, 0].float())
+            if dt is not None:
+                parts["D"].append(dt.features(s.images).float())
     out = {k: torch.cat(v) for k, v in parts.items() if v}
     out["raw pixels"] = out["images"].flatten(1)
     return out
@@ -132,6 +134,7 @@ def teacher_diagnostics(teacher_path: Optional[PathLike] = None, n: int = 4000, 
     n_fit = int(round(fit_share * n))
     rows = {name: probe_representation(reps[name], labels, n_fit, shots, draws, knn_k, seed, k_cls)
             for name in REPRESENTATIONS if name in reps}
+    notes += sorted({reason for row in rows.values() for reason in row["skipped"].values()})
     if int(getattr(G, "c_dim", 0)) > 0:
         notes.append(f"class-conditional G (c_dim={G.c_dim}): labels cycle through the classes, so w and h^g "
                      "carry the conditioning label")
@@ -151,7 +154,7 @@ def diagnostics_markdown(results: Sequence[Dict[str, Any]], names: Optional[Sequ
         name = names[i] if names else Path(r["teacher"]).name
         for rep, row in r["rows"].items():
             cells = [f"{row['fewshot'][str(k)]['mean']:.1f} ± {row['fewshot'][str(k)]['std']:.1f}"
-                     if str(k) in row["fewshot"] else "-" for k in shots]
+                     if str(k) in row["fewshot"] else ("skipped" if str(k) in row["skipped"] else "-") for k in shots]
             lines.append("| " + " | ".join([name, rep, str(row["dim"]), *cells, f"{row['knn']:.1f}"]) + " |")
     return "\n".join(lines) + "\n"
 
