@@ -85,12 +85,39 @@ def time_probes(out: Path) -> dict:
     return res
 
 
+def time_twin_schedule(steps: int, threads: int, out: Path) -> dict:
+    """Wall time of training the run and its SSL twin (``steps`` each, probes on 200/100 images only):
+    one after the other on ``threads`` threads, and side by side (the twin in a second process, the
+    threads split between the two) -- what ``fit`` does on a multi-core CPU."""
+    import os
+
+    import torch
+
+    from gandistill.engine import FitConfig, fit
+
+    res = {}
+    for mode, label in (("0", f"sequential, {threads} thread(s) each"), ("1", "side by side, threads split")):
+        os.environ["GANDISTILL_TWIN_PARALLEL"] = mode
+        torch.set_num_threads(threads)
+        t0 = time.perf_counter()
+        r = fit(FitConfig(steps=steps, ssl_twin=True, eval="knn", eval_random=False, eval_raw_pixels=False,
+                          eval_max_train=200, eval_max_test=100, out=str(out / f"twin-{mode}"), progress=False),
+                log=lambda s: None)
+        res[label] = {"wall_s": time.perf_counter() - t0, "main_train_s": r.train_time_s,
+                      "twin_train_s": (r.twin or {}).get("train_time_s")}
+    os.environ.pop("GANDISTILL_TWIN_PARALLEL", None)
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=20, help="timed steps per method (after 3 warm-up steps)")
     ap.add_argument("--total-steps", type=int, default=500, help="the default run's steps (extrapolation)")
     ap.add_argument("--skip-probes", action="store_true")
     ap.add_argument("--skip-steps", action="store_true")
+    ap.add_argument("--twin-schedule", type=int, default=0, metavar="STEPS",
+                    help="also time run + twin sequential vs side by side for STEPS steps each")
+    ap.add_argument("--threads", type=int, default=2, help="--twin-schedule: threads of the sequential case")
     args = ap.parse_args()
     C.print_facts(C.machine())
     out = Path(tempfile.mkdtemp(prefix="gandistill-bench-default-"))
@@ -111,6 +138,14 @@ def main() -> None:
     print(C.table(["part", "seconds", "% of total"], rows,
                   title=f"default run's parts (extrapolated total {total:.0f} s; one student column shown: "
                         "the closing table has the distilled, twin and random-init columns)"))
+    if args.twin_schedule:
+        sched = time_twin_schedule(args.twin_schedule, args.threads, out)
+        rows = [(k, v["wall_s"], v["main_train_s"], v["twin_train_s"]) for k, v in sched.items()]
+        print()
+        print(C.table(["schedule", "wall s (both + set-up + kNN)", "run train s", "twin train s"], rows,
+                      title=f"run + SSL twin, {args.twin_schedule} steps each (load now {C.load()})"))
+        seq, par = (v["wall_s"] for v in sched.values())
+        print(f"side by side / sequential wall: {par / seq:.2f}")
     print(f"# load at end: {C.load()}")
 
 
