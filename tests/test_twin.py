@@ -166,3 +166,20 @@ def test_cli_dry_run_warns_about_a_conditional_teacher():
     assert r.exit_code == 0, r.output
     first = r.output.splitlines()[0]
     assert first.startswith("warning:") and "c_dim=10" in first and "sg2-generator" in first
+
+
+def test_a_failing_twin_leaves_the_distilled_result(tmp_path, monkeypatch):
+    import gandistill.engine.twin as tw
+
+    monkeypatch.setenv("GANDISTILL_TWIN_PARALLEL", "0")
+
+    def broken(self, train_here, say):
+        raise RuntimeError("twin exploded")
+
+    monkeypatch.setattr(tw.TwinRun, "join", broken)
+    logs = []
+    res = fit(toy_cfg(tmp_path / "run", eval="knn", steps=2), log=logs.append)
+    assert res.eval["knn"]["top1"] is not None and "twin exploded" in res.twin["error"]
+    assert any(s.startswith("warning: the SSL twin failed") for s in logs)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert [r["name"] for r in summary["probes"]["rows"]] == ["distilled", "raw pixels"]

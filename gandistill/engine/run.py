@@ -21,7 +21,7 @@ from gandistill.engine.parts import build_parts, build_teacher, teacher_conditio
 from gandistill.engine.plan import check_labelled, make_plan, plan_dict
 from gandistill.engine.probe import closing_table, probe_names, probe_only
 from gandistill.engine.record import run_record
-from gandistill.engine.twin import TWIN_DIR, TwinRun, split_threads, twin_config
+from gandistill.engine.twin import TwinRun, split_threads, twin_config
 from gandistill.teachers.conditioning import conditional_warning
 
 
@@ -108,22 +108,32 @@ def _fit(cfg: FitConfig, d: Dist, log: Optional[Callable[[str], None]], t_start:
     result = FitResult(run_dir=plan.run_dir, checkpoint=loop.checkpoint, steps=plan.total_steps,
                        final_loss=loop.final_loss, time_s=0.0, train_time_s=loop.train_time_s,
                        teacher_conditional=conditional, config=info)
-    twin_summary = None
-    if twin is not None:
-        twin_summary = twin.join(lambda c: _fit(c, d, lambda s: say(f"  [twin] {s}"), time.perf_counter()), say)
-    if d.main and plan.eval.protocol != "none":
-        probes = ", ".join(probe_names(plan.eval.protocol, plan.eval.fast))
-        say(f"training done in {loop.train_time_s:.1f}s; probing ({probes}) ...")
-        twin_dir = plan.run_dir / TWIN_DIR if twin is not None else None
-        result.eval, result.eval_random, result.probes = closing_table(plan, device, conditional, say,
-                                                                       twin_dir=twin_dir,
-                                                                       twin_method=twin_cfg.method if twin_cfg else None)
-        if twin is not None:
-            result.twin = {"method": twin_cfg.method, "run_dir": str(twin_dir),
-                           "train_time_s": (twin_summary or {}).get("train_time_s"),
-                           "eval": result.probes.get("twin_eval"),
-                           "contribution": result.probes.get("difference")}
+    _close(plan, d, device, conditional, say, twin, result)
     result.time_s = time.perf_counter() - t_start
     if d.main:
         ckpt.write_json(plan.run_dir / "summary.json", result.to_dict())
     return result
+
+
+def _close(plan, d: Dist, device: torch.device, conditional: bool, say: Callable[[str], None],
+           twin: Optional[TwinRun], result: FitResult) -> None:
+    """Wait for (or train) the SSL twin, then the closing probe table with its column and difference.
+    A twin that fails leaves the table without it (said, and recorded in ``result.twin``)."""
+    twin_summary: Optional[dict] = None
+    if twin is not None:
+        try:
+            twin_summary = twin.join(lambda c: _fit(c, d, lambda s: say(f"  [twin] {s}"), time.perf_counter()), say)
+        except Exception as e:  # noqa: BLE001 -- the distilled student's result must not be lost with its twin
+            say(f"warning: the SSL twin failed ({type(e).__name__}: {e}); the table goes on without it")
+            result.twin = {"method": twin.cfg.method, "run_dir": str(twin.out), "error": f"{type(e).__name__}: {e}"}
+            twin = None
+    if d.main and plan.eval.protocol != "none":
+        probes = ", ".join(probe_names(plan.eval.protocol, plan.eval.fast))
+        say(f"training done in {result.train_time_s:.1f}s; probing ({probes}) ...")
+        twin_dir = twin.out if twin is not None else None
+        result.eval, result.eval_random, result.probes = closing_table(
+            plan, device, conditional, say, twin_dir=twin_dir, twin_method=twin.cfg.method if twin else None)
+        if twin is not None:
+            result.twin = {"method": twin.cfg.method, "run_dir": str(twin_dir),
+                           "train_time_s": (twin_summary or {}).get("train_time_s"),
+                           "eval": result.probes.get("twin_eval"), "contribution": result.probes.get("difference")}
