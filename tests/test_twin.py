@@ -183,3 +183,11 @@ def test_a_failing_twin_leaves_the_distilled_result(tmp_path, monkeypatch):
     assert any(s.startswith("warning: the SSL twin failed") for s in logs)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert [r["name"] for r in summary["probes"]["rows"]] == ["distilled", "raw pixels"]
+
+
+def test_conditional_check_leaves_missing_or_unreadable_checkpoints_to_the_loader(tmp_path):
+    assert checkpoint_c_dim(tmp_path / "missing.pkl") is None
+    (tmp_path / "junk.pkl").write_bytes(b"not a pickle")
+    assert checkpoint_c_dim(tmp_path / "junk.pkl") is None
+    (tmp_path / "folder").mkdir()
+    assert checkpoint_c_dim(tmp_path / "folder") is None

@@ -36,7 +36,10 @@ def _c_dim_of_ours(path: Path) -> Optional[int]:
 def checkpoint_c_dim(ckpt: Optional[PathLike]) -> Optional[int]:
     """The label dimension of a StyleGAN2 checkpoint (``None``: the bundled teacher), or ``None`` when
     the file cannot tell (the teacher's own loading then reports the problem)."""
-    path = resolve_ckpt(ckpt)
+    try:
+        path = resolve_ckpt(ckpt)
+    except FileNotFoundError:          # the teacher's own loading says so, where the caller handles it
+        return None
     if path.is_dir() or path.suffix == ".json":
         return _c_dim_of_ours(path)
     from gandistill.teachers.stylegan2.checkpoint import available_nets, load_sg2
