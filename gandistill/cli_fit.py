@@ -170,6 +170,9 @@ def _print_result(res) -> None:
         line = f"{kind} (%): {res.eval.get('student', 'student')} (distilled) {res.eval['top1']:.2f}"
         if res.eval_random and res.eval_random.get("top1") is not None:
             line += f", random init {res.eval_random['top1']:.2f}"
+        tw = (getattr(res, "twin", None) or {}).get("eval") or {}
+        if tw.get("top1") is not None:
+            line += f", SSL twin ({res.twin['method']}) {tw['top1']:.2f}"
         console.print(line)
     console.print(f"steps: {res.steps}  train: {res.train_time_s:.1f}s  total: {res.time_s:.1f}s")
     if res.checkpoint:

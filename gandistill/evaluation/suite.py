@@ -448,7 +448,7 @@ def _diff_cell(table: ProbeTable, key: str) -> str:
 
 def _diff_header(table: ProbeTable) -> Optional[str]:
     diff = table.difference
-    return f"{diff['label']}\n({diff['minuend']} − {diff['subtrahend']})" if diff else None
+    return str(diff["label"]) if diff else None
 
 
 def _caption(table: ProbeTable) -> str:
@@ -503,7 +503,7 @@ def probe_table_markdown(table: ProbeTable, title: str = "probes",
     if cond:
         lines += [f"**{BANNER}**", ""]
     dh = _diff_header(table)
-    extra = [dh.replace("\n", " ")] if dh else []
+    extra = [dh] if dh else []
     lines.append("| " + " | ".join(["probe (top-1 %)", *(r.name for r in table.rows), *extra]) + " |")
     lines.append("|" + "|".join(["---"] + ["---:"] * (len(table.rows) + len(extra))) + "|")
     lines.append("| " + " | ".join(["feature dim", *(str(r.feature_dim) for r in table.rows),
