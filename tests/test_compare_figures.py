@@ -128,3 +128,15 @@ def test_figure4_seeds_and_the_ssl_twin_train_once_and_give_paired_error_bars(tm
     assert sum("done before, skipped" in s for s in said) == 3
     assert [p.delta for p in again.points] == [p.delta for p in res.points]
     assert stamps == {r: (tmp_path / "runs" / r / "checkpoint.json").stat().st_mtime_ns for r in runs}
+
+
+def test_figure4_cli_takes_seeds_and_a_snapshot_folder():
+    from typer.testing import CliRunner
+
+    from gandistill.cli import app
+    from gandistill.gan import bundled_teacher_path
+
+    snaps = Path(bundled_teacher_path()) / "snapshots"
+    r = CliRunner().invoke(app, ["compare", "--figure", "4", "--seeds", "0,1,2", "--snapshots", str(snaps), "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert "seeds 0, 1, 2" in r.output and r.output.count("planned") == 3

@@ -212,7 +212,8 @@ def figure4(cfg: Figure4Config, log: Optional[Callable[[str], None]] = None,
     out = cfg.out_dir()
     if cfg.dry_run:
         pts = [Figure4Point(str(s), status="planned", seeds=list(cfg.seed_list())) for s in snaps]
-        return Figure4Result(pts, preset.name, out, 0.0, dry_run=True)
+        return Figure4Result(pts, preset.name, out, 0.0, dry_run=True, twin_method=twin_run_id("g-sns") or "",
+                             seeds=list(cfg.seed_list()))
     if score_fn is None:
         from gandistill.gan.score import score_generator as score_fn
     say(f"SSL twin ({twin_run_id('g-sns')}, no teacher): seeds {', '.join(map(str, cfg.seed_list()))} ...")
