@@ -2,8 +2,9 @@
 Each flag maps onto one :class:`~gandistill.engine.FitConfig` field.
 
 ``gandistill fit`` with no options distils the bundled digits teacher into a small student with
-Squeeze-and-Span on CPU in about three minutes, then prints the linear-probe top-1 next to a
-randomly initialised student's and where the checkpoint is.
+Squeeze-and-Span on CPU in a few minutes, trains its SSL twin (VICReg on the same real images) beside
+it, then prints the probe table (distilled, twin, random init, raw pixels, the teacher's contribution)
+and where the checkpoint is.
 """
 from __future__ import annotations
 
