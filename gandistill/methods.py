@@ -54,6 +54,7 @@ class MethodSpec:
     weight_decay: float = 5e-4
     fixed_head_lr: bool = False                # SimSiam: the predictor's lr is not decayed
     paper: str = ""                            # the table row this reproduces
+    twin: Optional[str] = None                 # the SSL twin: the same images without the teacher's features
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -77,6 +78,20 @@ class MethodSpec:
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
+
+
+# The SSL twin of each method that learns from a teacher (``MethodSpec.twin``): the same student, data,
+# steps, batch, augmentation and seed, trained by plain self-supervision on the images the method sees,
+# so "method minus twin" is what the teacher's features add (``fit --ssl-twin``; README "The SSL twin").
+# sns spans real images and squeezes synthetic ones: its twin is VICReg on the real images (the paper's
+# yardstick, Fig. 4); the synthetic-only objectives' twin is VICReg on the same teacher's images; the
+# mixed encoder's, VICReg on the same half-synthetic batch. SSL methods and d-direct have no twin.
+TWINS: Dict[str, str] = {
+    "sns": "vicreg-real",
+    "squeeze": "vicreg-syn", "squeeze-var": "vicreg-syn", "squeeze-novarcov": "vicreg-syn",
+    "vanilla": "vicreg-syn", "vanilla-noaug": "vicreg-syn",
+    "encoder": "vicreg-syn", "encoder-mixed": "vicreg-mixed",
+}
 
 
 METHODS: Registry = Registry("method")
@@ -138,7 +153,12 @@ for _spec in [
                teacher="sg2-discriminator", alpha=0.0, sim=0.0, var=0.0, cov=0.0, augment=False, proj_layers=0,
                paper="Table 1 'Direct use' (single 63.81 / multi 77.58)"),
 ]:
-    register_method(_spec)
+    register_method(replace(_spec, twin=TWINS.get(_spec.name)))
+
+
+def twin_of(name: str) -> Optional[str]:
+    """The SSL twin method of ``name`` (``None`` when it has none, e.g. an SSL method itself)."""
+    return get_method(name).twin
 
 
 # --- the loss of a method: its objective's ------------------------------------------------------

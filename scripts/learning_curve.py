@@ -11,6 +11,16 @@ usage: python scripts/learning_curve.py --out runs/lc --steps 150,300,600,1200 \
            --candidate resnet10t:32:std --candidate resnet18:16:cifar [--method sns] [--batch 64]
 A candidate is NAME:IMG_SIZE:STEM[:BASE_LR] with STEM = std | cifar (BASE_LR: lr = BASE_LR * batch / 256;
 default the method's, 0.03 for sns as SnS).
+
+The curve that decides (issue 14.4): Sq & Sp against its SSL twins, 3 seeds, error bars (mean ± std
+over seeds), in the background on one thread per process:
+
+    OMP_NUM_THREADS=1 nohup python scripts/learning_curve.py --out runs/lc-ssl \
+        --methods sns,vicreg-real,vicreg-mixed --seeds 0,1,2 --steps 250,500,1000,2000,4000 \
+        --png docs/img/learning_curve_ssl.png > runs/lc-ssl.log 2>&1 &
+
+Rerunning the same command skips every point already in ``OUT/curve.jsonl`` and continues a point
+whose training was interrupted from its last checkpoint.
 """
 from __future__ import annotations
 
@@ -22,14 +32,18 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 
+SHOTS = (1, 10, 100)
+
+
 def _probe(reps: Dict[str, Any], img_size: int, seed: int = 0, probes: str = "fewshot,knn") -> Dict[str, Any]:
-    """Every named probe's flat metrics per row (``shot<k>``, ``knn<k>``, ..., any registered probe)."""
+    """Every named probe's flat metrics per row (``shot<k>``, ``shot<k>_std``, ``knn<k>``, ..., any registered
+    probe, plug-ins included)."""
     from gandistill.data import load_dataset
     from gandistill.evaluation.suite import ProbeConfig, parse_probes, probe_suite, row_metrics
 
     tr = load_dataset("digits", split="train", img_size=img_size)
     te = load_dataset("digits", split="test", img_size=img_size)
-    t = probe_suite(reps, tr, te, ProbeConfig(probes=parse_probes(probes), seed=seed))
+    t = probe_suite(reps, tr, te, ProbeConfig(probes=parse_probes(probes), shots=SHOTS, seed=seed))
     return {row.name: row_metrics(row) for row in t.rows}
 
 
@@ -45,50 +59,77 @@ def main() -> None:
     ap.add_argument("--out", default="runs/lc")
     ap.add_argument("--steps", default="150,300,600,1200")
     ap.add_argument("--candidate", action="append", default=None)
-    ap.add_argument("--method", default="sns")
+    ap.add_argument("--method", default=None, help="one method (older spelling of --methods)")
+    ap.add_argument("--methods", default=None, help="comma list of methods, e.g. sns,vicreg-real,vicreg-mixed")
+    ap.add_argument("--seeds", default="0", help="comma list of seeds (error bars: mean ± std over them)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--teacher-ckpt", default=None)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
+    ap.add_argument("--png", default=None, help="the plot (default OUT/learning_curve.png)")
+    ap.add_argument("--shots", default="1,10,100", help="few-shot label counts per class")
     ap.add_argument("--plot-only", action="store_true")
     ap.add_argument("--probes", default="fewshot,knn", help="probes (registered names, comma-separated)")
     a = ap.parse_args()
+    global SHOTS
+    SHOTS = tuple(int(x) for x in a.shots.split(","))
     import torch
 
     torch.set_num_threads(a.threads)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "curve.jsonl"
-    done = {json.dumps(r["key"]) for r in _read(log)}
     cands = a.candidate or ["resnet10t:32:std"]
+    methods = [m.strip() for m in (a.methods or a.method or "sns").split(",") if m.strip()]
+    seeds = [int(x) for x in a.seeds.split(",") if x.strip()]
     if not a.plot_only:
-        from gandistill.engine import FitConfig, fit
-        from gandistill.evaluation.loading import load_student
-        from gandistill.evaluation.suite import RAW_PIXELS
+        for method in methods:
+            for seed in seeds:
+                run_points(a, out, log, cands, method, seed)
+    plot(_read(log), Path(a.png) if a.png else out / "learning_curve.png")
 
-        for cand in cands:
-            parts = cand.split(":")
-            name, size, stem = parts[:3]
-            base_lr = float(parts[3]) if len(parts) > 3 else None   # None: the method's (SnS 0.03)
-            size, cifar = int(size), stem == "cifar"
-            key = {"candidate": cand, "steps": 0, "method": a.method, "batch": a.batch}
-            if json.dumps(key) not in done:  # baselines: random init of this candidate + raw pixels
-                rnd = load_student(f"random:{name}", img_size=size, student_kwargs={"cifar_stem": cifar}, seed=0).model
-                res = _probe({"random init": rnd, "raw pixels": RAW_PIXELS}, size, probes=a.probes)
-                _append(log, {"key": key, "train_s": 0.0, "probes": res})
-            for steps in (int(s) for s in a.steps.split(",")):
-                key = {"candidate": cand, "steps": steps, "method": a.method, "batch": a.batch}
-                if json.dumps(key) in done:
-                    continue
-                run = out / f"{name}-{size}-{stem}{'-lr' + parts[3] if base_lr else ''}-{a.method}-b{a.batch}-s{steps}"
-                t0 = time.perf_counter()
-                fit(FitConfig(method=a.method, student=name, cifar_stem=cifar, img_size=size, batch=a.batch,
-                              steps=steps, base_lr=base_lr, eval="none", out=str(run), teacher_ckpt=a.teacher_ckpt, progress=False),
-                    log=lambda s: None)
-                train_s = time.perf_counter() - t0
-                res = _probe({"distilled": load_student(run).model}, size, probes=a.probes)
-                _append(log, {"key": key, "train_s": round(train_s, 1), "load": os.getloadavg()[0], "probes": res})
-                print(cand, steps, f"{train_s:.0f}s", res["distilled"], flush=True)
-    plot(_read(log), out / "learning_curve.png")
+
+def _key(cand: str, steps: int, method: str, batch: int, seed: int) -> Dict[str, Any]:
+    key: Dict[str, Any] = {"candidate": cand, "steps": steps, "method": method, "batch": batch}
+    if seed:                                   # seed 0 keeps the keys of earlier single-seed curves
+        key["seed"] = seed
+    return key
+
+
+def run_points(a: Any, out: Path, log: Path, cands: List[str], method: str, seed: int) -> None:
+    """Every missing (candidate, steps) point of ``method`` at ``seed`` (baselines once per candidate and seed)."""
+    done = {json.dumps(r["key"]) for r in _read(log)}
+    from gandistill.engine import FitConfig, fit
+    from gandistill.evaluation.loading import load_student
+    from gandistill.evaluation.suite import RAW_PIXELS
+
+    for cand in cands:
+        parts = cand.split(":")
+        name, size, stem = parts[:3]
+        base_lr = float(parts[3]) if len(parts) > 3 else None   # None: the method's (SnS 0.03)
+        size, cifar = int(size), stem == "cifar"
+        key = _key(cand, 0, method, a.batch, seed)
+        have_base = any(r["key"]["candidate"] == cand and r["key"]["steps"] == 0 and r["key"].get("seed", 0) == seed
+                        for r in _read(log))
+        if not have_base:  # baselines (once per candidate and seed): random init of this candidate + raw pixels
+            rnd = load_student(f"random:{name}", img_size=size, student_kwargs={"cifar_stem": cifar}, seed=seed).model
+            res = _probe({"random init": rnd, "raw pixels": RAW_PIXELS}, size, seed, a.probes)
+            _append(log, {"key": key, "train_s": 0.0, "probes": res})
+        for steps in (int(s) for s in a.steps.split(",")):
+            key = _key(cand, steps, method, a.batch, seed)
+            if json.dumps(key) in done:
+                continue
+            run = out / (f"{name}-{size}-{stem}{'-lr' + parts[3] if base_lr else ''}-{method}-b{a.batch}-s{steps}"
+                         + (f"-seed{seed}" if seed else ""))
+            t0 = time.perf_counter()
+            # resume="auto": a point whose training was interrupted continues from its checkpoint
+            fit(FitConfig(method=method, student=name, cifar_stem=cifar, img_size=size, batch=a.batch, seed=seed,
+                          steps=steps, base_lr=base_lr, eval="none", out=str(run), teacher_ckpt=a.teacher_ckpt,
+                          progress=False, ssl_twin=False, resume="auto"),
+                log=lambda s: None)
+            train_s = time.perf_counter() - t0
+            res = _probe({"distilled": load_student(run).model}, size, seed, a.probes)
+            _append(log, {"key": key, "train_s": round(train_s, 1), "load": os.getloadavg()[0], "probes": res})
+            print(cand, method, f"seed {seed}", steps, f"{train_s:.0f}s", res["distilled"], flush=True)
 
 
 def _read(p: Path) -> List[Dict[str, Any]]:
@@ -100,43 +141,68 @@ def _append(p: Path, rec: Dict[str, Any]) -> None:
         f.write(json.dumps(rec) + "\n")
 
 
+def _series(recs: List[Dict[str, Any]], cand: str, method: str, metric: str):
+    """(steps, mean, std) over the seeds of ``method``'s points (std None for a single seed)."""
+    by_steps: Dict[int, List[float]] = {}
+    for r in recs:
+        k = r["key"]
+        if k["candidate"] == cand and k.get("method", "sns") == method and k["steps"] > 0:
+            v = _metric(r["probes"]["distilled"], metric)
+            if v is not None:
+                by_steps.setdefault(k["steps"], []).append(v)
+    xs = sorted(by_steps)
+    means = [sum(by_steps[x]) / len(by_steps[x]) for x in xs]
+    stds = [(sum((v - m) ** 2 for v in by_steps[x]) / (len(by_steps[x]) - 1)) ** 0.5 if len(by_steps[x]) > 1 else 0.0
+            for x, m in zip(xs, means)]
+    return xs, means, stds, [len(by_steps[x]) for x in xs]
+
+
 def plot(recs: List[Dict[str, Any]], png: Path) -> None:
-    """Two panels (10-shot, kNN-20) vs training steps, one line per candidate, baselines dashed."""
+    """Panels 1-shot, 10-shot and kNN-20 vs training steps: one line per (candidate, method), mean ±
+    std over seeds as error bars; raw pixels (black, dashed) and random init (dotted) as baselines."""
     try:
-        import matplotlib
+        import matplotlib  # optional extra `plot`
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("matplotlib not installed: no PNG (pip install matplotlib)")
+        print("matplotlib not installed: no PNG (pip install 'gandistill[plot]')")
         return
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    metrics = [m for m in ("shot1", "shot10", "knn") if any(_metric(r["probes"].get("distilled", r["probes"].get(
+        "raw pixels", {})), m) is not None for r in recs)]
+    titles = {"shot1": "1 label / class", "shot10": "10 labels / class", "knn": "kNN-20 (all labels)"}
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4.2), squeeze=False)
     cands = sorted({r["key"]["candidate"] for r in recs})
-    for ax, metric, title in ((axes[0], "shot10", "10 labels / class (logistic regression)"),
-                              (axes[1], "knn", "kNN-20 (all 4,000 labels)")):
-        raw = None
+    methods = list(dict.fromkeys(r["key"].get("method", "sns") for r in recs))
+    nseeds = max((len({r["key"].get("seed", 0) for r in recs if r["key"].get("method", "sns") == m}) for m in methods),
+                 default=1)
+    for ax, metric in zip(axes[0], metrics):
+        raw = rnd = None
         for c in cands:
-            pts = sorted((r for r in recs if r["key"]["candidate"] == c and r["key"]["steps"] > 0),
-                         key=lambda r: r["key"]["steps"])
+            for m in methods:
+                xs, ys, es, ns = _series(recs, c, m, metric)
+                if xs:
+                    ax.errorbar(xs, ys, yerr=es, fmt="o-", capsize=3,
+                                label=f"{m}" + (f" ({c})" if len(cands) > 1 else ""))
             base = [r for r in recs if r["key"]["candidate"] == c and r["key"]["steps"] == 0]
-            xs = [r["key"]["steps"] for r in pts]
-            ys = [_metric(r["probes"]["distilled"], metric) for r in pts]
-            line, = ax.plot(xs, ys, "o-", label=c)
-            for r, x, y in zip(pts, xs, ys):
-                ax.annotate(f"{r['train_s']:.0f}s", (x, y), fontsize=7, textcoords="offset points", xytext=(3, 3))
             if base:
-                ax.axhline(_metric(base[0]["probes"]["random init"], metric), ls=":", color=line.get_color(),
-                           label=f"{c} random init")
                 raw = _metric(base[0]["probes"]["raw pixels"], metric)
+                rnd = _metric(base[0]["probes"]["random init"], metric)
         if raw is not None:
-            ax.axhline(raw, ls="--", color="k", label="raw pixels")
-        ax.set_xlabel("training steps (batch 64; labels: wall time on the shared 2-core box)")
+            ax.axhline(raw, ls="--", color="k", lw=1, label="raw pixels")
+        if rnd is not None:
+            ax.axhline(rnd, ls=":", color="grey", lw=1, label="random init")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("training steps (batch 64, log scale)")
         ax.set_ylabel("top-1 (%) on digits test")
-        ax.set_title(title, fontsize=10)
+        ax.set_title(titles[metric] + (f", mean ± std over {nseeds} seeds" if nseeds > 1 else ""), fontsize=10)
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7)
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle("Learning curve: Squeeze-and-Span (sns) against its SSL twins on digits")
     fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=110)
+    plt.close(fig)
     print(f"wrote {png}")
 
 

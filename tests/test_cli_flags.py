@@ -15,7 +15,7 @@ from gandistill.io.config_file import field_default
 
 ROOT = typer.main.get_command(app)
 #: options that do not set a config field (they steer the command itself)
-OWN = {"config", "print_cfg", "dry_run", "help", "ctx", "figure", "gan_run", "snapshots", "inception", "preset"}
+OWN = {"config", "print_cfg", "dry_run", "help", "ctx", "figure", "gan_run", "snapshots", "inception", "preset", "seeds", "diagnostics", "diag_n", "labeller"}  # figure-4 and gan-score options of their own
 #: field-setting flags whose type is a CLI spelling of the field's (KEY=VALUE lists, enum lists, choices)
 SPELLED = {"teacher_opt": "teacher_kwargs", "logger": "loggers", "net": "net_overrides", "resume": "resume"}
 

@@ -77,7 +77,10 @@ def test_figure4_scores_each_snapshot_and_writes_the_plot(tmp_path, monkeypatch)
         return {"fd": 10.0 * len(seen), "kid": 0.01, "feature_space": "digits-judge"}
 
     def fake_fit(cfg, log=None):   # the training itself is covered by test_compare_run
-        assert Path(cfg.teacher_ckpt).name.startswith("snapshot-")
+        if cfg.method == "vicreg-real":                 # the SSL twin: no teacher
+            assert cfg.teacher_ckpt is None
+        else:
+            assert Path(cfg.teacher_ckpt).name.startswith("snapshot-")
         Path(cfg.out).mkdir(parents=True, exist_ok=True)
         raise TrainingStopped("collapsed", reason="collapse", step=3)
 
@@ -92,3 +95,48 @@ def test_figure4_scores_each_snapshot_and_writes_the_plot(tmp_path, monkeypatch)
     assert [p.fd for p in again.points] == [10.0, 20.0]
     saved = json.loads((tmp_path / "out" / "results" / "figure4" / "snapshot-000001000.json").read_text())
     assert saved["feature_space"] == "digits-judge"
+
+
+def test_figure4_seeds_and_the_ssl_twin_train_once_and_give_paired_error_bars(tmp_path):
+    from gandistill.compare.figure4 import Figure4Config, figure4, write_figure4
+    from gandistill.gan import bundled_teacher_path
+
+    tiny = dict(student="test_resnet", img_size=16, batch=8, steps=2, dim=32, proj_hidden=16, squeeze_hidden=32,
+                log_every=1)
+    snaps = Path(bundled_teacher_path()) / "snapshots"
+    fds = {"snapshot-000016000": 30.0, "snapshot-000040000": 20.0, "snapshot-000072000": 10.0}
+    cfg = Figure4Config(snapshots=str(snaps), seeds=[0, 1], out=str(tmp_path), device="cpu", probe_epochs=2,
+                        probe_max_train=120, probe_max_test=60, fit_overrides=tiny)
+    fake_score = lambda ckpt, **kw: {"fd": fds[Path(ckpt).name], "kid": 0.0, "feature_space": "digits-judge"}  # noqa: E731
+    res = figure4(cfg, log=lambda s: None, score_fn=fake_score)
+    assert [Path(p.snapshot).name for p in res.points] == list(fds)          # a folder: every snapshot in it
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert runs == sorted(["vicreg-real", "vicreg-real@s1"] + [f"g-sns@{n}{s}" for n in fds for s in ("", "@s1")])
+    for p in res.points:
+        assert p.status == "ok" and p.seeds == [0, 1] and len(p.top1_seeds) == 2, p.notes
+        assert p.twin_seeds == pytest.approx([res.points[0].twin_seeds[0], res.points[0].twin_seeds[1]])
+        assert p.delta_seeds == pytest.approx([a - b for a, b in zip(p.top1_seeds, p.twin_seeds)])
+        d = p.delta_seeds
+        assert p.delta == pytest.approx(sum(d) / 2) and p.delta_std == pytest.approx(abs(d[0] - d[1]) / 2 ** 0.5)
+    files = write_figure4(res, "gandistill compare --figure 4 --seeds 0,1")
+    assert files["png_backend"] == "matplotlib" and Path(files["png"]).stat().st_size > 10_000
+    md = Path(files["md"]).read_text()
+    assert "SSL twin: `vicreg-real`" in md and "Sq & Sp − twin" in md
+    stamps = {r: (tmp_path / "runs" / r / "checkpoint.json").stat().st_mtime_ns for r in runs}
+    said = []
+    again = figure4(cfg, log=said.append, score_fn=lambda *a, **k: pytest.fail("rescored"))
+    assert sum("done before, skipped" in s for s in said) == 3
+    assert [p.delta for p in again.points] == [p.delta for p in res.points]
+    assert stamps == {r: (tmp_path / "runs" / r / "checkpoint.json").stat().st_mtime_ns for r in runs}
+
+
+def test_figure4_cli_takes_seeds_and_a_snapshot_folder():
+    from typer.testing import CliRunner
+
+    from gandistill.cli import app
+    from gandistill.gan import bundled_teacher_path
+
+    snaps = Path(bundled_teacher_path()) / "snapshots"
+    r = CliRunner().invoke(app, ["compare", "--figure", "4", "--seeds", "0,1,2", "--snapshots", str(snaps), "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert "seeds 0, 1, 2" in r.output and r.output.count("planned") == 3

@@ -245,3 +245,43 @@ def test_encoder_and_simsiam_rows_record_how_they_differ_from_the_paper(tmp_path
     ck = json.loads((tmp_path / "b" / "runs" / "simsiam-real" / "checkpoint.json").read_text())
     assert ck["student_kwargs"]["proj_final_bn"] is True and ck["student_kwargs"]["proj_hidden"] is None
     assert not any("final BatchNorm1d" in n for n in ss.notes)
+
+
+def test_twin_row_is_a_lookup_of_the_vicreg_row_never_a_second_training(tmp_path):
+    from gandistill.compare.runner import twin_run_id
+
+    assert twin_run_id("g-sns") == "vicreg-real" and twin_run_id("g-sns@snapshot-000016000") == "vicreg-real"
+    assert twin_run_id("g-squeeze") == "vicreg-syn" and twin_run_id("vicreg-real") is None
+    assert twin_run_id("d-single") is None
+    res = compare(tiny_cfg(tmp_path, "real-vicreg,mixed-sns", table=2, baselines=False), log=lambda s: None)
+    sns, vic = res.rows[1], res.rows[0]
+    assert sns.status == vic.status == "ok", [r.notes for r in res.rows]
+    assert sns.twin["run"] == "vicreg-real" and sns.twin["metrics"] == vic.metrics
+    for k, v in sns.twin["difference"].items():
+        assert v == pytest.approx(sns.metrics[k] - vic.metrics[k])
+    assert any(n.startswith("teacher's contribution (minus SSL twin vicreg-real)") for n in sns.notes)
+    assert not (tmp_path / "runs" / "g-sns" / "twin").exists()            # fit trained no twin of its own
+    stamp = (tmp_path / "runs" / "vicreg-real" / "checkpoint.json").stat().st_mtime_ns
+    # Table 1 has no VICReg row: its Sq & Sp row finds the run Table 2 trained, without training it again
+    t1 = compare(tiny_cfg(tmp_path, "g-sns", table=1, baselines=False), log=lambda s: None)
+    assert t1.rows[0].twin["run"] == "vicreg-real" and t1.rows[0].twin["metrics"] == vic.metrics
+    assert (tmp_path / "runs" / "vicreg-real" / "checkpoint.json").stat().st_mtime_ns == stamp
+
+
+def test_conditional_teacher_warned_before_any_row(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from gandistill.cli import app
+
+    cond = str(Path(__file__).parents[1] / "gandistill" / "assets" / "digits-sg2-cond")
+    r = CliRunner().invoke(app, ["compare", "--table", "2", "--dry-run", "--teacher-ckpt", cond])
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines()[0].startswith("warning:") and "c_dim=10" in r.output.splitlines()[0]
+    monkeypatch.chdir(tmp_path)
+    said = []
+    cfg = tiny_cfg(None, "real-vicreg", table=2, teacher_ckpt=cond, baselines=False)
+    cfg.out = None
+    res = compare(cfg, log=said.append)
+    assert said[0].startswith("warning:") and "class-conditional (c_dim=10)" in said[0]
+    assert res.out.name == "compare-digits-cond"
+    assert json.loads((res.out / "compare.json").read_text())["conditional_teacher"]["c_dim"] == 10

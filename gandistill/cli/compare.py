@@ -15,6 +15,7 @@ from gandistill.compare.presets import PRESETS, describe_plan, get_preset
 from gandistill.compare.runner import CompareConfig, compare, plans_for
 from gandistill.compare.tables import get_table, select_rows
 from gandistill.io.config_file import merge_config
+from gandistill.teachers.conditioning import conditional_warning
 
 
 def print_dry_run(table_no: int, preset_name: str, rows: Optional[str], budget: float, lpips: Optional[str],
@@ -81,7 +82,10 @@ def compare_cmd(
     print_cfg: bool = typer.Option(False, "--print-config", help="print the complete config as commented YAML"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print every row's resolved settings and exit"),
     gan_run: Optional[str] = typer.Option(None, help="--figure 4: a `gandistill gan train` folder with snapshots"),
-    snapshots: Optional[str] = typer.Option(None, help="--figure 4: comma list of snapshot folders instead"),
+    snapshots: Optional[str] = typer.Option(None, help="--figure 4: comma list of snapshot folders (or a folder of "
+                                            "snapshot-* folders: all of them) instead"),
+    seeds: Optional[str] = typer.Option(None, help="--figure 4: comma list of seeds for error bars (e.g. 0,1,2; "
+                                        "default: --seed)"),
     inception: Optional[str] = typer.Option(None, help="--figure 4: Inception weights file for FID (else the "
                                             "offline digits judge)"),
     **flags: Any,
@@ -105,10 +109,14 @@ def compare_cmd(
         fcfg = Figure4Config(preset=cfg.preset, gan_run=gan_run, snapshots=snapshots, data_root=cfg.data_root,
                              budget=cfg.budget, out=cfg.out, dry_run=dry_run, device=cfg.device, seed=cfg.seed,
                              inception=inception, probe_epochs=cfg.probe_epochs,
+                             seeds=[int(x) for x in seeds.split(",") if x.strip()] if seeds else None,
                              probe_max_train=cfg.probe_max_train, probe_max_test=cfg.probe_max_test)
-        print_figure4(figure4(fcfg, log=console.print), console, command)
+        print_figure4(figure4(fcfg, log=say), console, command)
         return
     if dry_run:
+        cond = conditional_warning("sg2-generator", cfg.teacher_ckpt)
+        if cond is not None:
+            say(f"warning: {cond['message']}")
         print_dry_run(cfg.table, cfg.preset, cfg.rows, cfg.budget, cfg.lpips_weights)
         return
     res = compare(cfg, log=say)

@@ -92,6 +92,9 @@ FIT_FLAGS: Dict[str, Flag] = {
     "eval_max_train": Flag("probe on the first N train images"),
     "eval_max_test": Flag("test on the first N test images"),
     "eval_raw_pixels": Flag("closing table: also probe the raw pixels"),
+    "ssl_twin": Flag("also train and probe the method's SSL twin (same data, steps, seed; VICReg on real for sns) "
+                     "and print the teacher's contribution (default: on for the embedded default run)",
+                     decls=("--ssl-twin/--no-ssl-twin",)),
     "resume": Flag("last: continue the run in --out from its last checkpoint; auto: the latest run of this "
                    "config (or a new one)", type=Literal[tuple(RESUME_VALUES)]),
     "progress": Flag("progress bar (default: on a TTY)"),
@@ -129,7 +132,8 @@ def fit_cmd(
     **flags: Any,
 ) -> None:
     """Distil a GAN teacher into a student (default: Squeeze-and-Span, bundled digits teacher, {steps} steps,
-    a few minutes on CPU with the closing probes)."""
+    with its SSL twin -- VICReg on the same real images -- trained beside it, a few minutes on CPU) and print
+    the probe table: distilled, SSL twin, random init, raw pixels and the teacher's contribution."""
     cfg = fit_config_from(config, flags)
     if print_cfg:
         print_config(FitConfig, config_dict(cfg), ctx.command, "gandistill fit config (gandistill fit --config FILE)",
@@ -139,6 +143,8 @@ def fit_cmd(
         checked = check_fit_config(cfg)
         plan = resolved_config(cfg)      # also loads the dataset's index and resolves the method's defaults
         note = f"config checked ({', '.join(checked)}, dataset, plan); nothing trained"
+        if plan.get("conditional_teacher"):
+            say(f"warning: {plan['conditional_teacher']['message']}")
         console.print_json(json.dumps({"dry_run": note, **plan}, default=str))
         return
     try:
@@ -169,6 +175,9 @@ def _print_result(res) -> None:
         line = f"{kind} (%): {res.eval.get('student', 'student')} (distilled) {res.eval['top1']:.2f}"
         if res.eval_random and res.eval_random.get("top1") is not None:
             line += f", random init {res.eval_random['top1']:.2f}"
+        tw = (getattr(res, "twin", None) or {}).get("eval") or {}
+        if tw.get("top1") is not None:
+            line += f", SSL twin ({res.twin['method']}) {tw['top1']:.2f}"
         say(line)
     say(f"steps: {res.steps}  train: {res.train_time_s:.1f}s  total: {res.time_s:.1f}s")
     if res.checkpoint:

@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional
 
 import typer
+from rich.table import Table
 
-from gandistill.cli.console import say
+from gandistill.cli.console import console, say
 from gandistill.cli.options import Flag, Logger, given, logger_names, parse_kv, print_config, with_field_flags
+from gandistill.gan.diagnostics import teacher_diagnostics
 from gandistill.gan.config import GAN_CONFIGS, GanConfig, gan_config
 from gandistill.gan.loop import train_gan
 from gandistill.gan.sample import bundled_teacher_path, sample_grid
@@ -129,9 +131,16 @@ def score_cmd(
     seed: int = typer.Option(123),
     trunc: float = typer.Option(1.0, help="truncation psi"),
     out: Optional[str] = typer.Option(None, help="also write the JSON here"),
+    diagnostics: bool = typer.Option(False, "--diagnostics", help="also the teacher diagnostics (Fig. 2 in numbers): "
+                                     "1/10-shot and kNN accuracy of h^g, w, D features and raw pixels on the "
+                                     "teacher's own images, labelled by the judge"),
+    diag_n: int = typer.Option(4000, help="--diagnostics: generated images (3/4 probe train, 1/4 test)"),
+    labeller: Optional[str] = typer.Option(None, help="--diagnostics: a judge folder to label the images "
+                                           "(default: the shipped digits judge)"),
 ) -> None:
     """Frechet distance and KID between real and generated images (and, in the digits judge's space, the
-    class histogram of the generated digits). The output says which feature space was used."""
+    class histogram of the generated digits). The output says which feature space was used.
+    ``--diagnostics`` adds how class-structured the teacher's representations are (a table)."""
     try:
         res = score_generator(ckpt, n=n, data=data, data_root=data_root, split=split, space=space,
                               inception=inception, seed=seed, truncation_psi=trunc)
@@ -148,9 +157,31 @@ def score_cmd(
                    f"confident {g['share_confident_0.9']:.3f})")
     if res.get("conditional"):
         say("label-conditioned generator: labels cycle through the classes")
+    if diagnostics:
+        res["diagnostics"] = diag = teacher_diagnostics(ckpt, n=diag_n, labeller=labeller, seed=seed)
+        text = json.dumps(res, indent=1)
+        _print_diagnostics(diag)
     if out:
         Path(out).write_text(text + "\n")
         say(f"wrote {out}")
+
+
+def _print_diagnostics(diag: dict) -> None:
+    """The diagnostics as a rich table: one row per representation, few-shot and kNN columns."""
+    shots = sorted({int(k) for row in diag["rows"].values() for k in row["fewshot"]})
+    tab = Table(title=f"teacher diagnostics: {diag['n_fit']} / {diag['n_test']} generated images (probe train / "
+                      f"test), labelled by the {diag['labeller']}",
+                caption="top-1 %; k-shot: mean ± std over draws (L-BFGS logistic regression); "
+                        f"kNN: cosine, k={diag['knn_k']}, t=0.1")
+    for c in ("representation", "dim", *[f"{k}-shot" for k in shots], f"kNN-{diag['knn_k']}"):
+        tab.add_column(c, justify="left" if c == "representation" else "right")
+    for name, row in diag["rows"].items():
+        cells = [f"{row['fewshot'][str(k)]['mean']:.1f} ± {row['fewshot'][str(k)]['std']:.1f}"
+                 if str(k) in row["fewshot"] else "-" for k in shots]
+        tab.add_row(name, str(row["dim"]), *cells, f"{row['knn']:.1f}")
+    console.print(tab)
+    for note in diag["notes"]:
+        say(f"note: {note}")
 
 
 def register(app: typer.Typer) -> None:

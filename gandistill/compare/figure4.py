@@ -3,8 +3,15 @@
 For each snapshot: ``gandistill gan score`` (Frechet distance and KID in a feature space: Inception
 when ``inception`` names a weights file, else the shipped offline digits judge -- the plot says
 which), then the ``g-sns`` row trained with that snapshot as the teacher and probed with the preset's
-protocol. Output under ``--out``: ``figure4.csv``, ``figure4.md`` and ``figure4.png`` (ours beside the
-paper's CIFAR-100 curve, SnS paper_plots/acc_vs_fid.py). Resumable like the tables.
+protocol, once per seed (``seeds``, e.g. 0, 1, 2: error bars). The reference is Sq & Sp's SSL twin
+(:attr:`MethodSpec.twin`: VICReg on the real images, no teacher), trained once per seed -- the same
+run folder as Table 2's VICReg-real row in the same comparison folder -- as the paper's Fig. 4 draws
+VICReg's line; the figure's second panel is Sq & Sp minus the twin (per seed, then mean ± std).
+Output under ``--out``: ``figure4.csv``, ``figure4.md`` and ``figure4.png`` (matplotlib, the optional
+extra ``plot``; ours beside the paper's CIFAR-100 curve, SnS paper_plots/acc_vs_fid.py). Resumable
+like the tables: finished points are skipped, trained runs and probes reused.
+
+Long runs: ``OMP_NUM_THREADS=1 nohup gandistill compare --figure 4 --seeds 0,1,2 > fig4.log 2>&1 &``.
 """
 from __future__ import annotations
 
@@ -16,7 +23,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from gandistill.compare import probing
 from gandistill.compare.presets import get_preset, resolve
-from gandistill.compare.runner import CompareConfig, _read_json, _write_json, ensure_trained, score
+from gandistill.compare.runner import CompareConfig, _read_json, _write_json, ensure_trained, score, twin_run_id
 from gandistill.compare.tables import FIGURE4_FID, FIGURE4_TOP1, RUNS, TABLE2
 
 
@@ -31,7 +38,8 @@ class Figure4Config:
     out: Optional[str] = None
     dry_run: bool = False
     device: str = "auto"
-    seed: int = 0
+    seed: int = 0                            # one seed (when seeds is None)
+    seeds: Optional[Sequence[int]] = None    # error bars over these seeds (e.g. 0, 1, 2)
     inception: Optional[str] = None
     score_n: int = 2000
     probe_epochs: Optional[int] = None
@@ -42,6 +50,9 @@ class Figure4Config:
     def out_dir(self) -> Path:
         return Path(self.out) if self.out else Path("runs") / f"compare-{self.preset}"
 
+    def seed_list(self) -> Tuple[int, ...]:
+        return tuple(int(s) for s in self.seeds) if self.seeds else (int(self.seed),)
+
 
 @dataclass
 class Figure4Point:
@@ -50,9 +61,18 @@ class Figure4Point:
     kid: Optional[float] = None
     feature_space: str = ""
     status: str = "ok"
-    top1: Optional[float] = None
+    top1: Optional[float] = None             # mean over seeds
     metric: Optional[str] = None
     notes: List[str] = field(default_factory=list)
+    seeds: List[int] = field(default_factory=lambda: [0])
+    top1_std: Optional[float] = None
+    top1_seeds: List[Optional[float]] = field(default_factory=list)
+    twin: Optional[float] = None              # the SSL twin (no teacher), mean over the same seeds
+    twin_std: Optional[float] = None
+    twin_seeds: List[Optional[float]] = field(default_factory=list)
+    delta: Optional[float] = None             # Sq & Sp minus twin, mean of the per-seed differences
+    delta_std: Optional[float] = None
+    delta_seeds: List[Optional[float]] = field(default_factory=list)
 
 
 @dataclass
@@ -62,6 +82,10 @@ class Figure4Result:
     out: Path
     wall_s: float
     dry_run: bool = False
+    twin: Optional[float] = None
+    twin_std: Optional[float] = None
+    twin_method: str = ""
+    seeds: List[int] = field(default_factory=lambda: [0])
 
 
 def find_snapshots(cfg: Figure4Config) -> List[Path]:
@@ -71,7 +95,14 @@ def find_snapshots(cfg: Figure4Config) -> List[Path]:
         missing = [str(p) for p in paths if not p.exists()]
         if missing:
             raise FileNotFoundError(f"--snapshots: not found: {', '.join(missing)}")
-        return paths
+        out: List[Path] = []
+        for p in paths:        # a folder of snapshot-* folders stands for all of them (no subsampling)
+            if p.is_dir() and not (p / "gandistill_sg2.json").exists():
+                out += sorted((q for q in p.iterdir() if q.is_dir() and (q / "gandistill_sg2.json").exists()),
+                              key=lambda q: q.name)
+            else:
+                out.append(p)
+        return out
     run = Path(cfg.gan_run) if cfg.gan_run else None
     if run is None:
         from gandistill.gan import bundled_teacher_path
@@ -90,125 +121,216 @@ def find_snapshots(cfg: Figure4Config) -> List[Path]:
     return [snaps[i] for i in idx]
 
 
-def _compare_cfg(cfg: Figure4Config, ckpt: Path) -> CompareConfig:
-    return CompareConfig(table=2, preset=cfg.preset, teacher_ckpt=str(ckpt), data_root=cfg.data_root,
-                         budget=cfg.budget, out=str(cfg.out_dir()), device=cfg.device, seed=cfg.seed,
-                         probe_epochs=cfg.probe_epochs, probe_max_train=cfg.probe_max_train,
+def _compare_cfg(cfg: Figure4Config, ckpt: Optional[Path], seed: int) -> CompareConfig:
+    return CompareConfig(table=2, preset=cfg.preset, teacher_ckpt=str(ckpt) if ckpt else None,
+                         data_root=cfg.data_root, budget=cfg.budget, out=str(cfg.out_dir()), device=cfg.device,
+                         seed=seed, probe_epochs=cfg.probe_epochs, probe_max_train=cfg.probe_max_train,
                          probe_max_test=cfg.probe_max_test, fit_overrides=dict(cfg.fit_overrides))
+
+
+def _seed_suffix(seed: int) -> str:
+    return "" if seed == 0 else f"@s{seed}"          # seed 0 keeps the ids of earlier, single-seed folders
+
+
+def _train_and_probe(run_id: str, base: str, ckpt: Optional[Path], seed: int, cfg: Figure4Config, preset: Any,
+                     out: Path, say: Callable[[str], None]) -> Tuple[Optional[float], Optional[str], str, List[str]]:
+    """(top-1, metric, status, notes) of run ``base`` (a RUNS id) trained as ``run_id`` from ``ckpt``."""
+    ccfg = _compare_cfg(cfg, ckpt, seed)
+    plan = resolve(dataclasses.replace(RUNS[base], id=run_id), preset, cfg.budget, seed=seed, device=cfg.device)
+    run_dir, status, msg = ensure_trained(plan, ccfg, out, say)
+    if status != "ok":
+        return None, None, status, [msg]
+    metrics, notes = score(run_dir, TABLE2, plan, ccfg, preset)
+    metric = probing.headline_key(plan.probe, metrics)
+    return (metrics.get(metric) if metric else None), metric, "ok", list(notes)
+
+
+def twin_reference(cfg: Figure4Config, preset: Any, out: Path, say: Callable[[str], None]) -> Dict[int, Any]:
+    """The SSL twin of Sq & Sp (VICReg on the real images: no teacher, so one run per seed for every
+    snapshot; the same run folder as Table 2's VICReg-real row in this comparison folder)."""
+    twin = twin_run_id("g-sns")
+    ref = {}
+    for seed in cfg.seed_list():
+        try:
+            ref[seed] = _train_and_probe(f"{twin}{_seed_suffix(seed)}", twin, None, seed, cfg, preset, out, say)
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # the twin is a reference: the figure goes on without it
+            ref[seed] = (None, None, "failed", [f"{type(e).__name__}: {e}"])
+    return ref
+
+
+def _mean_std(xs: Sequence[Optional[float]]) -> Tuple[Optional[float], Optional[float]]:
+    v = [float(x) for x in xs if x is not None]
+    if not v:
+        return None, None
+    m = sum(v) / len(v)
+    return m, ((sum((x - m) ** 2 for x in v) / (len(v) - 1)) ** 0.5 if len(v) > 1 else None)
+
+
+def _point_for(snap: Path, name: str, cfg: Figure4Config, preset: Any, out: Path, twin: Dict[int, Any],
+               score_fn: Callable[..., Dict[str, Any]], old: Optional[Dict[str, Any]],
+               say: Callable[[str], None]) -> Figure4Point:
+    pt = Figure4Point(str(snap), seeds=list(cfg.seed_list()))
+    if old and old.get("fd") is not None:      # the snapshot's score does not depend on the student's seed
+        pt.fd, pt.kid, pt.feature_space = old["fd"], old.get("kid"), old.get("feature_space", "")
+    else:
+        sc = score_fn(snap, n=cfg.score_n, data=preset.dataset, data_root=cfg.data_root, inception=cfg.inception,
+                      device=probing._dev(cfg.device))
+        pt.fd, pt.kid, pt.feature_space = sc.get("fd"), sc.get("kid"), str(sc.get("feature_space", ""))
+    statuses = []
+    for seed in pt.seeds:
+        try:
+            top1, metric, status, notes = _train_and_probe(f"g-sns@{name}{_seed_suffix(seed)}", "g-sns", snap, seed,
+                                                           cfg, preset, out, say)
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # a seed that cannot run says why; the figure goes on
+            top1, metric, status, notes = None, None, "failed", [f"{type(e).__name__}: {e}"]
+        statuses.append(status)
+        pt.metric = pt.metric or metric
+        pt.top1_seeds.append(top1)
+        tw = twin.get(seed, (None,))[0]
+        pt.twin_seeds.append(tw)
+        pt.delta_seeds.append(top1 - tw if top1 is not None and tw is not None else None)
+        pt.notes += [f"seed {seed}: {n}" for n in notes]
+    pt.top1, pt.top1_std = _mean_std(pt.top1_seeds)
+    pt.twin, pt.twin_std = _mean_std(pt.twin_seeds)
+    pt.delta, pt.delta_std = _mean_std(pt.delta_seeds)      # paired per seed: the same seed's twin
+    pt.status = "ok" if "ok" in statuses else (statuses[0] if len(set(statuses)) == 1 else "failed")
+    return pt
 
 
 def figure4(cfg: Figure4Config, log: Optional[Callable[[str], None]] = None,
             score_fn: Optional[Callable[..., Dict[str, Any]]] = None) -> Figure4Result:
-    """Score each snapshot, distil and probe a Sq & Sp student from it (cached under ``out/figure4``)."""
+    """Score each snapshot, distil and probe a Sq & Sp student from it for every seed, and train its SSL
+    twin once per seed (cached under ``out``: a rerun skips finished points and trains nothing twice)."""
     say = log or (lambda s: print(s, flush=True))
     t0 = time.perf_counter()
     preset = get_preset(cfg.preset)
     snaps = find_snapshots(cfg)
     out = cfg.out_dir()
     if cfg.dry_run:
-        pts = [Figure4Point(str(s), status="planned") for s in snaps]
-        return Figure4Result(pts, preset.name, out, 0.0, dry_run=True)
+        pts = [Figure4Point(str(s), status="planned", seeds=list(cfg.seed_list())) for s in snaps]
+        return Figure4Result(pts, preset.name, out, 0.0, dry_run=True, twin_method=twin_run_id("g-sns") or "",
+                             seeds=list(cfg.seed_list()))
     if score_fn is None:
         from gandistill.gan.score import score_generator as score_fn
+    say(f"SSL twin ({twin_run_id('g-sns')}, no teacher): seeds {', '.join(map(str, cfg.seed_list()))} ...")
+    twin = twin_reference(cfg, preset, out, say)
     points = []
     for i, snap in enumerate(snaps, 1):
         name = snap.name if snap.name.startswith("snapshot-") else snap.name or f"ckpt{i}"
         path = out / "results" / "figure4" / f"{name}.json"
         old = _read_json(path)
-        if old is not None:
-            points.append(Figure4Point(**old))
+        if old is not None and old.get("status") in ("ok", "collapsed") and set(cfg.seed_list()) <= set(old.get("seeds") or [0]) \
+                and "twin_seeds" in old:
+            pt = Figure4Point(**{k: v for k, v in old.items() if k in Figure4Point.__dataclass_fields__})
+            points.append(pt)
             say(f"[{i}/{len(snaps)}] {name}: done before, skipped")
             continue
-        say(f"[{i}/{len(snaps)}] {name}: scoring the snapshot, then Sq & Sp from it ...")
-        pt = Figure4Point(str(snap))
+        say(f"[{i}/{len(snaps)}] {name}: scoring the snapshot, then Sq & Sp from it (seeds "
+            f"{', '.join(map(str, cfg.seed_list()))}) ...")
         try:
-            sc = score_fn(snap, n=cfg.score_n, data=preset.dataset, data_root=cfg.data_root, inception=cfg.inception,
-                          device=probing._dev(cfg.device))
-            pt.fd, pt.kid, pt.feature_space = sc.get("fd"), sc.get("kid"), str(sc.get("feature_space", ""))
-            ccfg = _compare_cfg(cfg, snap)
-            run = dataclasses.replace(RUNS["g-sns"], id=f"g-sns@{name}")
-            plan = resolve(run, preset, cfg.budget, seed=cfg.seed, device=cfg.device)
-            run_dir, status, msg = ensure_trained(plan, ccfg, out, say)
-            if status != "ok":
-                pt.status, pt.notes = status, [msg]
-            else:
-                metrics, notes = score(run_dir, TABLE2, plan, ccfg, preset)
-                pt.metric = probing.headline_key(plan.probe, metrics)
-                pt.top1 = metrics.get(pt.metric) if pt.metric else None
-                pt.notes = notes
+            pt = _point_for(snap, name, cfg, preset, out, twin, score_fn, old, say)
         except KeyboardInterrupt:
             raise
-        except Exception as e:  # a snapshot that cannot run says why; the figure goes on
-            pt.status, pt.notes = "failed", pt.notes + [f"{type(e).__name__}: {e}"]
+        except Exception as e:  # a snapshot that cannot be scored says why; the figure goes on
+            pt = Figure4Point(str(snap), status="failed", notes=[f"{type(e).__name__}: {e}"], seeds=list(cfg.seed_list()))
         _write_json(path, dataclasses.asdict(pt))
         points.append(pt)
-    return Figure4Result(points, preset.name, out, time.perf_counter() - t0)
+    tw_mean, tw_std = _mean_std([v[0] for v in twin.values()])
+    return Figure4Result(points, preset.name, out, time.perf_counter() - t0, twin=tw_mean, twin_std=tw_std,
+                         twin_method=twin_run_id("g-sns") or "", seeds=list(cfg.seed_list()))
 
 
-def _scatter_pil(path: Path, series: Sequence[Tuple[str, List[Tuple[float, float]], str]], title: str) -> Path:
-    from PIL import Image, ImageDraw, ImageFont
+def plot_figure4(res: Figure4Result, path: Path) -> Path:
+    """Two panels (matplotlib): Sq & Sp top-1 against the teacher's FD with the SSL twin's line and band,
+    and Sq & Sp minus its twin (per seed, mean ± std) with the zero line; beside the paper's CIFAR-100 curve."""
+    import matplotlib  # optional extra `plot` (lazy: the rest of compare runs without it)
 
-    font = ImageFont.load_default()
-    pw, ph, pad = 300, 240, 50
-    img = Image.new("RGB", (pad + len(series) * (pw + pad), ph + 2 * pad + 20), "white")
-    d = ImageDraw.Draw(img)
-    d.text((pad, 8), title, fill="black", font=font)
-    for k, (name, pts, xlabel) in enumerate(series):
-        x0, y0 = pad + k * (pw + pad), pad + ph
-        d.rectangle([x0, pad, x0 + pw, y0], outline="black")
-        d.text((x0, pad - 14), name, fill="black", font=font)
-        d.text((x0 + pw // 2 - 30, y0 + 18), xlabel, fill="black", font=font)
-        if not pts:
-            d.text((x0 + 10, pad + 10), "no points", fill="black", font=font)
-            continue
-        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-        lo_x, hi_x = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
-        lo_y, hi_y = min(ys) - 1, max(ys) + 1
-        uv = [(x0 + 10 + (x - lo_x) / (hi_x - lo_x) * (pw - 20), y0 - 10 - (y - lo_y) / (hi_y - lo_y) * (ph - 20))
-              for x, y in sorted(pts)]
-        d.line(uv, fill=(31, 119, 180), width=2)
-        for (u, v), (x, y) in zip(uv, sorted(pts)):
-            d.ellipse([u - 3, v - 3, u + 3, v + 3], fill=(214, 39, 40))
-        for t, v in ((lo_x, lo_x), (hi_x, hi_x)):
-            u = x0 + 10 + (v - lo_x) / (hi_x - lo_x) * (pw - 20)
-            d.text((u - 10, y0 + 4), f"{t:.3g}", fill="black", font=font)
-        for v in (lo_y + 1, hi_y - 1):
-            y = y0 - 10 - (v - lo_y) / (hi_y - lo_y) * (ph - 20)
-            d.text((x0 - 40, y - 6), f"{v:.1f}", fill="black", font=font)
-    img.save(path)
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = sorted((p for p in res.points if p.fd is not None), key=lambda p: p.fd)
+    space = ", ".join(sorted({p.feature_space for p in pts if p.feature_space})) or "?"
+    seeds = f"{len(res.seeds)} seed{'s' if len(res.seeds) != 1 else ''}"
+    fig, ax = plt.subplots(1, 3, figsize=(14, 4.2))
+    ok = [p for p in pts if p.top1 is not None]
+    ax[0].errorbar([p.fd for p in ok], [p.top1 for p in ok], yerr=[p.top1_std or 0 for p in ok], fmt="o-",
+                   capsize=4, color="tab:blue", label="Sq & Sp")
+    if res.twin is not None:
+        ax[0].axhline(res.twin, color="tab:orange", ls="--", label=f"SSL twin ({res.twin_method})")
+        if res.twin_std:
+            ax[0].axhspan(res.twin - res.twin_std, res.twin + res.twin_std, color="tab:orange", alpha=0.15)
+    ax[0].set(xlabel=f"teacher FD [{space}] (lower = better G)", ylabel=f"top-1 % ({ok[0].metric if ok else ''})",
+              title=f"ours ({res.preset}): student vs teacher, {seeds}")
+    dl = [p for p in pts if p.delta is not None]
+    ax[1].errorbar([p.fd for p in dl], [p.delta for p in dl], yerr=[p.delta_std or 0 for p in dl], fmt="s-",
+                   capsize=4, color="tab:green", label="Sq & Sp − twin (paired per seed)")
+    ax[1].axhline(0.0, color="grey", lw=1)
+    ax[1].set(xlabel=f"teacher FD [{space}]", ylabel="top-1 difference (points)",
+              title="the teacher's contribution (mean ± std over seeds)")
+    ax[2].plot(FIGURE4_FID, FIGURE4_TOP1, "o-", color="tab:red", label="Sq & Sp (paper)")
+    ax[2].set(xlabel="FID [Inception]", ylabel="top-1 %", title="paper (CIFAR-100)")
+    for a in ax:
+        a.grid(alpha=0.3)
+        a.invert_xaxis()
+        a.legend(fontsize=8, loc="best")
+    fig.suptitle("Fig. 4: student top-1 against the teacher snapshot's quality, with the SSL twin")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
     return path
 
 
 def write_figure4(res: Figure4Result, command: str = "") -> Dict[str, str]:
-    """figure4.csv / .md / .png (ours: top-1 vs FD in the scorer's space; the paper: CIFAR-100 vs FID)."""
+    """figure4.csv / .md / .png (ours: top-1 and top-1 minus the SSL twin vs FD in the scorer's space,
+    mean ± std over seeds; the paper: CIFAR-100 vs FID)."""
     import csv
 
     res.out.mkdir(parents=True, exist_ok=True)
     csv_p, md_p, png_p = res.out / "figure4.csv", res.out / "figure4.md", res.out / "figure4.png"
+    cols = ["snapshot", "status", "feature_space", "fd", "kid", "probe", "seeds", "top1", "top1_std", "twin",
+            "twin_std", "delta", "delta_std", "top1_per_seed", "twin_per_seed", "notes"]
     with open(csv_p, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["snapshot", "status", "feature_space", "fd", "kid", "probe", "top1", "notes"])
+        w.writerow(cols)
         for p in res.points:
-            w.writerow([p.snapshot, p.status, p.feature_space, p.fd, p.kid, p.metric, p.top1, "; ".join(p.notes)])
+            w.writerow([p.snapshot, p.status, p.feature_space, p.fd, p.kid, p.metric, " ".join(map(str, p.seeds)),
+                        p.top1, p.top1_std, p.twin, p.twin_std, p.delta, p.delta_std,
+                        " ".join(_f(x) for x in p.top1_seeds), " ".join(_f(x) for x in p.twin_seeds), "; ".join(p.notes)])
     spaces = sorted({p.feature_space for p in res.points if p.feature_space}) or ["?"]
-    ours = [(p.fd, p.top1) for p in res.points if p.fd is not None and p.top1 is not None]
     paper = list(zip(FIGURE4_FID, FIGURE4_TOP1))
-    lines = ["# Figure 4: representation quality vs teacher quality", ""]
+    lines = ["# Figure 4: representation quality vs teacher quality, with the SSL twin", ""]
     if command:
         lines += [f"Command: `{command}`", ""]
-    lines += [f"Preset `{res.preset}`; teacher quality: Frechet distance in the `{', '.join(spaces)}` feature space "
-              "(the paper: FID, Inception features, CIFAR-100). Wall time of this call: "
-              f"{res.wall_s / 60:.1f} min.", "",
-              "| snapshot | status | FD | KID | probe | top-1 | notes |", "|---|---|---|---|---|---|---|"]
+    lines += [f"Preset `{res.preset}`; seeds {', '.join(map(str, res.seeds))}; teacher quality: Frechet distance in "
+              f"the `{', '.join(spaces)}` feature space (the paper: FID, Inception features, CIFAR-100). SSL twin: "
+              f"`{res.twin_method}` (the same student, real data, steps and seed, no teacher): "
+              f"{_pm(res.twin, res.twin_std)}. Wall time of this call: {res.wall_s / 60:.1f} min.", "",
+              "| snapshot | status | FD | KID | probe | Sq & Sp top-1 | twin top-1 | Sq & Sp − twin | notes |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for p in res.points:
         lines.append(f"| {Path(p.snapshot).name} | {p.status} | {_f(p.fd)} | {_f(p.kid, 4)} | {p.metric or ''} | "
-                     f"{_f(p.top1)} | {'; '.join(p.notes)} |")
-    lines += ["", "Paper (CIFAR-100 Sq & Sp): " + ", ".join(f"FID {a} -> {b}" for a, b in paper), ""]
+                     f"{_pm(p.top1, p.top1_std)} | {_pm(p.twin, p.twin_std)} | {_pm(p.delta, p.delta_std, True)} | "
+                     f"{'; '.join(p.notes)} |")
+    lines += ["", "± : sample std over the seeds (Sq & Sp − twin: of the per-seed differences, each seed against "
+              "its own twin).", "", "Paper (CIFAR-100 Sq & Sp): " + ", ".join(f"FID {a} -> {b}" for a, b in paper), ""]
     md_p.write_text("\n".join(lines))
-    _scatter_pil(png_p, [(f"ours ({res.preset}): top-1 vs FD [{', '.join(spaces)}]", ours, "FD (lower = better G)"),
-                         ("paper (CIFAR-100): top-1 vs FID [Inception]", paper, "FID")],
-                 "Fig. 4: student top-1 against the teacher snapshot's quality")
-    return {"csv": str(csv_p), "md": str(md_p), "png": str(png_p)}
+    try:
+        plot_figure4(res, png_p)
+        backend = "matplotlib"
+    except ImportError:        # matplotlib is the optional extra `plot`
+        backend = "none (pip install 'gandistill[plot]')"
+        png_p = None
+    return {"csv": str(csv_p), "md": str(md_p), "png": str(png_p) if png_p else "", "png_backend": backend}
+
+
+def _pm(m: Optional[float], s: Optional[float], sign: bool = False) -> str:
+    if m is None:
+        return ""
+    return (f"{m:+.2f}" if sign else f"{m:.2f}") + (f" ± {s:.2f}" if s is not None else "")
 
 
 def _f(v: Optional[float], nd: int = 2) -> str:
@@ -218,17 +340,20 @@ def _f(v: Optional[float], nd: int = 2) -> str:
 def print_figure4(res: Figure4Result, console, command: str = "") -> None:
     from rich.table import Table
 
-    tab = Table(title=f"Figure 4 -- preset {res.preset}" + (" (dry run: snapshots to use)" if res.dry_run else ""))
-    for c in ("snapshot", "status", "feature space", "FD", "KID", "top-1", "notes"):
+    tab = Table(title=f"Figure 4 -- preset {res.preset}, seeds {', '.join(map(str, res.seeds))}"
+                + (" (dry run: snapshots to use)" if res.dry_run else "")
+                + (f"\nSSL twin ({res.twin_method}): {_pm(res.twin, res.twin_std)}" if res.twin is not None else ""))
+    for c in ("snapshot", "status", "feature space", "FD", "Sq & Sp top-1", "Sq & Sp − twin", "notes"):
         tab.add_column(c, overflow="fold")
     for p in res.points:
-        tab.add_row(Path(p.snapshot).name, p.status, p.feature_space, _f(p.fd), _f(p.kid, 4), _f(p.top1),
-                    "; ".join(p.notes))
+        tab.add_row(Path(p.snapshot).name, p.status, p.feature_space, _f(p.fd), _pm(p.top1, p.top1_std),
+                    _pm(p.delta, p.delta_std, True), "; ".join(p.notes))
     console.print(tab)
     if not res.dry_run:
         files = write_figure4(res, command)
-        console.print(f"wrote {files['csv']}, {files['md']}, {files['png']}")
+        console.print(f"wrote {files['csv']}, {files['md']}" + (f", {files['png']}" if files["png"] else
+                                                               f" (no PNG: {files['png_backend']})"))
 
 
-__all__ = ["Figure4Config", "Figure4Point", "Figure4Result", "figure4", "find_snapshots", "write_figure4",
+__all__ = ["Figure4Config", "Figure4Point", "Figure4Result", "figure4", "find_snapshots", "write_figure4", "plot_figure4",
            "print_figure4"]

@@ -18,6 +18,7 @@ row ("failed: why") and the table goes on.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -29,9 +30,11 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from gandistill import engine      # engine.fit looked up at call time (tests stand in for it)
 from gandistill.compare import probing
 from gandistill.compare.presets import Preset, RowPlan, get_preset, resolve
-from gandistill.compare.tables import RowSpec, TableSpec, get_table, run_of, select_rows
+from gandistill.compare.tables import RUNS, RowSpec, TableSpec, get_table, run_of, select_rows
 from gandistill.data import load_dataset
 from gandistill.io.jsonable import jsonable  # noqa: E402
+from gandistill.methods import get_method
+from gandistill.teachers.conditioning import conditional_warning
 
 STATUSES = ("ok", "collapsed", "failed")
 
@@ -77,6 +80,7 @@ class RowResult:
     notes: List[str] = field(default_factory=list)
     time_s: float = 0.0
     run_dir: Optional[str] = None
+    twin: Optional[Dict[str, Any]] = None    # the SSL twin's row (looked up, never trained again) and the difference
 
     @property
     def value(self) -> Optional[float]:
@@ -132,7 +136,7 @@ def _signature(cfg: CompareConfig) -> Dict[str, Any]:
             "fit_overrides": _jsonable(cfg.fit_overrides)}
 
 
-def _check_out(out: Path, cfg: CompareConfig) -> None:
+def _check_out(out: Path, cfg: CompareConfig, conditional: Optional[Dict[str, Any]] = None) -> None:
     sig = _signature(cfg)
     old = _read_json(out / "compare.json")
     if old is not None:
@@ -141,7 +145,7 @@ def _check_out(out: Path, cfg: CompareConfig) -> None:
             raise ValueError(f"{out} holds a comparison with other settings {diff} (old, new); "
                              "use the same settings to resume or choose another --out")
     else:
-        _write_json(out / "compare.json", sig)
+        _write_json(out / "compare.json", dict(sig, conditional_teacher=conditional))
 
 
 def compare(cfg: CompareConfig, log: Optional[Callable[[str], None]] = None) -> CompareResult:
@@ -155,8 +159,13 @@ def compare(cfg: CompareConfig, log: Optional[Callable[[str], None]] = None) -> 
         raise ValueError(f"preset {preset.name} needs --teacher-ckpt (an unconditional StyleGAN2-ADA of "
                          f"{preset.dataset}: {preset.notes[-1] if preset.notes else ''})")
     plans = plans_for(table, cfg, rows)
+    cond = conditional_warning("sg2-generator", cfg.teacher_ckpt)
+    if cond is not None:               # said before any row trains; the default folder name says so
+        say(f"warning: {cond['message']}")
+        if not cfg.out:
+            cfg = dataclasses.replace(cfg, out=str(cfg.out_dir()) + "-cond")
     out = cfg.out_dir()
-    _check_out(out, cfg)
+    _check_out(out, cfg, cond)
     results, skipped = [], []
     for i, row in enumerate(rows, 1):
         path = out / "results" / f"table{table.number}" / f"{row.key}.json"
@@ -173,6 +182,8 @@ def compare(cfg: CompareConfig, log: Optional[Callable[[str], None]] = None) -> 
         v = res.value
         say(f"    -> {res.status}" + (f", {res.headline} = {v:.4g}" if v is not None else "")
             + (f" ({res.time_s:.0f}s)" if res.time_s else ""))
+    if table.metric == "top1":
+        attach_twins(results, table, cfg, preset, out)
     base: List[RowResult] = []
     if cfg.baselines and preset.probe.kind == "suite" and table.metric == "top1":
         base = baselines(cfg, preset, plans, out, say)
@@ -244,6 +255,7 @@ def _fit_config(plan: RowPlan, cfg: CompareConfig, run_dir: Path, resume: bool):
     kw.update(over)
     kw.update(teacher_kwargs=tk, teacher_ckpt=cfg.teacher_ckpt, data_root=cfg.data_root, out=str(run_dir),
               resume=resume, loggers=tuple(cfg.loggers))
+    kw.setdefault("ssl_twin", False)        # the twin is the comparison's own VICReg row (attach_twins)
     return engine.FitConfig(**kw)
 
 
@@ -272,6 +284,44 @@ def ensure_trained(plan: RowPlan, cfg: CompareConfig, out: Path, say: Callable[[
         return run_dir, status, msg
     _write_json(run_dir / "compare_run.json", {"status": "ok", "time_s": time.perf_counter() - t0})
     return run_dir, "ok", ""
+
+
+def twin_run_id(run_id: str) -> Optional[str]:
+    """The comparison's run that is ``run_id``'s SSL twin (:attr:`MethodSpec.twin`, e.g. ``g-sns`` ->
+    ``vicreg-real``; ``g-sns@snapshot`` too), or None."""
+    run = RUNS.get(run_id.split("@", 1)[0])
+    if run is None or run.kind != "train":
+        return None
+    twin = get_method(run.method).twin
+    return next((r.id for r in RUNS.values() if r.method == twin and r.kind == "train"), None) if twin else None
+
+
+def attach_twins(results: List[RowResult], table: TableSpec, cfg: CompareConfig, preset: Preset, out: Path) -> None:
+    """Give each finished row whose method has an SSL twin the twin's metrics and the difference
+    (row minus twin: the teacher's contribution). The twin is looked up -- a row of this table, or
+    a run this comparison folder already trained for another table -- never trained a second time."""
+    by_run = {r.run: r for r in results if r.status == "ok"}
+    for res in results:
+        tid = twin_run_id(res.run) if res.status == "ok" else None
+        if tid is None:
+            continue
+        twin_metrics = by_run[tid].metrics if tid in by_run else None
+        run_dir = out / "runs" / tid
+        if twin_metrics is None and (_read_json(run_dir / "compare_run.json") or {}).get("status") == "ok":
+            plan = resolve(RUNS[tid], get_preset(cfg.preset), cfg.budget, lpips_weights=cfg.lpips_weights,
+                           seed=cfg.seed, device=cfg.device)
+            twin_metrics, _ = score(run_dir, table, plan, cfg, preset)
+        if twin_metrics is None:
+            note = f"SSL twin {tid}: not in this comparison (add its row to see the teacher's contribution)"
+            if note not in res.notes:
+                res.notes.append(note)
+            continue
+        diff = {k: float(v) - float(twin_metrics[k]) for k, v in res.metrics.items()
+                if isinstance(v, (int, float)) and isinstance(twin_metrics.get(k), (int, float))}
+        res.twin = {"run": tid, "metrics": dict(twin_metrics), "difference": diff}
+        if res.headline in diff:
+            note = f"teacher's contribution (minus SSL twin {tid}): {res.headline} {diff[res.headline]:+.2f}"
+            res.notes = [n for n in res.notes if not n.startswith("teacher's contribution")] + [note]
 
 
 def _run_notes(run_dir: Path, plan: RowPlan) -> List[str]:

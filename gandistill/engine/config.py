@@ -89,6 +89,8 @@ class FitConfig:
     eval_max_train: Optional[int] = None
     eval_max_test: Optional[int] = None
     eval_raw_pixels: bool = True                   # closing table: also probe the raw pixels
+    ssl_twin: Optional[bool] = None                # also train + probe the method's SSL twin (MethodSpec.twin) in
+                                                   # run_dir/twin; None: on for the embedded default teacher run
     resume: Union[bool, str] = False               # True: continue --out; "auto": the latest run of this config
     progress: Optional[bool] = None                # None: rich progress bar on a TTY
     loggers: Tuple[str, ...] = ()                  # beside metrics.jsonl: tensorboard, wandb (optional extras)
@@ -116,6 +118,7 @@ class FitResult:
     eval_random: Optional[Dict[str, Any]] = None
     teacher_conditional: bool = False              # the teacher's G/D takes class labels (c_dim > 0)
     probes: Optional[Dict[str, Any]] = None        # the closing probe table (ProbeTable.to_dict())
+    twin: Optional[Dict[str, Any]] = None          # the SSL twin: method, run_dir, eval, contribution (distilled - twin)
     config: Dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -21,6 +21,8 @@ from gandistill.engine.config import (DEFAULT_STEPS, ENCODER_INPUTS, PRECISIONS,
 from gandistill.evaluation.suite import parse_probes, protocol_words
 from gandistill.methods import LossWeights, MethodSpec, get_method
 from gandistill.objectives import Objective, get_objective
+from gandistill.engine.twin import twin_method
+from gandistill.teachers.conditioning import conditional_warning
 
 
 @dataclass(frozen=True)
@@ -256,4 +258,7 @@ def resolved_config(cfg: FitConfig) -> Dict[str, Any]:
     plan = make_plan(cfg, len(ds), int(getattr(ds, "resolution", 32)), dev, int(os.environ.get("WORLD_SIZE", "1")))
     check_labelled(plan, ds, lambda: load_dataset(cfg.dataset, root=cfg.data_root, split="train",
                                                   img_size=cfg.img_size))
-    return plan_dict(plan, len(ds))
+    out = plan_dict(plan, len(ds))
+    out["conditional_teacher"] = conditional_warning(plan.teacher_name, plan.teacher_ckpt)
+    out["ssl_twin"] = twin_method(cfg) if get_objective(plan.spec.objective).trains else None
+    return out

@@ -4,6 +4,7 @@ and raw pixels through the same probes, :func:`gandistill.evaluation.suite.closi
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
@@ -44,9 +45,13 @@ def _row_summary(row: Any, table: Any, plan: Plan, probes: Tuple[str, ...], name
     return out
 
 
-def closing_table(plan: Plan, device: torch.device, conditional: bool, say: Callable[[str], None]
+def closing_table(plan: Plan, device: torch.device, conditional: bool, say: Callable[[str], None],
+                  twin_dir: Optional[Path] = None, twin_method: Optional[str] = None,
                   ) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]], Dict[str, Any]]:
-    """(eval of the distilled student, eval of the random init or None, the whole table as a dict)."""
+    """(eval of the distilled student, eval of the random init or None, the whole table as a dict).
+
+    With ``twin_dir`` (the SSL twin's run folder) the table has the twin's column and its
+    ``difference`` (distilled minus twin), and the dict a ``twin_eval`` entry."""
     e = plan.eval
     probes = probe_names(e.protocol, e.fast)
     train, test = load_eval_splits(plan.dataset, plan.data_root, plan.img_size, e.max_train, e.max_test)
@@ -57,13 +62,19 @@ def closing_table(plan: Plan, device: torch.device, conditional: bool, say: Call
     if e.random:
         init = plan.run_dir / "init"
         rnd = init if (init / ckpt.CKPT_JSON).exists() else _fresh_random_student(plan)
+    twin = load_student(twin_dir).model if twin_dir is not None else None
+    twin_name = f"SSL twin ({twin_method})" if twin_method else "SSL twin"
     table = closing_probes(student, rnd, train, test, pcfg, with_raw_pixels=e.raw_pixels,
-                           teacher_conditional=conditional, dataset=plan.dataset, log=say)
+                           teacher_conditional=conditional, dataset=plan.dataset, log=say,
+                           twin=twin, twin_name=twin_name)
     res = _row_summary(table.rows[0], table, plan, probes, plan.student_name)
     rnd_res = _row_summary(table.row("random init"), table, plan, probes, plan.student_name) if e.random else None
     if rnd_res is not None:
         rnd_res["source"] = "random-init"
-    return res, rnd_res, table.to_dict()
+    out = table.to_dict()
+    if twin is not None:
+        out["twin_eval"] = _row_summary(table.row(twin_name), table, plan, probes, plan.student_name)
+    return res, rnd_res, out
 
 
 def probe_only(plan: Plan, teacher: Any, train_ds: Any, info: Dict[str, Any], say: Callable[[str], None],

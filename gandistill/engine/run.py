@@ -23,6 +23,8 @@ from gandistill.engine.parts import build_parts, build_teacher, teacher_conditio
 from gandistill.engine.plan import check_labelled, make_plan, plan_dict
 from gandistill.engine.probe import closing_table, probe_names, probe_only
 from gandistill.engine.record import run_record
+from gandistill.engine.twin import TwinRun, split_threads, twin_config
+from gandistill.teachers.conditioning import conditional_warning
 
 
 def probe_rows(probes: dict) -> list:
@@ -66,6 +68,11 @@ def _fit(cfg: FitConfig, d: Dist, log: Optional[Callable[[str], None]], t_start:
     check_labelled(plan, train_ds, lambda: load_dataset(plan.dataset, root=plan.data_root, split="train",
                                                         img_size=plan.img_size))
     record = plan_dict(plan, len(train_ds))
+    cond_warning = conditional_warning(plan.teacher_name, plan.teacher_ckpt)
+    if cond_warning is not None:          # before anything is built or trained (issue 16)
+        say(f"warning: {cond_warning['message']}")
+        if not plan.config.get("out"):    # the default run folder says so
+            plan = replace(plan, run_dir=plan.run_dir.with_name(plan.run_dir.name + "-cond"))
     if d.main:      # rank 0 decides where the run lives (and finishes an interrupted checkpoint write)
         plan = ckpt.resolve_resume(plan, record, say)
         if plan.resume:
@@ -80,7 +87,10 @@ def _fit(cfg: FitConfig, d: Dist, log: Optional[Callable[[str], None]], t_start:
     # plan -> parts
     teacher = build_teacher(plan, device)
     info = run_record(plan, len(train_ds), teacher, d, device)
-    info["teacher_conditional"] = conditional = teacher_conditional(teacher)
+    info["teacher_conditional"] = conditional = teacher_conditional(teacher) or cond_warning is not None
+    info["conditional_teacher"] = cond_warning
+    twin_cfg = twin_config(cfg, plan.run_dir) if plan.spec.objective != "probe" else None
+    info["ssl_twin"] = {"method": twin_cfg.method, "run_dir": str(twin_cfg.out)} if twin_cfg else None
     if hasattr(train_ds, "mean") and hasattr(train_ds, "std"):     # the input normalisation (for export)
         info["resolved"]["normalise"] = {"mean": [float(v) for v in train_ds.mean],
                                          "std": [float(v) for v in train_ds.std]}
@@ -104,20 +114,20 @@ def _fit(cfg: FitConfig, d: Dist, log: Optional[Callable[[str], None]], t_start:
             # the run's own random initialisation: the baseline the probe compares against
             ckpt.save_checkpoint(plan.run_dir / "init", 0, parts.student, None, None, None, meta)
 
-    # parts -> loop -> results
+    # parts -> loop -> results (the SSL twin trains beside the loop on a multi-core CPU, else after it)
     logs = (RunLoggers(plan.run_dir, tuple(plan.config.get("loggers") or ()), jsonl=plan.run_dir / "metrics.jsonl",
                        append=plan.resume, config=info.get("config"), name=plan.run_dir.name) if d.main else None)
+    twin = TwinRun(twin_cfg, split_threads(device.type, d.world), fit) if twin_cfg is not None else None
+    if twin is not None:
+        twin.start(say)
     try:
         loop = train(plan, parts, d, device, say, start, meta, logs)
         result = FitResult(run_dir=plan.run_dir, checkpoint=loop.checkpoint, steps=plan.total_steps,
                            final_loss=loop.final_loss, time_s=0.0, train_time_s=loop.train_time_s,
                            teacher_conditional=conditional, config=info)
-        if d.main and plan.eval.protocol != "none":
-            probes = ", ".join(probe_names(plan.eval.protocol, plan.eval.fast))
-            say(f"training done in {loop.train_time_s:.1f}s; probing ({probes}) ...")
-            result.eval, result.eval_random, result.probes = closing_table(plan, device, conditional, say)
-            if logs is not None and result.probes:
-                logs.log_table("probes", probe_rows(result.probes))
+        _close(plan, d, device, conditional, say, twin, result)
+        if logs is not None and result.probes:
+            logs.log_table("probes", probe_rows(result.probes))
     finally:
         if logs is not None:
             logs.close()
@@ -125,3 +135,27 @@ def _fit(cfg: FitConfig, d: Dist, log: Optional[Callable[[str], None]], t_start:
     if d.main:
         ckpt.write_json(plan.run_dir / "summary.json", result.to_dict())
     return result
+
+
+def _close(plan, d: Dist, device: torch.device, conditional: bool, say: Callable[[str], None],
+           twin: Optional[TwinRun], result: FitResult) -> None:
+    """Wait for (or train) the SSL twin, then the closing probe table with its column and difference.
+    A twin that fails leaves the table without it (said, and recorded in ``result.twin``)."""
+    twin_summary: Optional[dict] = None
+    if twin is not None:
+        try:
+            twin_summary = twin.join(lambda c: _fit(c, d, lambda s: say(f"  [twin] {s}"), time.perf_counter()), say)
+        except Exception as e:  # noqa: BLE001 -- the distilled student's result must not be lost with its twin
+            say(f"warning: the SSL twin failed ({type(e).__name__}: {e}); the table goes on without it")
+            result.twin = {"method": twin.cfg.method, "run_dir": str(twin.out), "error": f"{type(e).__name__}: {e}"}
+            twin = None
+    if d.main and plan.eval.protocol != "none":
+        probes = ", ".join(probe_names(plan.eval.protocol, plan.eval.fast))
+        say(f"training done in {result.train_time_s:.1f}s; probing ({probes}) ...")
+        twin_dir = twin.out if twin is not None else None
+        result.eval, result.eval_random, result.probes = closing_table(
+            plan, device, conditional, say, twin_dir=twin_dir, twin_method=twin.cfg.method if twin else None)
+        if twin is not None:
+            result.twin = {"method": twin.cfg.method, "run_dir": str(twin_dir),
+                           "train_time_s": (twin_summary or {}).get("train_time_s"),
+                           "eval": result.probes.get("twin_eval"), "contribution": result.probes.get("difference")}

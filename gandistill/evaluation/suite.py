@@ -198,6 +198,7 @@ class ProbeTable:
     num_classes: int = 0
     teacher_conditional: bool = False
     time_s: float = 0.0
+    difference: Optional[Dict[str, Any]] = None   # paired_difference of two rows (e.g. the teacher's contribution)
 
     def row(self, name: str) -> ProbeRow:
         for r in self.rows:
@@ -221,8 +222,8 @@ class ProbeTable:
         """Inverse of :meth:`to_dict` (e.g. to re-render a ``summary.json``)."""
         cfg = ProbeConfig(**{k: v for k, v in d.get("config", {}).items() if k in ProbeConfig.__dataclass_fields__})
         rows = [ProbeRow.from_dict(r) for r in d.get("rows", [])]
-        keep = {k: d[k] for k in ("dataset", "num_train", "num_test", "num_classes", "teacher_conditional", "time_s")
-                if k in d}
+        keep = {k: d[k] for k in ("dataset", "num_train", "num_test", "num_classes", "teacher_conditional", "time_s",
+                                   "difference") if k in d}
         return cls(rows=rows, config=cfg, **keep)
 
 
@@ -330,9 +331,12 @@ def closing_probes(
     student_name: str = "distilled",
     dataset: Optional[str] = None,
     log: Optional[Callable[[str], None]] = None,
+    twin: Optional[FeatureFn] = None,
+    twin_name: str = "SSL twin",
 ) -> ProbeTable:
-    """The closing table of ``gandistill fit``: the distilled student, the run's own random-init
-    student and raw pixels, through the same probes on the same data.
+    """The closing table of ``gandistill fit``: the distilled student, its SSL twin (when given), the
+    run's own random-init student and raw pixels, through the same probes on the same data; with a
+    twin, ``table.difference`` is :func:`paired_difference` (distilled minus twin: the teacher's contribution).
 
     ``random_student``: a module, or a run folder / checkpoint path (e.g. ``run_dir / "init"``) or
     ``random:<name>`` string loaded with :func:`~gandistill.evaluation.loading.load_student` (seeded
@@ -340,6 +344,9 @@ def closing_probes(
     """
     reps: Dict[str, Representation] = {student_name: student}
     roles = {student_name: "distilled"}
+    if twin is not None:
+        reps[twin_name] = twin
+        roles[twin_name] = "ssl-twin"
     if random_student is not None:
         if isinstance(random_student, (str, Path)):
             random_student = load_student(random_student, seed=(config or ProbeConfig()).seed).model
@@ -348,8 +355,40 @@ def closing_probes(
     if with_raw_pixels:
         reps["raw pixels"] = RAW_PIXELS
         roles["raw pixels"] = "raw-pixels"
-    return probe_suite(reps, train_ds, test_ds, config, teacher_conditional=teacher_conditional, roles=roles,
-                       dataset=dataset, log=log)
+    table = probe_suite(reps, train_ds, test_ds, config, teacher_conditional=teacher_conditional, roles=roles,
+                        dataset=dataset, log=log)
+    if twin is not None:
+        table.difference = paired_difference(table, student_name, twin_name, label=CONTRIBUTION)
+    return table
+
+
+CONTRIBUTION = "teacher's contribution"
+
+
+def _diff_stats(a: Sequence[float], b: Sequence[float]) -> Dict[str, Any]:
+    d = [float(x) - float(y) for x, y in zip(a, b)]
+    t = torch.tensor(d, dtype=torch.float64)
+    return {"mean": float(t.mean()), "std": float(t.std()) if len(d) > 1 else None, "per_draw": d}
+
+
+def paired_difference(table: ProbeTable, a: str, b: str, label: str = "difference") -> Dict[str, Any]:
+    """Row ``a`` minus row ``b`` for every probe both ran: few-shot per k as the mean and the sample std
+    of the per-draw differences (the draws are the same labelled images for both rows, so the pairs
+    share the draw's luck), kNN and the linear probes as one number (their std is None: one run each)."""
+    ra, rb = table.row(a), table.row(b)
+    out: Dict[str, Any] = {"label": label, "minuend": a, "subtrahend": b, "probes": {}}
+    for p in probe_names():
+        x, y = ra.results.get(p), rb.results.get(p)
+        if not x or not y:
+            continue
+        if isinstance(x.get("shots"), dict) and isinstance(y.get("shots"), dict):   # per-draw results
+            for k, res in x["shots"].items():
+                other = y["shots"].get(k)
+                if other is not None:
+                    out["probes"][f"{p}:{k}"] = _diff_stats(res["top1"], other["top1"])
+        elif x.get("top1") is not None and y.get("top1") is not None:
+            out["probes"][p] = {"mean": float(x["top1"]) - float(y["top1"]), "std": None}
+    return out
 
 
 def teacher_is_conditional(run_config: Mapping[str, Any]) -> bool:
@@ -392,6 +431,18 @@ def _cell(row: ProbeRow, key: str) -> str:
     return get_probe(probe).cell(row.results.get(probe), key)
 
 
+def _diff_cell(table: ProbeTable, key: str) -> str:
+    d = (table.difference or {}).get("probes", {}).get(key)
+    if d is None:
+        return "-"
+    return f"{d['mean']:+.1f}" + (f" ± {d['std']:.1f}" if d.get("std") is not None else "")
+
+
+def _diff_header(table: ProbeTable) -> Optional[str]:
+    diff = table.difference
+    return str(diff["label"]) if diff else None
+
+
 def _caption(table: ProbeTable) -> str:
     parts = [f"top-1 (%) on {table.num_test} test images"
              + (f" of {table.dataset}" if table.dataset else "") + f", {table.num_train} train"]
@@ -400,6 +451,9 @@ def _caption(table: ProbeTable) -> str:
             line = get_probe(p).caption(table.config)
             if line:
                 parts.append(line)
+    if table.difference:
+        parts.append(f"{table.difference['label']}: {table.difference['minuend']} minus "
+                     f"{table.difference['subtrahend']}, ± std of the paired per-draw differences")
     return "; ".join(parts)
 
 
@@ -426,9 +480,13 @@ def render_probe_table(table: ProbeTable, title: str = "probes",
     out.add_column("probe (top-1 %)", no_wrap=True)
     for r in table.rows:
         out.add_column(r.name, justify="right")
-    out.add_row("feature dim", *(str(r.feature_dim) for r in table.rows))
+    dh = _diff_header(table)
+    if dh:
+        out.add_column(dh, justify="right", style="bold")
+    extra = [""] if dh else []
+    out.add_row("feature dim", *(str(r.feature_dim) for r in table.rows), *extra)
     for key, header in _columns(table):
-        out.add_row(header, *(_cell(r, key) for r in table.rows))
+        out.add_row(header, *(_cell(r, key) for r in table.rows), *([_diff_cell(table, key)] if dh else []))
     return out
 
 
@@ -439,11 +497,15 @@ def probe_table_markdown(table: ProbeTable, title: str = "probes",
     lines = [f"### {title}", ""]
     if cond:
         lines += [f"**{BANNER}**", ""]
-    lines.append("| " + " | ".join(["probe (top-1 %)", *(r.name for r in table.rows)]) + " |")
-    lines.append("|" + "|".join(["---"] + ["---:"] * len(table.rows)) + "|")
-    lines.append("| " + " | ".join(["feature dim", *(str(r.feature_dim) for r in table.rows)]) + " |")
+    dh = _diff_header(table)
+    extra = [dh] if dh else []
+    lines.append("| " + " | ".join(["probe (top-1 %)", *(r.name for r in table.rows), *extra]) + " |")
+    lines.append("|" + "|".join(["---"] + ["---:"] * (len(table.rows) + len(extra))) + "|")
+    lines.append("| " + " | ".join(["feature dim", *(str(r.feature_dim) for r in table.rows),
+                                    *([""] if dh else [])]) + " |")
     for key, header in _columns(table):
-        lines.append("| " + " | ".join([header, *(_cell(r, key) for r in table.rows)]) + " |")
+        lines.append("| " + " | ".join([header, *(_cell(r, key) for r in table.rows),
+                                        *([_diff_cell(table, key)] if dh else [])]) + " |")
     notes = [f"{r.name}: {n}" for r in table.rows for n in r.notes]
     lines += ["", _caption(table) + "."]
     lines += [f"- {n}" for n in notes]
