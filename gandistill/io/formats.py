@@ -18,7 +18,7 @@ NAME = Str(max_len=256)
 FILE = Str(max_len=255)
 WIDTH = Int(1, 65_536)
 STEP = Int(0, 2 ** 53)
-IMG_SIZE = Int(1, 4096)
+IMG_SIZE = Int(1, 1024)
 
 #: timm options a student may carry (passed to ``timm.create_model``)
 TIMM_KWARGS = {

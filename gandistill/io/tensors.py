@@ -45,7 +45,7 @@ DTYPES: Dict[str, Tuple[torch.dtype, int]] = {
 
 
 def _fail(error: Type[GandistillError], path: PathLike, msg: str) -> GandistillError:
-    return error(f"corrupt or hostile safetensors file: {msg}", path=path)
+    return error(f"corrupt or unreadable safetensors file: {msg}", path=path)
 
 
 def parse_safetensors_header(raw: bytes, path: PathLike = "", error: Type[GandistillError] = UnsafeFileError,
@@ -150,7 +150,7 @@ def check_state(state: Mapping[str, torch.Tensor], expected: Mapping[str, torch.
     for k, want in expected.items():
         got = state[k]
         if tuple(got.shape) != tuple(want.shape):
-            raise error(f"the {what} do not fit the network: tensor {k!r} has shape {tuple(got.shape)}, "
+            raise error(f"the {what} do not fit the network (shape mismatch): tensor {k!r} has shape {tuple(got.shape)}, "
                         f"the network expects {tuple(want.shape)}", path=path)
         if got.dtype != want.dtype:
             raise error(f"the {what} do not fit the network: tensor {k!r} is {got.dtype}, the network expects "
