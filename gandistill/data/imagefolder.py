@@ -14,7 +14,6 @@ before it is decoded (a decompression bomb costs nothing).
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 
 from gandistill.io.errors import GandistillError, UnsafeFileError
-from gandistill.io.files import inside, is_regular, read_bytes
+from gandistill.io.files import is_regular, read_bytes
 
 from .base import ImageDataset, check_img_size
 from .stats import NORM_STATS
@@ -39,10 +38,9 @@ def _is_image(p: Path, root: Optional[Path] = None) -> bool:
     """A regular image file (links followed only inside ``root``)."""
     if p.suffix.lower() not in IMG_EXTENSIONS or p.name.startswith(".") or not is_regular(p):
         return False
-    if root is not None and os.path.islink(p):
-        try:
-            inside(root, os.path.relpath(p, root), "image")
-        except GandistillError:
+    if root is not None:  # a link (of the file or a folder above it) must not lead outside the root
+        real, top = p.resolve(), root.resolve()
+        if top not in real.parents:
             return False
     return True
 
