@@ -31,6 +31,7 @@ from typing import Any, Callable, Dict, List, Optional
 from gandistill.compare import probing
 from gandistill.compare.presets import Preset, RowPlan, get_preset, resolve
 from gandistill.compare.tables import RowSpec, TableSpec, get_table, run_of, select_rows
+from gandistill.io.files import atomic_write_json
 
 STATUSES = ("ok", "collapsed", "failed")
 
@@ -100,10 +101,7 @@ class CompareResult:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, default=str) + "\n")
-    os.replace(tmp, path)
+    atomic_write_json(path, data, indent=1, default=str, mkdir=True)
 
 
 def _read_json(path: Path) -> Optional[Dict[str, Any]]:

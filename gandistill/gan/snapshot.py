@@ -25,6 +25,8 @@ from typing import Any, Dict, Optional, Union
 
 import torch
 
+from gandistill.io.files import atomic_write_json
+
 STATE_FILE = "training_state.pt"
 LATEST_FILE = "latest.json"
 
@@ -35,10 +37,8 @@ def snapshot_name(cur_nimg: int) -> str:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to ``path`` via a temporary file and ``os.replace``."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    """Write JSON to ``path`` atomically (:func:`gandistill.io.files.atomic_write_json`)."""
+    atomic_write_json(path, obj, indent=1, default=None)
 
 
 def save_snapshot(run_dir: Union[str, Path], cur_nimg: int, *, G, D, G_ema, state: Dict[str, Any],

@@ -267,14 +267,6 @@ def parse_json(raw: bytes) -> Any:
     return obj
 
 
-def _brackets(text: str):
-    """The brackets of ``text`` outside strings (a linear scan, only for texts with many brackets)."""
-    for m in _TOKENS.finditer(text):
-        s = m.group(0)
-        if s[0] != '"':
-            yield s
-
-
 def check(value: Any, schema: Schema, where: PathLike = "", error: Type[GandistillError] = ConfigError,
           what: str = "JSON") -> Any:
     """``value`` if it fits ``schema``; else one ``error`` line naming ``where`` and the key."""
