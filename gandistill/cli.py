@@ -5,16 +5,23 @@ so this file only assembles them and holds the cross-cutting ``doctor`` and ``li
 """
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+from gandistill.io.errors import EXIT_BAD_INPUT, EXIT_WRITE, GandistillError, one_line, show_path
 
 app = typer.Typer(
     name="gandistill",
-    help="Distil representations from pretrained GANs into ordinary backbones (Squeeze and Span).",
+    help="Distil representations from pretrained GANs into ordinary backbones (Squeeze and Span).\n\n"
+         "Exit codes: 0 success; 2 bad input or usage (a file was refused or a setting is invalid: one "
+         "line on stderr, no traceback; GANDISTILL_DEBUG=1 shows it); 3 the run stopped itself (a guard "
+         "tripped); 4 an output could not be written.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -72,13 +79,36 @@ _register_all()
 
 
 def main() -> None:
-    """Console-script entry point: clear one-line errors for user mistakes, no tracebacks."""
+    """Console-script entry point: every refusal of bad input is one plain line on stderr and exit code 2.
+
+    The line is printed without rich markup interpretation (a path holding ``[/]`` is printed as is),
+    with control characters escaped and its length bounded (:func:`gandistill.io.errors.one_line`).
+    """
     debug = os.environ.get("GANDISTILL_DEBUG")
     try:
         app()
-    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
+    except GandistillError as e:
         if debug:
             raise
-        msg = e.args[0] if getattr(e, "args", None) else str(e)
-        console.print(f"[red]error:[/red] {msg}")
-        sys.exit(2)
+        _fail(str(e), e.exit_code)
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError, OSError, RecursionError, OverflowError) as e:
+        if debug:
+            raise
+        write_failed = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT)
+        code = EXIT_WRITE if write_failed else EXIT_BAD_INPUT
+        if e.args and isinstance(e.args[0], str):
+            msg = e.args[0]
+        elif isinstance(e, OSError) and e.strerror:
+            msg = f"{e.strerror}: {show_path(e.filename)}" if e.filename is not None else e.strerror
+        else:
+            msg = str(e)
+        _fail(msg or type(e).__name__, code)
+
+
+def _fail(message: str, code: int) -> None:
+    """Print ``error: <message>`` as one line on stderr, markup never interpreted; exit with ``code``."""
+    err = Console(stderr=True, soft_wrap=True)
+    line = Text("error: ", style="red")
+    line.append(one_line(message))
+    err.print(line, markup=False, highlight=False, emoji=False)
+    sys.exit(code)

@@ -40,7 +40,7 @@ def build_cmd(
     path = build_bank(t, n, out, teacher_name=teacher, ckpt=teacher_ckpt, teacher_kwargs=kw, batch=batch, seed=seed,
                       log=lambda s: None)
     size = path.stat().st_size / 2 ** 20
-    console.print(f"wrote {path} ({n} items, {size:.1f} MiB, targets {list(t.target_names)})")
+    console.print(f"wrote {path} ({n} items, {size:.1f} MiB, targets {list(t.target_names)})", markup=False)
 
 
 @bank_app.command("info")

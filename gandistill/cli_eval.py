@@ -71,7 +71,7 @@ def eval_cmd(
                    device=device, img_size=img_size, max_train=max_train, max_test=max_test, k=knn_k, t=knn_t,
                    shots=parse_shots(shots), draws=draws, seed=seed, baselines=baselines,
                    optimizer=parse_optimizer(optimizer), download=download,
-                   log=None if as_json else (lambda s: console.print(s, highlight=False, soft_wrap=True)))
+                   log=None if as_json else (lambda s: console.print(s, highlight=False, soft_wrap=True, markup=False)))
     if as_json:
         console.print_json(json.dumps(res, default=str))
         return
@@ -83,9 +83,9 @@ def eval_cmd(
         console.print(render_probe_table(table, title))
         for row in table.rows:
             for note in row.notes:
-                console.print(f"note: {row.name}: {note}", highlight=False, soft_wrap=True)
+                console.print(f"note: {row.name}: {note}", highlight=False, soft_wrap=True, markup=False)
     if res.get("checkpoint"):
-        console.print(f"checkpoint: {res['checkpoint']}", highlight=False, soft_wrap=True)
+        console.print(f"checkpoint: {res['checkpoint']}", highlight=False, soft_wrap=True, markup=False)
     console.print(f"time: {res.get('time_s', 0.0):.1f}s", highlight=False)
 
 

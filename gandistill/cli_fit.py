@@ -127,12 +127,12 @@ def fit_cmd(
         console.print_json(json.dumps(resolved_config(cfg), default=str))
         raise typer.Exit(0)
     try:
-        res = fit(cfg, log=lambda s: console.print(s, highlight=False, soft_wrap=True))
+        res = fit(cfg, log=lambda s: console.print(s, highlight=False, soft_wrap=True, markup=False))
     except TrainingStopped as e:
-        console.print(f"[red]{e}[/red]", soft_wrap=True)
+        console.print(str(e), style="red", soft_wrap=True, markup=False, highlight=False)
         raise typer.Exit(3)
     except CheckpointWriteError as e:
-        console.print(f"[red]error:[/red] {e.strerror}", soft_wrap=True)
+        console.print(f"error: {e.strerror}", style="red", soft_wrap=True, markup=False, highlight=False)
         raise typer.Exit(4)
     if int(os.environ.get("RANK", "0")) == 0:      # torchrun: only rank 0 reports
         _print_result(res)
@@ -157,8 +157,8 @@ def _print_result(res) -> None:
         console.print(line)
     console.print(f"steps: {res.steps}  train: {res.train_time_s:.1f}s  total: {res.time_s:.1f}s")
     if res.checkpoint:
-        console.print(f"checkpoint: {res.checkpoint}", soft_wrap=True)
-    console.print(f"run folder: {res.run_dir}", soft_wrap=True)
+        console.print(f"checkpoint: {res.checkpoint}", soft_wrap=True, markup=False)
+    console.print(f"run folder: {res.run_dir}", soft_wrap=True, markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -213,8 +213,8 @@ def register(app: Any) -> None:
         meta = read_export(path)
         console.print(f"exported {meta['timm_name']} backbone ({meta['num_features']}-d"
                       f"{', patches: ' + ', '.join(meta['patches']) if meta['patches'] else ''}) to {path.parent}",
-                      soft_wrap=True)
-        console.print(f"load: gandistill.export.load_backbone({str(path.parent)!r})", soft_wrap=True)
+                      soft_wrap=True, markup=False)
+        console.print(f"load: gandistill.export.load_backbone({str(path.parent)!r})", soft_wrap=True, markup=False)
 
     app.command("export")(export)
 

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from gandistill.io import files as _files
 from gandistill.io.errors import GandistillError, UnsafeFileError
 from gandistill.io.formats import CHECKPOINT, RUN_CONFIG
-from gandistill.io.schema import load_json
+from gandistill.io.schema import check, load_json
 from gandistill.io.tensors import check_state, read_safetensors, read_train_state
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -205,9 +205,14 @@ def read_checkpoint(run_dir: Path, what: str = "--resume") -> Dict[str, Any]:
     """``run_dir/checkpoint.json`` if it is a readable gandistill student checkpoint, else a clear error."""
     path = Path(run_dir) / CKPT_JSON
     try:
-        return load_json(path, CHECKPOINT, what=f"{what}: checkpoint", error=ResumeError)
+        meta = load_json(path, what=f"{what}: checkpoint", error=ResumeError)
     except FileNotFoundError:
         raise FileNotFoundError(f"{what}: no checkpoint in {run_dir} (expected {CKPT_JSON})") from None
+    if not isinstance(meta, dict) or meta.get("format") != CKPT_FORMAT:
+        kind = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise ResumeError(f"{what}: not a gandistill student checkpoint (format {str(kind)[:40]!r}, expected "
+                          f"{CKPT_FORMAT!r})", path=path)
+    return check(meta, CHECKPOINT, path, ResumeError, f"{what}: checkpoint")
 
 
 def _read_record(run_dir: Path) -> Optional[Dict[str, Any]]:

@@ -26,7 +26,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Type
 
 import torch
 
-from gandistill.io.errors import GandistillError, UnsafeFileError, one_line
+from gandistill.io.errors import GandistillError, UnsafeFileError, one_line, show_path
 from gandistill.io.files import PathLike, open_regular, read_bytes
 from gandistill.io.schema import parse_json
 
@@ -45,7 +45,7 @@ DTYPES: Dict[str, Tuple[torch.dtype, int]] = {
 
 
 def _fail(error: Type[GandistillError], path: PathLike, msg: str) -> GandistillError:
-    return error(f"corrupt or unreadable safetensors file: {msg}", path=path)
+    return error(f"{show_path(path)} is truncated or corrupt or unreadable as safetensors ({msg})", path=path)
 
 
 def parse_safetensors_header(raw: bytes, path: PathLike = "", error: Type[GandistillError] = UnsafeFileError,
@@ -221,11 +221,12 @@ def read_train_state(path: PathLike, error: Type[GandistillError] = UnsafeFileEr
                 raise error(f"the training state's pickle is {pkl.file_size} bytes (at most {MAX_PICKLE})", path=path)
             _check_pickle(z.read(pkl), path, error)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, NotImplementedError) as e:
-        raise error(f"the training state is not a readable torch.save zip ({one_line(e, 120)})", path=path) from None
+        raise error(f"{show_path(path)} is truncated or corrupt (not a readable torch.save zip: {one_line(e, 120)})",
+                    path=path) from None
     try:
         state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several kinds for a corrupt file
-        raise error(f"the training state is truncated or corrupt ({type(e).__name__}: {one_line(e, 160)})",
+        raise error(f"{show_path(path)} is truncated or corrupt ({type(e).__name__}: {one_line(e, 160)})",
                     path=path) from None
     if type(state) is not dict:
         raise error(f"the training state holds a {type(state).__name__}, not a dict", path=path)
