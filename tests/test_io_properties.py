@@ -63,7 +63,7 @@ def test_bank_header_mutations_are_accepted_or_one_bank_error(tmp_path_factory, 
 
 
 entry = st.fixed_dictionaries({
-    "dtype": st.one_of(st.sampled_from(sorted(DTYPES)), st.text(max_size=4)),
+    "dtype": st.one_of(st.sampled_from(sorted(DTYPES)), st.text(max_size=4), json_values),
     "shape": st.one_of(st.lists(st.integers(-2, 6), max_size=4), scalars),
     "data_offsets": st.one_of(st.lists(st.integers(-4, 200), min_size=2, max_size=2), scalars),
 })
@@ -112,5 +112,37 @@ def test_run_folder_mutations_load_or_fail_cleanly(run_template, tmp_path_factor
     (folder / "checkpoint.json").write_text(json.dumps(meta))
     try:
         load_student(folder)
+    except GandistillError as e:
+        assert "\n" not in str(e)
+
+
+@pytest.fixture(scope="module")
+def train_state_bytes(tmp_path_factory):
+    import torch
+
+    p = tmp_path_factory.mktemp("ts") / "train_state.pt"
+    w = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.AdamW([w])
+    w.sum().backward()
+    opt.step()
+    torch.save({"step": 1, "optimizer": opt.state_dict()}, p)
+    return p.read_bytes()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.tuples(st.integers(0, 10 ** 6), st.integers(0, 255)), min_size=1, max_size=4),
+       st.one_of(st.none(), st.integers(0, 10 ** 6)))
+def test_train_state_byte_mutations_load_or_fail_cleanly(train_state_bytes, tmp_path_factory, flips, cut):
+    from gandistill.io.tensors import read_train_state
+
+    b = bytearray(train_state_bytes)
+    for pos, val in flips:
+        b[pos % len(b)] = val
+    if cut is not None:
+        b = b[: cut % len(b)]
+    p = tmp_path_factory.mktemp("t") / "train_state.pt"
+    p.write_bytes(bytes(b))
+    try:
+        read_train_state(p)
     except GandistillError as e:
         assert "\n" not in str(e)

@@ -77,7 +77,7 @@ def parse_safetensors_header(raw: bytes, path: PathLike = "", error: Type[Gandis
         if type(e) is not dict or set(e) != {"dtype", "shape", "data_offsets"}:
             raise _fail(error, path, f"{where}: entry must have exactly dtype, shape, data_offsets")
         dt, shape, offs = e["dtype"], e["shape"], e["data_offsets"]
-        if dt not in DTYPES:
+        if type(dt) is not str or dt not in DTYPES:
             raise _fail(error, path, f"{where}: unsupported dtype {one_line(repr(dt), 20)}")
         if (type(shape) is not list or len(shape) > MAX_DIMS
                 or not all(type(d) is int and 0 <= d < 2 ** 40 for d in shape)):
@@ -221,7 +221,9 @@ def read_train_state(path: PathLike, error: Type[GandistillError] = UnsafeFileEr
             if pkl.file_size > MAX_PICKLE:
                 raise error(f"the training state's pickle is {pkl.file_size} bytes (at most {MAX_PICKLE})", path=path)
             _check_pickle(z.read(pkl), path, error)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, NotImplementedError) as e:
+    except GandistillError:
+        raise
+    except Exception as e:  # zipfile raises many kinds for a corrupt archive (BadZipFile, ValueError, ...)
         raise error(f"{show_path(path)} is truncated or corrupt (not a readable torch.save zip: {one_line(e, 120)})",
                     path=path) from None
     try:
