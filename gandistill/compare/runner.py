@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from gandistill.io.jsonable import jsonable  # noqa: E402
 
-import json
 import os
 import time
 import traceback
@@ -32,6 +31,8 @@ from gandistill.compare import probing
 from gandistill.compare.presets import Preset, RowPlan, get_preset, resolve
 from gandistill.compare.tables import RowSpec, TableSpec, get_table, run_of, select_rows
 from gandistill.io.files import atomic_write_json
+from gandistill.io.errors import GandistillError
+from gandistill.io.schema import load_json
 
 STATUSES = ("ok", "collapsed", "failed")
 
@@ -106,9 +107,10 @@ def _write_json(path: Path, data: Any) -> None:
 
 def _read_json(path: Path) -> Optional[Dict[str, Any]]:
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        data = load_json(path, what="cached result")
+    except (OSError, GandistillError):          # missing, a FIFO, corrupt: recompute
         return None
+    return data
 
 
 def plans_for(table: TableSpec, cfg: CompareConfig, rows: Optional[List[RowSpec]] = None) -> Dict[str, RowPlan]:

@@ -17,7 +17,6 @@ so a run killed at any moment leaves only complete snapshots behind.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -26,6 +25,8 @@ from typing import Any, Dict, Optional, Union
 import torch
 
 from gandistill.io.files import atomic_write_json
+from gandistill.io.files import inside
+from gandistill.io.schema import Obj, Str, load_json
 
 STATE_FILE = "training_state.pt"
 LATEST_FILE = "latest.json"
@@ -79,7 +80,8 @@ def resolve_snapshot(path: Union[str, Path]) -> Path:
     if (p / STATE_FILE).is_file():
         return p
     if (p / LATEST_FILE).is_file():
-        snap = p / json.loads((p / LATEST_FILE).read_text())["snapshot"]
+        latest = load_json(p / LATEST_FILE, Obj(required={"snapshot": Str(255)}), what="latest snapshot pointer")
+        snap = inside(p, latest["snapshot"], "snapshot folder", where=p / LATEST_FILE)
         if (snap / STATE_FILE).is_file():
             return snap
         raise FileNotFoundError(f"{p / LATEST_FILE} points at {snap}, which has no {STATE_FILE}")
