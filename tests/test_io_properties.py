@@ -146,3 +146,35 @@ def test_train_state_byte_mutations_load_or_fail_cleanly(train_state_bytes, tmp_
         read_train_state(p)
     except GandistillError as e:
         assert "\n" not in str(e)
+
+
+def test_bundled_files_fit_their_schemas():
+    """The schemas accept what gandistill itself writes and ships (they must not drift from the writers)."""
+    from pathlib import Path
+
+    import gandistill
+    from gandistill.io.formats import JUDGE, TEACHER_FOLDER
+    from gandistill.io.schema import load_json
+
+    assets = Path(gandistill.__file__).parent / "assets"
+    teachers = sorted(assets.rglob("gandistill_sg2.json"))
+    assert len(teachers) >= 2
+    for f in teachers:
+        load_json(f, TEACHER_FOLDER)
+    load_json(assets / "digits-judge" / "judge.json", JUDGE)
+
+
+def test_atomic_json_write_leaves_the_old_file_when_it_fails(tmp_path):
+    from gandistill.io.files import atomic_write, atomic_write_json
+
+    target = tmp_path / "x.json"
+    atomic_write_json(target, {"a": 1})
+
+    def half_then_fail(p):
+        p.write_text('{"a": 2')
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        atomic_write(target, half_then_fail)
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
