@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from gandistill.io import files as _files
-from gandistill.io.errors import GandistillError, UnsafeFileError
+from gandistill.io.errors import GandistillError, UnsafeFileError, show_path
 from gandistill.io.formats import CHECKPOINT, RUN_CONFIG
 from gandistill.io.schema import check, load_json
 from gandistill.io.tensors import check_state, read_safetensors, read_train_state
@@ -205,9 +205,12 @@ def read_checkpoint(run_dir: Path, what: str = "--resume") -> Dict[str, Any]:
     """``run_dir/checkpoint.json`` if it is a readable gandistill student checkpoint, else a clear error."""
     path = Path(run_dir) / CKPT_JSON
     try:
-        meta = load_json(path, what=f"{what}: checkpoint", error=ResumeError)
+        meta = load_json(path, what="checkpoint", error=ResumeError)
     except FileNotFoundError:
         raise FileNotFoundError(f"{what}: no checkpoint in {run_dir} (expected {CKPT_JSON})") from None
+    except ResumeError as e:
+        detail = str(e)[len(show_path(path)) + 2:] if str(e).startswith(show_path(path) + ": ") else str(e)
+        raise ResumeError(f"{what}: {show_path(path)} is unreadable or corrupt ({detail})") from None
     if not isinstance(meta, dict) or meta.get("format") != CKPT_FORMAT:
         kind = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise ResumeError(f"{what}: not a gandistill student checkpoint (format {str(kind)[:40]!r}, expected "
