@@ -27,6 +27,8 @@ RANDOM_PREFIX = "random:"
 KWARG_KEYS = ("student_kwargs", "kwargs", "create_student")
 WEIGHT_KEYS = ("weights", "file", "safetensors")
 CKPT_JSON_NAMES = ("student.json", "checkpoint.json", "ckpt.json", "last.json")
+MAX_CANDIDATES = 32                 # JSON files a run folder is searched through for its checkpoint
+MAX_PROBE_BYTES = 2 ** 20           # a checkpoint JSON is a few hundred bytes
 
 
 class CheckpointError(GandistillError):
@@ -61,7 +63,7 @@ def _is_ckpt_json(path: Path) -> bool:
     if not is_regular(path):
         return False
     try:
-        d = load_json(path, what="checkpoint JSON", error=CheckpointError)
+        d = load_json(path, what="checkpoint JSON", error=CheckpointError, max_bytes=MAX_PROBE_BYTES)
     except (OSError, GandistillError):
         return False
     return isinstance(d, dict) and "student" in d
@@ -74,7 +76,7 @@ def find_checkpoint_json(path: Path) -> Path:
         candidates += sorted(p for p in path.glob("*.json") if p.name != "config.json")
         for sub in ("checkpoints", "ckpt", "last", "final"):
             candidates += sorted((path / sub).glob("*.json")) if (path / sub).is_dir() else []
-        for c in candidates:
+        for c in candidates[:MAX_CANDIDATES]:   # a folder of many large JSONs cannot make this slow
             if _is_ckpt_json(c):
                 return c
         cfg = path / "config.json"
