@@ -296,8 +296,7 @@ class BankTeacher(Teacher):
 
     def _rows(self, idx: np.ndarray, key: str, row_bytes: int) -> bytes:
         """The ``row_bytes``-long records ``idx`` of one array, by positioned reads (no memory map)."""
-        base, read = self._offsets[key], self._file.read
-        return b"".join(read(base + int(i) * row_bytes, row_bytes) for i in idx)
+        return self._file.read_rows(self._offsets[key], row_bytes, idx.tolist())
 
     def stored_labels(self) -> Optional[np.ndarray]:
         """All stored class labels (int64 ``[n]``), or ``None`` for an unconditional bank."""
@@ -312,10 +311,10 @@ class BankTeacher(Teacher):
         img_u8 = np.frombuffer(self._rows(idx, "images", c * r * r), dtype=np.uint8).reshape(n, c, r, r)
         img = torch.from_numpy(img_u8.copy()).to(self._device)
         img = img.float().mul_(1.0 / 127.5).sub_(1.0)
-        flat_np = np.frombuffer(self._rows(idx, "targets", d * 2), dtype="<f2").reshape(n, d)
-        flat = torch.from_numpy(flat_np.astype(np.float32)).to(self._device)
-        if not bool(torch.isfinite(flat).all()):
+        bits = np.frombuffer(self._rows(idx, "targets", d * 2), dtype="<u2").reshape(n, d)
+        if ((bits & 0x7C00) == 0x7C00).any():           # fp16 exponent all ones: inf or NaN
             raise BankError("the bank holds non-finite targets (NaN or inf)", path=self.path)
+        flat = torch.from_numpy(bits.view("<f2").copy()).to(self._device).float()
         targets = list(flat.split(list(self.target_dims), dim=1))
         labels = None
         if self._has_labels:

@@ -79,7 +79,7 @@ class StlImages:
         idx = [int(i) + n if int(i) < 0 else int(i) for i in idx]
         if any(not 0 <= i < n for i in idx):
             raise IndexError(f"index out of range for {n} STL-10 images")
-        raw = b"".join(self._file.read(i * IMAGE_BYTES, IMAGE_BYTES) for i in idx)
+        raw = self._file.read_rows(0, IMAGE_BYTES, idx)
         arr = np.frombuffer(raw, dtype=np.uint8).reshape(len(idx), 3, SIDE, SIDE)
         return arr.transpose(0, 1, 3, 2)  # stored column-major: swap to (H, W)
 

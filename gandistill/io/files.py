@@ -22,7 +22,7 @@ import json
 import os
 import stat
 from pathlib import Path
-from typing import Any, Callable, Optional, Tuple, Union
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 from gandistill.io.errors import UnsafeFileError, show_path
 
@@ -181,6 +181,19 @@ class RegionReader:
         if len(data) != size:
             raise self.error_type(f"the {self.what} is shorter than expected (truncated while in use?): wanted "
                                   f"{size} bytes at offset {offset}, got {len(data)}", path=self.path)
+        return data
+
+    def read_rows(self, base: int, row: int, rows: Sequence[int]) -> bytes:
+        """The ``row``-byte records number ``rows`` of an array starting at ``base``, concatenated (one
+        positioned read each; a short read anywhere makes the total short, which is refused)."""
+        pread, fd = os.pread, self.fd
+        try:
+            data = b"".join([pread(fd, row, base + i * row) for i in rows])
+        except OSError as e:
+            raise self.error_type(f"cannot read the {self.what} ({e.strerror})", path=self.path) from None
+        if len(data) != row * len(rows):
+            raise self.error_type(f"the {self.what} is shorter than expected (truncated while in use?)",
+                                  path=self.path)
         return data
 
     def close(self) -> None:
