@@ -9,8 +9,12 @@
     | labels  int64 [n]            (conditional teachers only)
 
 The header (``read_header``) records the teacher (name, checkpoint path and a SHA-256 fingerprint of
-its files, ``describe()``), the resolution, the target names/widths and the byte offsets. The arrays
-are read through ``numpy.memmap``, so a bank larger than memory works and nothing is loaded up front.
+its files, ``describe()``), the resolution, the target names/widths and the byte offsets; it is read
+under a size cap and checked against :data:`gandistill.io.formats.BANK_HEADER` (types, ranges, the
+offsets and sizes consistent with the file). Items are read with positioned reads
+(:class:`gandistill.io.files.RegionReader`), not a memory map: a bank larger than memory works,
+nothing is loaded up front, and a bank truncated while in use is a clean :class:`BankError`, never a
+``SIGBUS`` (``benchmarks/bench_hostile.py`` measures what the reads cost against a memory map).
 
 :class:`BankTeacher` is a :class:`~gandistill.teachers.base.Teacher`: ``sample(n, generator)`` draws
 ``n`` stored items uniformly with replacement (from ``generator``, so runs repeat and resume) and
@@ -23,8 +27,6 @@ sees each synthetic image many times (the augmentation still differs per view) -
 and targets to fp16. ``benchmarks/bench_step.py`` measures both effects (speed and accuracy).
 """
 from __future__ import annotations
-
-from gandistill.io.jsonable import jsonable  # noqa: E402
 
 import datetime as _dt
 import hashlib
@@ -39,6 +41,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gandistill.io.errors import GandistillError, UnsafeFileError
+from gandistill.io.files import CAPS, RegionReader, open_regular, user_path
+from gandistill.io.formats import BANK_HEADER
+from gandistill.io.jsonable import jsonable
+from gandistill.io.schema import check_raw
 from gandistill.teachers.base import Teacher, TeacherSample
 
 MAGIC = b"GDBANK01"
@@ -49,7 +56,7 @@ _ALIGN = 4096
 PathLike = Union[str, Path]
 
 
-class BankError(ValueError):
+class BankError(GandistillError):
     """A missing, corrupt or mismatched feature bank."""
 
 
@@ -71,7 +78,8 @@ def checkpoint_fingerprint(path: PathLike) -> str:
         raise BankError(f"teacher checkpoint {p} has no files to fingerprint")
     for f in files:
         h.update(str(f.relative_to(p) if f != p else f.name).encode())
-        with open(f, "rb") as fh:
+        fd, _ = open_regular(f, "teacher checkpoint file", max_bytes=2 ** 40)   # never blocks on a FIFO
+        with os.fdopen(fd, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()
@@ -165,35 +173,57 @@ def build_bank(teacher: Teacher, n: int, out: PathLike, *, teacher_name: str, ck
 
 def bank_file(path: PathLike) -> Path:
     """``DIR`` or ``DIR/bank.bin`` -> the bank file (``FileNotFoundError`` if absent)."""
-    p = Path(path).expanduser()
+    p = user_path(path, "bank path")
     f = p / BANK_FILE if p.is_dir() else p
-    if not f.is_file():
+    if not os.path.lexists(f):
         raise FileNotFoundError(f"no feature bank at {p} (expected {p / BANK_FILE}; build one with "
                                 "`gandistill bank build --teacher NAME --n N --out DIR`)")
     return f
 
 
 def read_header(path: PathLike) -> Dict[str, Any]:
-    """The JSON header of a bank (``BankError`` if the file is not a gandistill bank or is truncated)."""
+    """The checked JSON header of a bank: one :class:`BankError` line if the file is not a regular file,
+    not a gandistill bank, truncated, or its header is malformed or inconsistent with the file."""
     f = bank_file(path)
-    with open(f, "rb") as fh:
-        head = fh.read(len(MAGIC) + 8)
+    try:
+        fd, st = open_regular(f, "feature bank", max_bytes=2 ** 62)
+    except UnsafeFileError as e:
+        raise BankError(str(e)) from None
+    try:
+        head = os.pread(fd, len(MAGIC) + 8, 0)
         if len(head) < len(MAGIC) + 8 or head[: len(MAGIC)] != MAGIC:
-            raise BankError(f"{f} is not a gandistill feature bank (bad magic)")
+            raise BankError("not a gandistill feature bank (bad magic)", path=f)
         (size,) = struct.unpack("<Q", head[len(MAGIC):])
-        if size > 1 << 26:
-            raise BankError(f"{f}: implausible header length {size}")
-        try:
-            header = json.loads(fh.read(size).decode())
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise BankError(f"{f}: corrupt bank header ({e})") from None
-    if header.get("format") != FORMAT or header.get("version") != VERSION:
-        raise BankError(f"{f}: unsupported bank format {header.get('format')!r} v{header.get('version')}")
-    n, (c, r) = int(header["n"]), (int(header["img_channels"]), int(header["img_resolution"]))
-    end = header["offsets"]["targets"] + n * sum(header["target_dims"]) * 2 + (n * 8 if header.get("labels") else 0)
-    if f.stat().st_size < end or header["offsets"]["images"] + n * c * r * r > header["offsets"]["targets"]:
-        raise BankError(f"{f} is truncated or inconsistent ({f.stat().st_size} bytes, header needs {end})")
+        if size > CAPS["bank_header"]:
+            raise BankError(f"implausible header length {size} (at most {CAPS['bank_header']})", path=f)
+        raw = os.pread(fd, size, len(MAGIC) + 8)
+    finally:
+        os.close(fd)
+    if len(raw) != size:
+        raise BankError("truncated inside its header", path=f)
+    header = check_raw(raw, BANK_HEADER, f, BankError, "bank header")
+    if header["format"] != FORMAT or header["version"] != VERSION:
+        raise BankError(f"unsupported bank format {str(header['format'])[:40]!r} v{header['version']}", path=f)
+    _check_layout(header, f, st.st_size, len(MAGIC) + 8 + size)
     return header
+
+
+def _check_layout(h: Dict[str, Any], f: Path, file_size: int, header_end: int) -> None:
+    """The arrays the header declares lie after the header, in order, without overlap, inside the file."""
+    n, c, r = h["n"], h["img_channels"], h["img_resolution"]
+    if len(h["target_names"]) != len(h["target_dims"]):
+        raise BankError(f"{len(h['target_names'])} target names for {len(h['target_dims'])} target widths", path=f)
+    off = h["offsets"]
+    img_end = off["images"] + n * c * r * r
+    tgt_end = off["targets"] + n * sum(h["target_dims"]) * 2
+    has_labels = bool(h.get("labels"))
+    if has_labels and off.get("labels") is None:
+        raise BankError("the header declares labels but no labels offset", path=f)
+    end = off["labels"] + n * 8 if has_labels else tgt_end
+    if off["images"] < header_end or img_end > off["targets"] or (has_labels and tgt_end > off["labels"]):
+        raise BankError("inconsistent header: the arrays overlap the header or each other", path=f)
+    if file_size < end:
+        raise BankError(f"truncated or inconsistent ({file_size} bytes, the header needs {end})", path=f)
 
 
 @dataclass(frozen=True)
@@ -243,12 +273,9 @@ class BankTeacher(Teacher):
         self.ckpt_path = h["teacher_ckpt"]
         self.teacher_name = h["teacher"]
         self._device = torch.device(device)
-        c, r, d = self.img_channels, self.img_resolution, sum(self.target_dims)
-        off = h["offsets"]
-        self._images = np.memmap(self.path, mode="r", dtype=np.uint8, offset=off["images"], shape=(self.n, c, r, r))
-        self._targets = np.memmap(self.path, mode="r", dtype=np.float16, offset=off["targets"], shape=(self.n, d))
-        self._labels = (np.memmap(self.path, mode="r", dtype=np.int64, offset=off["labels"], shape=(self.n,))
-                        if h.get("labels") else None)
+        self._offsets = dict(h["offsets"])
+        self._has_labels = bool(h.get("labels"))
+        self._file = RegionReader(self.path, "feature bank", BankError)
         self.c_dim = int(h.get("teacher_describe", {}).get("c_dim") or 0)
         self.freeze()
 
@@ -267,15 +294,32 @@ class BankTeacher(Teacher):
         """``n`` item indices drawn uniformly with replacement."""
         return torch.randint(self.n, (n,), generator=generator)
 
+    def _rows(self, idx: np.ndarray, key: str, row_bytes: int) -> bytes:
+        """The ``row_bytes``-long records ``idx`` of one array, by positioned reads (no memory map)."""
+        return self._file.read_rows(self._offsets[key], row_bytes, idx.tolist())
+
+    def stored_labels(self) -> Optional[np.ndarray]:
+        """All stored class labels (int64 ``[n]``), or ``None`` for an unconditional bank."""
+        if not self._has_labels:
+            return None
+        return np.frombuffer(self._file.read(self._offsets["labels"], self.n * 8), dtype="<i8").copy()
+
     @torch.no_grad()
     def sample(self, n: int, generator: Optional[torch.Generator] = None) -> TeacherSample:
         idx = self.indices(n, generator).numpy()
-        img = torch.from_numpy(np.ascontiguousarray(self._images[idx])).to(self._device)
+        c, r, d = self.img_channels, self.img_resolution, sum(self.target_dims)
+        img_u8 = np.frombuffer(self._rows(idx, "images", c * r * r), dtype=np.uint8).reshape(n, c, r, r)
+        img = torch.from_numpy(img_u8.copy()).to(self._device)
         img = img.float().mul_(1.0 / 127.5).sub_(1.0)
-        flat = torch.from_numpy(np.ascontiguousarray(self._targets[idx])).to(self._device).float()
+        bits = np.frombuffer(self._rows(idx, "targets", d * 2), dtype="<u2").reshape(n, d)
+        if ((bits & 0x7C00) == 0x7C00).any():           # fp16 exponent all ones: inf or NaN
+            raise BankError("the bank holds non-finite targets (NaN or inf)", path=self.path)
+        flat = torch.from_numpy(bits.view("<f2").copy()).to(self._device).float()
         targets = list(flat.split(list(self.target_dims), dim=1))
-        labels = (torch.from_numpy(np.ascontiguousarray(self._labels[idx])).to(self._device)
-                  if self._labels is not None else None)
+        labels = None
+        if self._has_labels:
+            lab = np.frombuffer(self._rows(idx, "labels", 8), dtype="<i8").copy()
+            labels = torch.from_numpy(lab).to(self._device)
         return TeacherSample(images=img, targets=targets, labels=labels, ws=None)
 
     def describe(self) -> dict:

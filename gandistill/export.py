@@ -17,12 +17,17 @@ or all at once: ``model = load_backbone(DIR)``.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
 import torch
 from torch import nn
+
+from gandistill.io.errors import GandistillError
+from gandistill.io.files import atomic_write_json, inside, user_path
+from gandistill.io.formats import BACKBONE, STUDENT_KWARGS, TIMM_KWARGS
+from gandistill.io.schema import check, load_json
+from gandistill.io.tensors import check_state, read_safetensors, read_safetensors_header
 
 FORMAT = "gandistill-backbone"
 BACKBONE_FILE = "backbone.safetensors"
@@ -33,7 +38,7 @@ PATCHES = ("cifar_stem",)
 PathLike = Union[str, Path]
 
 
-class ExportError(ValueError):
+class ExportError(GandistillError):
     """The run cannot be exported, or an export folder is incomplete or of another kind."""
 
 
@@ -41,7 +46,7 @@ def _timm_kwargs(name: str, img_size: int, extra: Dict[str, Any]) -> Dict[str, A
     """The create kwargs the student's backbone was built with (``img_size`` only for models that take it)."""
     import timm
 
-    kw = {k: v for k, v in extra.items() if k not in ("pretrained", "num_classes", "proj_final_bn")}
+    kw = {k: v for k, v in extra.items() if k in TIMM_KWARGS}
     try:
         timm.create_model(name, pretrained=False, num_classes=0, img_size=img_size, **kw)
         return {"img_size": img_size, **kw}
@@ -75,13 +80,15 @@ def export_backbone(run: PathLike, out: PathLike, *, projector: bool = False, ov
     backbone = getattr(student, "backbone", None)
     if backbone is None:
         raise ExportError(f"export: {run} does not hold a gandistill Student")
-    out = Path(out).expanduser()
+    out = user_path(out, "export folder")
     if (out / META_FILE).exists() and not overwrite:
         raise ExportError(f"export: {out} already holds an export ({META_FILE}); pass --force to replace it")
     out.mkdir(parents=True, exist_ok=True)
     cfg = student.config.to_dict() if getattr(student, "config", None) is not None else dict(loaded.kwargs)
     run_cfg = loaded.run_config or {}
     extra = dict((run_cfg.get("config") or {}).get("student_kwargs") or {})
+    # only known create_student / timm options reach backbone.json (load_student already refused others)
+    check(extra, STUDENT_KWARGS, "config.json", ExportError, "run config student_kwargs")
     patches = ["cifar_stem"] if (getattr(backbone, "gandistill_cifar_stem", False) or cfg.get("cifar_stem")) else []
     state = {k: v.detach().cpu().contiguous().clone() for k, v in backbone.state_dict().items()}
     meta_st = {"format": FORMAT, "timm_name": loaded.name}
@@ -108,24 +115,33 @@ def export_backbone(run: PathLike, out: PathLike, *, projector: bool = False, ov
         "load": "gandistill.export.load_backbone(DIR)  # = patch_backbone(timm.create_model(timm_name, "
                 "num_classes=0, **timm_kwargs), DIR) + load_state_dict(strict=True)",
     }
-    (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    check(meta, BACKBONE, out / META_FILE, ExportError, "backbone.json (self-check)")
+    atomic_write_json(out / META_FILE, meta, indent=2, default=None)
     return out / META_FILE
 
 
 def read_export(path: PathLike) -> Dict[str, Any]:
-    """The ``backbone.json`` of an export folder (or the JSON itself), checked to be one."""
-    p = Path(path).expanduser()
+    """The ``backbone.json`` of an export folder (or the JSON itself), checked against its schema."""
+    p = user_path(path, "export path")
     p = p / META_FILE if p.is_dir() else p
     try:
-        meta = json.loads(p.read_text())
+        meta = load_json(p, what="backbone export", error=ExportError)
     except FileNotFoundError:
         raise ExportError(f"no {META_FILE} in {p.parent} (not a gandistill export folder)") from None
-    except (OSError, ValueError) as e:
-        raise ExportError(f"{p} is unreadable or corrupt: {e}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         kind = meta.get("format") if isinstance(meta, dict) else None
-        raise ExportError(f"{p} is not a gandistill backbone export (format {kind!r})")
-    return meta
+        raise ExportError(f"not a gandistill backbone export (format {str(kind)[:40]!r})", path=p)
+    return check(meta, BACKBONE, p, ExportError, "backbone export")
+
+
+def _load_strict(module: nn.Module, folder: Path, name: Any) -> None:
+    path = inside(folder, name, "weights file", where=folder / META_FILE)
+    try:
+        state, _ = read_safetensors(path, "weights file", ExportError)
+    except FileNotFoundError:
+        raise ExportError(f"missing weights file {path}") from None
+    check_state(state, module.state_dict(), path, ExportError)
+    module.load_state_dict(state, strict=True)
 
 
 def patch_backbone(model: nn.Module, export: Union[PathLike, Dict[str, Any]]) -> nn.Module:
@@ -144,31 +160,38 @@ def patch_backbone(model: nn.Module, export: Union[PathLike, Dict[str, Any]]) ->
 def load_backbone(export: PathLike, device: Any = "cpu") -> nn.Module:
     """timm.create_model(name, num_classes=0) + the recorded patches + the weights (strict); eval mode."""
     import timm
-    from safetensors.torch import load_file
 
-    folder = Path(export).expanduser()
+    folder = user_path(export, "export path")
     folder = folder if folder.is_dir() else folder.parent
     meta = read_export(folder)
+    if not timm.is_model(meta["timm_name"]):
+        raise ExportError(f"unknown timm model {meta['timm_name'][:80]!r}", path=folder / META_FILE)
     model = patch_backbone(timm.create_model(meta["timm_name"], num_classes=0, **meta.get("timm_kwargs", {})), meta)
-    model.load_state_dict(load_file(str(folder / meta.get("weights", BACKBONE_FILE))), strict=True)
+    _load_strict(model, folder, meta.get("weights", BACKBONE_FILE))
     return model.to(device).eval()
 
 
 def load_projector(export: PathLike, device: Any = "cpu") -> nn.Module:
     """The exported projector g (needs an export written with ``projector=True``); eval mode."""
-    from safetensors.torch import load_file
-
     from gandistill.students.projector import build_projector
 
-    folder = Path(export).expanduser()
+    folder = user_path(export, "export path")
     folder = folder if folder.is_dir() else folder.parent
     p = read_export(folder).get("projector")
     if not p:
         raise ExportError(f"{folder} has no projector (export with --projector)")
     kw = {"final_bn": True} if p.get("final_bn") else {}
+    if p.get("file"):  # widths checked against the weights' shapes before anything is allocated
+        from gandistill.evaluation.loading import check_projector
+
+        wpath = inside(folder, p["file"], "projector file", where=folder / META_FILE)
+        entries, _ = read_safetensors_header(wpath, "projector file", ExportError)
+        check_projector(entries, "", p["layers"], p.get("hidden"), p["out"], wpath, ExportError, p["in_dim"])
+    elif p["layers"] > 1 or p.get("final_bn"):
+        raise ExportError("the export's projector has parameters but names no weights file", path=folder / META_FILE)
     proj = build_projector(p["in_dim"], p["layers"], p["hidden"], p["out"], **kw)
     if p.get("file"):
-        proj.load_state_dict(load_file(str(folder / p["file"])), strict=True)
+        _load_strict(proj, folder, p["file"])
     return proj.to(device).eval()
 
 

@@ -122,7 +122,7 @@ def test_conditional_teacher_labels_and_latent_targets(ckpts, tmp_path):
     s = bt.sample(6, generator=torch.Generator().manual_seed(0))
     assert s.labels is not None and s.labels.dtype == torch.int64 and int(s.labels.max()) < 3
     assert bt.c_dim == 3
-    stored = torch.from_numpy(np.array(bt._labels))
+    stored = torch.from_numpy(bt.stored_labels())
     assert sorted(torch.bincount(stored, minlength=3).tolist()) == [3, 3, 3]  # the teacher's class balance
     lat = create_teacher("sg2-latent", ckpt=str(ckpts["a"]))
     build_bank(lat, 4, tmp_path / "w", teacher_name="sg2-latent", ckpt=str(ckpts["a"]))

@@ -331,7 +331,7 @@ def test_checkpoint_errors(tmp_path):
     meta = json.loads((run2 / "checkpoint.json").read_text())
     meta["student_kwargs"]["proj_hidden"] = 16                 # names a student the weights do not fit
     (run2 / "checkpoint.json").write_text(json.dumps(meta))
-    with pytest.raises(CheckpointError, match="shape mismatch"):
+    with pytest.raises(CheckpointError, match="shape mismatch|do not match tensor"):
         load_student(run2)
 
     (run2 / "checkpoint.json").write_text("{not json")

@@ -27,6 +27,8 @@ from gandistill.evaluation.splits import FirstN
 from gandistill.teachers import create_teacher
 from gandistill.teachers.base import resolve_ckpt
 from gandistill.teachers.stylegan2.checkpoint import available_nets
+from gandistill.io.errors import GandistillError
+from gandistill.io.schema import load_json
 
 PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
            (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
@@ -156,14 +158,16 @@ def embed_student(run_dir: str, n: int = 1000, *, dataset: Optional[str] = None,
 def plot_embed(target: str, out: str, n: int = 1000, *, dataset: Optional[str] = None,
                data_root: Optional[str] = None, reducer: str = "auto", seed: int = 0, device: str = "cpu") -> Dict:
     """Draw Fig. 2 for a teacher checkpoint (``bundled`` = the bundled one) or a student run folder."""
-    import json
-
     run_dir = None
     p = Path(target)
     ckpt: Optional[str] = None if target in ("bundled", "") else target
     if p.is_dir() and (p / "checkpoint.json").exists():
         run_dir = str(p)
-        info = json.loads((p / "config.json").read_text()) if (p / "config.json").exists() else {}
+        try:
+            info = load_json(p / "config.json", what="run config")
+        except (OSError, GandistillError):
+            info = {}
+        info = info if isinstance(info, dict) else {}
         ckpt = (info.get("config") or {}).get("teacher_ckpt")
         dataset = dataset or (info.get("config") or {}).get("dataset")
     panels, method, source = embed_teacher(ckpt, n, dataset=dataset or "digits", data_root=data_root,

@@ -35,6 +35,9 @@ from gandistill.data import load_dataset
 from gandistill.io.jsonable import jsonable  # noqa: E402
 from gandistill.methods import get_method
 from gandistill.teachers.conditioning import conditional_warning
+from gandistill.io.errors import GandistillError
+from gandistill.io.files import atomic_write_json
+from gandistill.io.schema import load_json
 
 STATUSES = ("ok", "collapsed", "failed")
 
@@ -106,17 +109,15 @@ class CompareResult:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, default=str) + "\n")
-    os.replace(tmp, path)
+    atomic_write_json(path, data, indent=1, default=str, mkdir=True)
 
 
 def _read_json(path: Path) -> Optional[Dict[str, Any]]:
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        data = load_json(path, what="cached result")
+    except (OSError, GandistillError):          # missing, a FIFO, corrupt: recompute
         return None
+    return data
 
 
 def plans_for(table: TableSpec, cfg: CompareConfig, rows: Optional[List[RowSpec]] = None) -> Dict[str, RowPlan]:

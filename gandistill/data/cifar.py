@@ -139,6 +139,29 @@ def _find_class(module: str, name: str) -> Allowed:
     return allowed
 
 
+#: dict keys / set elements a CIFAR file may hold in all (a batch has 4-5, the meta file 3)
+MAX_KEYS = 64
+
+
+class _CifarUnpickler(SafeUnpickler):
+    """The safe interpreter with CIFAR's own bound on keys: only strings (``str`` / ``bytes``, whose hashes
+    are randomised per process, so no file can make them collide) and at most :data:`MAX_KEYS` of them.
+    A file with thousands of colliding integer keys is refused at the first few, in microseconds."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._keys = 0
+
+    def check_key(self, k: Any) -> None:
+        self._keys += 1
+        if self._keys > MAX_KEYS:
+            raise self._error(f"more than {MAX_KEYS} dict keys (a CIFAR batch has 5)", forbidden=True)
+        super().check_key(k)
+        if type(k) not in (str, bytes):
+            raise self._error(f"a dict key is a {type(k).__name__}; CIFAR batches have string keys only",
+                              forbidden=True)
+
+
 def read_batch(path: Path) -> dict:
     """Read one CIFAR pickle batch (keys decoded to str) with the safe interpreter; ``ValueError`` if bad.
 
@@ -146,7 +169,7 @@ def read_batch(path: Path) -> dict:
     """
     try:
         data = read_regular_file(path, MAX_BATCH_BYTES, what="CIFAR batch file")
-        obj = SafeUnpickler(data, find_class=_find_class, build=_BUILD, str8="bytes",
+        obj = _CifarUnpickler(data, find_class=_find_class, build=_BUILD, str8="bytes",
                             fmt="the CIFAR batch format").load()
     except SafeLoadError as e:
         msg = str(e)

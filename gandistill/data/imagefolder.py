@@ -5,14 +5,23 @@
 instead of ``root`` (so ``root/train`` and ``root/test`` work as splits). Images are read lazily with
 PIL, converted to RGB, resized on the shorter side and centre-cropped to a square of ``img_size``
 (default: the shorter side of the first image). Normalisation stats default to ImageNet's.
+
+Every image is a regular file (FIFOs, devices and sockets are skipped when indexing and refused when
+read, without blocking), links must stay inside the root, a file is read under a size cap
+(``CAPS["image"]``) and an image of more than :data:`MAX_PIXELS` pixels is refused from its header,
+before it is decoded (a decompression bomb costs nothing).
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
+
+from gandistill.io.errors import GandistillError, UnsafeFileError
+from gandistill.io.files import is_regular, read_bytes
 
 from .base import ImageDataset, check_img_size
 from .stats import NORM_STATS
@@ -22,18 +31,35 @@ HINT = ("expected <root>/<class_name>/<image> (labelled) or <root>/<image> (unla
         f"image types: {', '.join(IMG_EXTENSIONS)}")
 
 
-def _is_image(p: Path) -> bool:
-    return p.is_file() and p.suffix.lower() in IMG_EXTENSIONS and not p.name.startswith(".")
+MAX_PIXELS = 4096 * 4096
+
+
+def _is_image(p: Path, root: Optional[Path] = None) -> bool:
+    """A regular image file (links followed only inside ``root``)."""
+    if p.suffix.lower() not in IMG_EXTENSIONS or p.name.startswith(".") or not is_regular(p):
+        return False
+    if root is not None:  # a link (of the file or a folder above it) must not lead outside the root
+        real, top = p.resolve(), root.resolve()
+        if top not in real.parents:
+            return False
+    return True
 
 
 def _open_rgb(path: Path):
     from PIL import Image
 
+    data = read_bytes(path, "image", kind="image")
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(data)) as im:
+            w, h = im.size
+            if w * h > MAX_PIXELS:
+                raise UnsafeFileError(f"an image of {w}x{h} pixels (more than {MAX_PIXELS}; a decompression "
+                                      "bomb?)", path=path)
             return im.convert("RGB")
+    except GandistillError:
+        raise
     except Exception as e:  # PIL raises several types for broken files
-        raise ValueError(f"cannot read image {path}: {e}") from None
+        raise UnsafeFileError(f"cannot read image: {type(e).__name__}: {e}", path=path) from None
 
 
 def square_resize(im, size: int):
@@ -78,8 +104,8 @@ def load_imagefolder(root: Path, split: str = "train", download: bool = False,
     if (root / split).is_dir():
         root = root / split
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    loose = sorted(p for p in root.iterdir() if _is_image(p))
-    per_class = {d.name: sorted(p for p in d.rglob("*") if _is_image(p)) for d in class_dirs}
+    loose = sorted(p for p in root.iterdir() if _is_image(p, root))
+    per_class = {d.name: sorted(p for p in d.rglob("*") if _is_image(p, root)) for d in class_dirs}
     per_class = {k: v for k, v in per_class.items() if v}
     if per_class and loose:
         raise ValueError(f"imagefolder: {root} mixes class sub-folders ({', '.join(list(per_class)[:3])}) "

@@ -3,7 +3,9 @@
 Layout (``<root>/stl10_binary/``): ``train_X.bin``, ``train_y.bin``, ``test_X.bin``, ``test_y.bin``,
 ``unlabeled_X.bin`` (and ``class_names.txt``). ``*_X.bin`` are uint8 images of 3x96x96 each,
 stored channel by channel in column-major order; ``*_y.bin`` are uint8 labels 1..10 (we return 0..9).
-Images are memory-mapped (the unlabeled file is 2.7 GB), so only the items used are read.
+Images are read on access with positioned reads (:class:`StlImages`; the unlabeled file is 2.7 GB), so
+only the items used are read -- not memory-mapped: a file truncated while in use is a clean error,
+never a ``SIGBUS``.
 We read the files ourselves because torchvision's STL10 checks md5 sums (rejecting test fixtures);
 ``download`` set to True delegates the fetch to torchvision. Only regular files are opened (a FIFO or
 a link to a device is refused before any read), and the label files are size-checked before reading.
@@ -18,6 +20,8 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
+from gandistill.io.errors import UnsafeFileError
+from gandistill.io.files import RegionReader
 from gandistill.io.safe_pickle import SafeLoadError, read_regular_file, regular_size
 
 from .base import ArrayDataset, ConcatImageDataset, check_img_size
@@ -49,13 +53,43 @@ def _size(path: Path, root: Path) -> int:
         raise ValueError(str(e)) from None
 
 
-def _read_images(path: Path, root: Path) -> np.ndarray:
-    """Memory-map ``*_X.bin`` as a uint8 view [N, 3, 96, 96] in (C, H, W) order."""
+class StlImages:
+    """``*_X.bin`` as an array-like uint8 ``[N, 3, 96, 96]`` in (C, H, W) order, read on indexing with
+    positioned reads (an int, a slice or an index array gives a numpy array)."""
+
+    ndim = 4
+
+    def __init__(self, path: Path, n: int) -> None:
+        self.path, self.shape = path, (n, 3, SIDE, SIDE)
+        self._file = RegionReader(path, "STL-10 image file", UnsafeFileError)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index) -> np.ndarray:
+        n = self.shape[0]
+        if isinstance(index, slice):
+            idx = range(*index.indices(n))
+        elif isinstance(index, (int, np.integer)):
+            return self[np.array([index])][0]
+        else:
+            idx = np.asarray(index).reshape(-1)
+            if idx.dtype == bool:
+                idx = np.flatnonzero(idx)
+        idx = [int(i) + n if int(i) < 0 else int(i) for i in idx]
+        if any(not 0 <= i < n for i in idx):
+            raise IndexError(f"index out of range for {n} STL-10 images")
+        raw = self._file.read_rows(0, IMAGE_BYTES, idx)
+        arr = np.frombuffer(raw, dtype=np.uint8).reshape(len(idx), 3, SIDE, SIDE)
+        return arr.transpose(0, 1, 3, 2)  # stored column-major: swap to (H, W)
+
+
+def _read_images(path: Path, root: Path) -> StlImages:
+    """``*_X.bin`` as :class:`StlImages` (uint8 [N, 3, 96, 96] in (C, H, W) order, read on access)."""
     size = _size(path, root)
     if size == 0 or size % IMAGE_BYTES:
         raise ValueError(f"{path}: size {size} bytes is not a positive multiple of 3*96*96={IMAGE_BYTES}; {_hint(root)}")
-    mm = np.memmap(path, dtype=np.uint8, mode="r", shape=(size // IMAGE_BYTES, 3, SIDE, SIDE))
-    return mm.transpose(0, 1, 3, 2)  # stored column-major: swap to (H, W)
+    return StlImages(path, size // IMAGE_BYTES)
 
 
 def _read_labels(path: Path, root: Path, n: int) -> torch.Tensor:

@@ -17,6 +17,12 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 import torch
 from torch import Tensor, nn
 
+from gandistill.io import files as _files
+from gandistill.io.errors import GandistillError, UnsafeFileError, show_path
+from gandistill.io.formats import CHECKPOINT, RUN_CONFIG
+from gandistill.io.schema import check, load_json
+from gandistill.io.tensors import check_state, read_safetensors, read_train_state
+
 if TYPE_CHECKING:  # pragma: no cover
     from gandistill.engine.parts import Parts
     from gandistill.engine.plan import Plan
@@ -26,15 +32,17 @@ CKPT_FORMAT = "gandistill-student"
 STAGING = ".checkpoint-next"         # a checkpoint being written (see save_checkpoint)
 
 
+class ResumeError(GandistillError):
+    """A run folder cannot be resumed: its checkpoint is missing a part, corrupt, hostile or of another run."""
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """``write`` a temporary next to ``path``, then rename it over ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
+    """``write`` a temporary next to ``path``, then rename it over ``path`` (:func:`gandistill.io.files.atomic_write`)."""
+    _files.atomic_write(path, write)
 
 
 def write_json(path: Path, data: Dict[str, Any]) -> None:
-    atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2, default=str) + "\n"))
+    _files.atomic_write_json(path, data, indent=2, default=str)
 
 
 def _state_cpu(m: nn.Module) -> Dict[str, Tensor]:
@@ -163,9 +171,10 @@ def all_finite(module: nn.Module) -> bool:
 
 
 def load_weights(module: nn.Module, path: Path) -> None:
-    from safetensors.torch import load_file
-
-    module.load_state_dict(load_file(str(path)), strict=True)
+    """Load a safetensors file into ``module`` (read, not mapped; keys, shapes, dtypes and finiteness checked)."""
+    state, _ = read_safetensors(path, "weights file", UnsafeFileError)
+    check_state(state, module.state_dict(), path, UnsafeFileError)
+    module.load_state_dict(state, strict=True)
 
 
 # --- resume -------------------------------------------------------------------------------------
@@ -196,23 +205,23 @@ def read_checkpoint(run_dir: Path, what: str = "--resume") -> Dict[str, Any]:
     """``run_dir/checkpoint.json`` if it is a readable gandistill student checkpoint, else a clear error."""
     path = Path(run_dir) / CKPT_JSON
     try:
-        meta = json.loads(path.read_text())
+        meta = load_json(path, what="checkpoint", error=ResumeError)
     except FileNotFoundError:
         raise FileNotFoundError(f"{what}: no checkpoint in {run_dir} (expected {CKPT_JSON})") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{what}: {path} is unreadable or corrupt ({type(e).__name__}: {e})") from None
+    except ResumeError as e:
+        detail = str(e)[len(show_path(path)) + 2:] if str(e).startswith(show_path(path) + ": ") else str(e)
+        raise ResumeError(f"{what}: {show_path(path)} is unreadable or corrupt ({detail})") from None
     if not isinstance(meta, dict) or meta.get("format") != CKPT_FORMAT:
         kind = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise ValueError(f"{what}: {path} is not a gandistill student checkpoint (format {kind!r}, expected "
-                         f"{CKPT_FORMAT!r})")
-    return meta
+        raise ResumeError(f"{what}: not a gandistill student checkpoint (format {str(kind)[:40]!r}, expected "
+                          f"{CKPT_FORMAT!r})", path=path)
+    return check(meta, CHECKPOINT, path, ResumeError, f"{what}: checkpoint")
 
 
 def _read_record(run_dir: Path) -> Optional[Dict[str, Any]]:
     try:
-        data = json.loads((Path(run_dir) / "config.json").read_text())
-        return data if isinstance(data, dict) else None
-    except (OSError, ValueError):
+        return load_json(Path(run_dir) / "config.json", RUN_CONFIG, what="run config")
+    except (OSError, GandistillError):   # missing, a FIFO, corrupt: not a run of this config
         return None
 
 
@@ -275,25 +284,61 @@ def check_run_dir(plan: "Plan", record: Optional[Dict[str, Any]] = None) -> None
                              "resume with the run's own settings or start a new run with another --out")
 
 
-def _load_safetensors(module: nn.Module, path: Path, step: int) -> None:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file, safe_open
-
+def _load_safetensors(module: nn.Module, run_dir: Path, name: Any, step: int) -> None:
+    """A weights file named by ``checkpoint.json``: inside the run folder, read (no memory map), every
+    tensor of the network's shape and dtype and finite, saved at ``step``."""
+    path = _files.inside(run_dir, name, "weights file", where=Path(run_dir) / CKPT_JSON)
     try:
-        with safe_open(str(path), framework="pt") as f:
-            saved = (f.metadata() or {}).get("step")
-        state = load_file(str(path))
+        state, md = read_safetensors(path, "--resume: weights file", ResumeError)
     except FileNotFoundError:
         raise FileNotFoundError(f"--resume: {path} is missing") from None
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ValueError(f"--resume: {path} is truncated or corrupt ({e})") from None
-    if saved is not None and int(saved) != step:
-        raise ValueError(f"--resume: {path} holds step {saved} but {CKPT_JSON} says step {step} "
-                         "(an interrupted checkpoint write from an older version?)")
+    saved = md.get("step")
+    if saved is not None and saved != str(step):
+        raise ResumeError(f"--resume: holds step {saved[:40]} but {CKPT_JSON} says step {step} "
+                          "(an interrupted checkpoint write from an older version?)", path=path)
+    check_state(state, module.state_dict(), path, ResumeError, "--resume: weights")
+    module.load_state_dict(state, strict=True)
+
+
+def _read_state(run_dir: Path, meta: Dict[str, Any], step: int) -> Dict[str, Any]:
+    if not meta.get("train_state"):
+        raise ResumeError(f"--resume: {run_dir} has no optimizer state")
+    path = _files.inside(run_dir, meta["train_state"], "training state", where=Path(run_dir) / CKPT_JSON)
     try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise ValueError(f"--resume: {path} does not fit the network this config builds: {e}") from None
+        state = read_train_state(path, ResumeError)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--resume: {path} is missing") from None
+    if type(state.get("step")) is not int or state["step"] != step:
+        raise ResumeError(f"--resume: holds step {str(state.get('step'))[:40]} but {CKPT_JSON} says step {step}",
+                          path=path)
+    if type(state.get("optimizer")) is not dict:
+        raise ResumeError("--resume: the training state has no optimizer state", path=path)
+    for k, v in _tensors(state):
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise ResumeError(f"--resume: the training state holds non-finite values in {k}", path=path)
+    return state
+
+
+def _check_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
+    """Every per-parameter state tensor (moments) has its parameter's shape and a floating dtype."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            for k, v in opt.state.get(p, {}).items():
+                if isinstance(v, Tensor) and v.ndim > 0 and (v.shape != p.shape or not v.is_floating_point()):
+                    raise ResumeError(f"--resume: the optimizer state '{k}' has shape {tuple(v.shape)} / {v.dtype} "
+                                      f"for a parameter of shape {tuple(p.shape)}", path=path)
+
+
+def _tensors(obj: Any, key: str = "", depth: int = 0):
+    """``(key, tensor)`` for every tensor inside nested dicts/lists of a training state."""
+    if isinstance(obj, Tensor):
+        yield key, obj
+    elif depth < 8 and isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _tensors(v, f"{key}.{k}" if key else str(k), depth + 1)
+    elif depth < 8 and isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _tensors(v, f"{key}[{i}]", depth + 1)
 
 
 def resume(plan: "Plan", parts: "Parts") -> int:
@@ -301,25 +346,18 @@ def resume(plan: "Plan", parts: "Parts") -> int:
     run_dir = plan.run_dir
     meta = read_checkpoint(run_dir)
     step = int(meta.get("step", -1))
-    _load_safetensors(parts.model.student, run_dir / meta["weights"], step)
+    _load_safetensors(parts.model.student, run_dir, meta["weights"], step)
     if parts.head is not None and meta.get("head"):
-        _load_safetensors(parts.head, run_dir / meta["head"], step)
-    if not meta.get("train_state"):
-        raise ValueError(f"--resume: {run_dir} has no optimizer state")
-    path = run_dir / meta["train_state"]
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"--resume: {path} is missing") from None
-    except Exception as e:                     # truncated zip, bad pickle: torch raises several kinds
-        raise ValueError(f"--resume: {path} is truncated or corrupt ({type(e).__name__}: {e})") from None
-    if int(state.get("step", -1)) != step:
-        raise ValueError(f"--resume: {path} holds step {state.get('step')} but {CKPT_JSON} says step {step}")
+        _load_safetensors(parts.head, run_dir, meta["head"], step)
+    path = run_dir / str(meta.get("train_state"))
+    state = _read_state(run_dir, meta, step)
     impl = [{k: g.get(k) for k in ("fused", "foreach")} for g in parts.opt.param_groups]
     try:
         parts.opt.load_state_dict(state["optimizer"])
-    except (ValueError, KeyError) as e:
-        raise ValueError(f"--resume: the optimizer state in {path} does not fit this run: {e}") from None
+    except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as e:
+        raise ResumeError(f"--resume: the optimizer state does not fit this run: {type(e).__name__}: {e}",
+                          path=path) from None
+    _check_optimizer(parts.opt, path)
     for g, flags in zip(parts.opt.param_groups, impl):      # the saved groups carry the old implementation flags
         g.update(flags)
     if state.get("rng_cpu") is not None:

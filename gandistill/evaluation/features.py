@@ -13,12 +13,13 @@ from typing import Callable, Iterator, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
+from gandistill.io.errors import GandistillError
 
 FeatureFn = Union[nn.Module, Callable[[Tensor], Tensor]]
 DataLike = Union[Dataset, Tuple[Tensor, Tensor]]
 
 
-class EvalDataError(ValueError):
+class EvalDataError(GandistillError):
     """A dataset cannot be used for a supervised evaluation (empty, unlabelled, bad shapes)."""
 
 

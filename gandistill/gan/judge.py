@@ -13,7 +13,6 @@ re-creates them. Only meaningful for images of digits.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,11 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from gandistill.io.files import atomic_write_json
+from gandistill.io.formats import JUDGE
+from gandistill.io.schema import load_json
+from gandistill.io.tensors import check_state, read_safetensors
 
 JUDGE_RECIPE = ("DigitCNN (conv16-pool-conv32-pool-conv64-pool-fc128-fc10) trained with Adam + one-cycle "
                 "lr 2e-3, batch 64, on digits/train with random +-3 px shifts")
@@ -125,23 +129,23 @@ def save_judge(model: DigitCNN, out_dir: Path, meta: Dict[str, Any]) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().half().contiguous() for k, v in model.state_dict().items()},
               str(out_dir / "judge.safetensors"))
-    (out_dir / "judge.json").write_text(json.dumps(meta, indent=1) + "\n")
+    atomic_write_json(out_dir / "judge.json", meta, indent=1, default=None)
     return out_dir
 
 
 def load_judge(path: Optional[Path] = None) -> Judge:
     """Load the shipped judge (or one saved by :func:`save_judge` at ``path``)."""
-    from safetensors.torch import load_file
-
     path = Path(path) if path is not None else bundled_judge_path()
     w, j = path / "judge.safetensors", path / "judge.json"
     if not w.is_file() or not j.is_file():
         raise FileNotFoundError(f"no digits judge at {path} (expected judge.safetensors and judge.json); "
                                 "re-create it with scripts/train_digits_judge.py")
     model = DigitCNN()
-    state = {k: v.float() for k, v in load_file(str(w)).items()}
+    raw, _ = read_safetensors(w, "judge weights")          # read, not mapped; stored as fp16 on purpose
+    state = {k: v.float() for k, v in raw.items()}
+    check_state(state, model.state_dict(), w, what="judge weights")
     model.load_state_dict(state, strict=True)
-    return Judge(model.eval(), json.loads(j.read_text()))
+    return Judge(model.eval(), load_json(j, JUDGE, what="judge.json"))
 
 
 def label_stats(prob: Tensor, confident: float = 0.9) -> Dict[str, Any]:

@@ -19,6 +19,7 @@ Feature spaces (the output always says which was used):
 """
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
@@ -26,11 +27,14 @@ from typing import Any, Dict, Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from gandistill.io.errors import GandistillError
+from gandistill.io.files import read_bytes
+from gandistill.io.tensors import read_safetensors
 
 FEATURE_SPACES = ("auto", "digits-judge", "inception")
 
 
-class ScoreError(ValueError):
+class ScoreError(GandistillError):
     """Bad input to ``gan score`` (missing weights file, wrong image size, too few samples)."""
 
 
@@ -103,11 +107,11 @@ class InceptionFeatures:
         if not p.is_file():
             raise ScoreError(f"Inception weights file not found: {p} (pass a torchvision inception_v3 state dict)")
         if p.suffix == ".safetensors":
-            from safetensors.torch import load_file
-            state = load_file(str(p))
+            state, _ = read_safetensors(p, "Inception weights file", ScoreError)   # read, never mapped
         else:
+            data = read_bytes(p, "Inception weights file", kind="weights")
             try:
-                state = torch.load(p, map_location="cpu", weights_only=True)
+                state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
             except Exception as e:  # noqa: BLE001 - any unreadable file is the user's bad input
                 raise ScoreError(f"{p}: not a readable weights file ({type(e).__name__})") from None
         if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):

@@ -17,7 +17,6 @@ so a run killed at any moment leaves only complete snapshots behind.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -25,6 +24,8 @@ from typing import Any, Dict, Optional, Union
 
 import torch
 
+from gandistill.io.files import atomic_write_json, inside
+from gandistill.io.schema import Obj, Str, load_json
 from gandistill.teachers.stylegan2.checkpoint import save_sg2
 
 STATE_FILE = "training_state.pt"
@@ -37,10 +38,8 @@ def snapshot_name(cur_nimg: int) -> str:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to ``path`` via a temporary file and ``os.replace``."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    """Write JSON to ``path`` atomically (:func:`gandistill.io.files.atomic_write_json`)."""
+    atomic_write_json(path, obj, indent=1, default=None)
 
 
 def save_snapshot(run_dir: Union[str, Path], cur_nimg: int, *, G, D, G_ema, state: Dict[str, Any],
@@ -79,7 +78,8 @@ def resolve_snapshot(path: Union[str, Path]) -> Path:
     if (p / STATE_FILE).is_file():
         return p
     if (p / LATEST_FILE).is_file():
-        snap = p / json.loads((p / LATEST_FILE).read_text())["snapshot"]
+        latest = load_json(p / LATEST_FILE, Obj(required={"snapshot": Str(255)}), what="latest snapshot pointer")
+        snap = inside(p, latest["snapshot"], "snapshot folder", where=p / LATEST_FILE)
         if (snap / STATE_FILE).is_file():
             return snap
         raise FileNotFoundError(f"{p / LATEST_FILE} points at {snap}, which has no {STATE_FILE}")

@@ -32,6 +32,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from gandistill.io.errors import GandistillError
 
 PathLike = Union[str, Path]
 
@@ -47,7 +48,7 @@ EPS = 1e-10
 MAX_FILE_BYTES = 1 << 30
 
 
-class LPIPSWeightsError(ValueError):
+class LPIPSWeightsError(GandistillError):
     """A weights file is missing, unreadable or does not hold LPIPS-alex / AlexNet weights."""
 
 
