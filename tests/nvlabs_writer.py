@@ -77,6 +77,9 @@ class Record:
     def __reduce__(self):
         return (_reconstruct_persistent_obj, (self.meta,))
 
+    def __deepcopy__(self, memo):
+        return Record(self.meta["class_name"], copy.deepcopy(self.meta["state"], memo), self.meta["module_src"])
+
 
 def easy(obj: Any) -> Any:
     """Nested dicts -> EasyDict (as ``train.py`` builds kwargs)."""

@@ -195,10 +195,10 @@ def _check_classes(name: str, net: nn.Module, classes: Dict[str, str], where: st
     for path, cls_name in classes.items():
         want = ours.get(path)
         if want is None:
-            raise SG2LoadError(f"{where}: {name} has a submodule {summary(path, 80)} ({summary(cls_name, 60)}) that "
+            raise SG2LoadError(f"{where}: {name} has a submodule {path[:120]} ({summary(cls_name, 60)}) that "
                                f"a StyleGAN2-ADA {type(net).__name__} built from its kwargs does not have")
         if cls_name != want:
-            raise SG2LoadError(f"{where}: {name}.{summary(path, 80) or '<root>'} is a {summary(cls_name, 60)}, "
+            raise SG2LoadError(f"{where}: {name}{'.' + path[:120] if path else ''} is a {summary(cls_name, 60)}, "
                                f"expected a {want}")
     missing = [p for p in ours if p not in classes]
     if missing:

@@ -143,7 +143,7 @@ def _small_set(items: Any = ()) -> set:
                                 f"{f' of {len(items)} items' if isinstance(items, (list, tuple)) else ''}; refusing "
                                 f"(the snapshot format only builds sets of at most {MAX_SET_ITEMS} names)")
     if not all(type(k) is str and len(k) <= 256 for k in items):
-        raise UnsafePickleError("this file builds a set of something other than short names; refusing")
+        raise UnsafePickleError("this file calls builtins.set with something other than short names; refusing")
     return set(items)
 
 
@@ -469,7 +469,7 @@ def _state_group(record: PersistentRecord, key: str, prefix: str) -> Dict[Any, A
 
 def _child_name(name: Any, prefix: str, record: PersistentRecord, used: set) -> str:
     """A parameter/buffer/submodule name: a non-empty string without dots, used once per module."""
-    where = f"{summary(prefix.rstrip('.'), 80) if prefix else '<root>'} ({summary(record.class_name, 60)})"
+    where = f"{prefix.rstrip('.')[:120] if prefix else '<root>'} ({summary(record.class_name, 60)})"
     if type(name) is not str or not name or "." in name or len(name) > 256:
         raise SG2LoadError(f"{where} has a parameter, buffer or submodule named {summary(name, 60)}; names must "
                            "be short non-empty strings without dots")
@@ -588,7 +588,7 @@ def plain(obj: Any, finite: bool = False) -> Any:
                 return out
             return [walk(v, inner, f"{name}[{i}]"[:200]) for i, v in enumerate(o)]
         if type(o) is float and finite and not math.isfinite(o):
-            raise SG2LoadError(f"{summary(name, 80) if name else 'a value'} is {o!r}; refusing non-finite kwargs")
+            raise SG2LoadError(f"{name[:120] if name else 'a value'} is {o!r}; refusing non-finite kwargs")
         if isinstance(o, (str, int, float, bool)) or o is None:
             return o
         if isinstance(o, (set, frozenset)):  # elements are short strings (the interpreter allows nothing else)
