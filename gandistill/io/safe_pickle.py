@@ -29,6 +29,7 @@ from __future__ import annotations
 import codecs
 import errno
 import gc
+import mmap
 import os
 import stat
 import struct
@@ -140,7 +141,8 @@ def read_regular_file(path: PathLike, max_bytes: int, *, what: str = "file", fol
     Opens with ``O_NONBLOCK`` (a FIFO cannot block), checks ``fstat`` of the opened descriptor (so what
     is checked is what is read), refuses non-regular files and oversized files before reading, and
     refuses a file that grows while being read. ``follow_symlinks=False`` refuses a symlink as the last
-    path component. ``mutable=True`` returns a ``bytearray`` read in one pass (for zero-copy views).
+    path component. ``mutable=True`` returns a writable buffer (anonymous ``mmap``, bytes-like: indexing,
+    slicing, ``find``) read in one pass, for zero-copy views of it.
     A missing file raises ``FileNotFoundError``.
     """
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
@@ -164,8 +166,9 @@ def read_regular_file(path: PathLike, max_bytes: int, *, what: str = "file", fol
         with os.fdopen(fd, "rb", closefd=True) as f:
             fd = -1
             if mutable:  # one read straight into a buffer the caller may view and modify (no copy)
-                data = bytearray(st.st_size)
-                view, got = memoryview(data), 0
+                # anonymous memory: untouched until the read fills it (a bytearray would be zeroed first)
+                data = mmap.mmap(-1, max(st.st_size, 1)) if st.st_size else bytearray()
+                view, got = memoryview(data)[:st.st_size], 0
                 while got < st.st_size:
                     n = f.readinto(view[got:])
                     if not n:
@@ -175,7 +178,7 @@ def read_regular_file(path: PathLike, max_bytes: int, *, what: str = "file", fol
                 if got < st.st_size:
                     raise SafeLoadError(f"{path}: the {what} shrank while being read; refusing")
                 if f.read(1):
-                    data.append(0)  # grew: reported below
+                    raise SafeLoadError(f"{path}: the {what} grew while being read; refusing")
             else:
                 data = f.read(st.st_size + 1)
     except OSError as e:
