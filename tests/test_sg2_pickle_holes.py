@@ -326,3 +326,12 @@ def test_messages_are_one_bounded_escaped_line(tmp_path, tiny):
     with pytest.raises(SG2LoadError) as info:
         load_sg2(odd)
     assert "\n" not in str(info.value) and "\x1b" not in str(info.value) and "new\\nline" in str(info.value)
+
+
+@pytest.mark.parametrize("op", [P.EMPTY_SET, P.NONE + P.POP])
+def test_large_opcode_only_files_are_capped(tmp_path, op):
+    """Honest snapshots of any size need ~21k opcodes and ~2 MB of objects: a 24 MB file of opcodes is
+    refused within the same second and +200 MB as a small one (memory and opcodes are capped)."""
+    path = tmp_path / "big_ops.pkl"
+    path.write_bytes(HEAD + op * (24_000_000 // len(op)) + P.STOP)
+    refused(path, r"far more memory|more than \d+ opcodes")

@@ -13,13 +13,16 @@ to an ``Allowed`` stand-in; every opcode it does not know or allow is refused. I
 * **no cycles, bounded depth**: a container that has been placed inside another one is frozen (no
   more APPEND/SETITEM/BUILD on it), so the object graph is a DAG whose depth is known exactly when each
   node is built; deeper than ``Limits.max_depth`` is refused;
-* **bounded hashing**: dict keys and set elements must be strings/bytes/numbers of bounded size or
-  small tuples of them (a nested or heavily shared tuple is never hashed);
+* **no hash flooding**: dict keys and set elements must be strings or bytes of bounded size (keyed
+  SipHash: a file cannot make them collide; numbers and tuples can, so they are refused);
+  memo indices are integers below 2**32 (distinct hashes);
 * **typed mutation**: APPEND(S) only onto lists, SETITEM(S) only onto the dict types given,
   ADDITEMS only onto sets, BUILD only on the types given, always objects this interpreter created;
-* **a budget** proportional to the file size: every created container and slot costs nodes, and the
-  bytes/str/containers handed to a call (REDUCE, BUILD) cost payload, so re-using one memoised object
-  over and over cannot make a small file expensive;
+* **a budget** scaled to the file size and capped: every object created (containers and their slots,
+  strings, numbers, memo entries, MARKs, a stand-in's copy of its argument) is charged its approximate
+  memory, the bytes/str/containers handed to a call (REDUCE, BUILD) cost payload, and every opcode costs
+  one op, so re-using one memoised object over and over cannot make a small file expensive and a file
+  of opcodes alone stays within a few times its size (and ~66 MB) in memory;
 * **clean errors**: anything going wrong becomes ``SafeLoadError`` (``ForbiddenError`` for
   something outside the allow-list), with bounded messages (``summary`` never formats attacker data
   beyond a few dozen characters).
@@ -223,12 +226,14 @@ class Limits:
     max_line: int = 4096           # text opcodes (GLOBAL, INT, ...)
     max_name: int = 256            # module / name of a global
     max_memo_index: int = 2 ** 32 - 1  # memo keys are 0..2**32-1: distinct ints, distinct hashes
-    mem_per_byte: int = 8          # estimated bytes of Python objects the pickle may create per byte of file
-    mem_slack: int = 2 << 20
+    mem_per_byte: int = 8          # estimated bytes of Python objects the pickle may create per byte of file,
+    mem_cap: int = 64 << 20        # up to this much (honest snapshots of any size use ~2 MB: the tensor
+    mem_slack: int = 2 << 20       # bytes are zero-copy views, not objects)
     payload_per_byte: int = 2
     payload_slack: int = 65536
-    ops_floor: int = 200_000       # opcodes: honest snapshots run ~17k per MB (tensor bytes dominate)
+    ops_floor: int = 200_000       # opcodes: honest snapshots run ~21k whatever their size (1 MB or 240 MB)
     bytes_per_op: int = 16
+    ops_cap: int = 1_000_000
 
 
 # approximate CPython sizes (bytes) charged to the memory budget for each object a pickle creates
@@ -241,8 +246,9 @@ MEM_OTHER = 96      # any other object (a stand-in's result, an OrderedDict, a m
 
 class Budget:
     """Work a pickle may ask for: ``mem`` (estimated bytes of the objects it creates, so a file of opcodes
-    alone stays within ``mem_per_byte`` x its size + ``mem_slack``), ``payload`` (bytes and items handed to
-    calls and BUILD) and ``ops`` (opcodes executed, which bounds the time of a file of nothing but opcodes).
+    alone stays within ``min(mem_per_byte x its size, mem_cap) + mem_slack``), ``payload`` (bytes and items
+    handed to calls and BUILD) and ``ops`` (opcodes executed, at most ``ops_floor + min(size / bytes_per_op,
+    ops_cap)``, which bounds the time of a file of nothing but opcodes at any size).
 
     ``nodes`` (the old unit: one container slot) is kept as a view of ``mem`` for callers that charge it.
     """
@@ -250,10 +256,10 @@ class Budget:
     NODE_BYTES = 48
 
     def __init__(self, size: int, limits: Limits = Limits()):
-        self.mem = limits.mem_per_byte * size + limits.mem_slack
+        self.mem = min(limits.mem_per_byte * size, limits.mem_cap) + limits.mem_slack
         self.max_mem = self.mem
         self.payload = limits.payload_per_byte * size + limits.payload_slack
-        self.ops = limits.ops_floor + size // limits.bytes_per_op
+        self.ops = limits.ops_floor + min(size // limits.bytes_per_op, limits.ops_cap)
         self.max_ops = self.ops
 
     @property
@@ -904,7 +910,9 @@ class SafeUnpickler:
             raise self._error(f"REDUCE arguments are a {type(args).__name__}, not a tuple")
         self.budget.charge(nodes=1, payload=payload_of(args))
         result = func.allowed.call(*args)
-        self.stack[-1] = self.register(result, args)
+        # a stand-in that copies its argument (a dict subclass built from a shared dict) pays for the copy
+        slots = len(result) if isinstance(result, (dict, list, tuple, set, frozenset)) else 0
+        self.stack[-1] = self.register(result, args, slots=slots)
 
     def _newobj(self) -> None:
         args = self._pop()

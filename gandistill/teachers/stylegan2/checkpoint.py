@@ -140,7 +140,7 @@ def _check_kwargs(name: str, kwargs: Any, where: str) -> None:
     walk(kwargs, "", 0)
 
 
-_RANDOM = frozenset({torch.randn, torch.rand, torch.randint, torch.normal})
+_RANDOM = frozenset({torch.randn, torch.rand})  # (size..., generator=...) -> same arguments as torch.empty
 _SIZED = _RANDOM | {torch.zeros, torch.ones, torch.full, torch.empty}
 
 
@@ -172,7 +172,7 @@ class _LeanInit(TorchFunctionMode):
             self.left -= _numel_of(args, kwargs)
             if self.left < 0:
                 raise MemoryError("the network these kwargs describe is far larger than the stored weights")
-            if func in _RANDOM and func is not torch.randint and "generator" not in kwargs:
+            if func in _RANDOM:
                 return torch.empty(*args, **{k: v for k, v in kwargs.items() if k != "generator"})
         return func(*args, **kwargs)
 
