@@ -36,6 +36,7 @@ import mmap
 import os
 import stat
 import struct
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
@@ -229,6 +230,8 @@ class Limits:
     mem_per_byte: int = 8          # estimated bytes of Python objects the pickle may create per byte of file,
     mem_cap: int = 64 << 20        # up to this much (honest snapshots of any size use ~2 MB: the tensor
     mem_slack: int = 2 << 20       # bytes are zero-copy views, not objects)
+    data_per_byte: int = 4         # characters of str/bytes objects per byte of file (a str of one astral
+    data_slack: int = 1 << 20      # character and k ASCII ones takes 4k bytes); linear, never capped
     payload_per_byte: int = 2
     payload_slack: int = 65536
     ops_floor: int = 200_000       # opcodes: honest snapshots run ~21k whatever their size (1 MB or 240 MB)
@@ -258,6 +261,7 @@ class Budget:
     def __init__(self, size: int, limits: Limits = Limits()):
         self.mem = min(limits.mem_per_byte * size, limits.mem_cap) + limits.mem_slack
         self.max_mem = self.mem
+        self.data = limits.data_per_byte * size + limits.data_slack
         self.payload = limits.payload_per_byte * size + limits.payload_slack
         self.ops = limits.ops_floor + min(size // limits.bytes_per_op, limits.ops_cap)
         self.max_ops = self.ops
@@ -266,14 +270,15 @@ class Budget:
     def nodes(self) -> int:
         return self.mem // self.NODE_BYTES
 
-    def charge(self, nodes: int = 0, payload: int = 0, mem: int = 0) -> None:
+    def charge(self, nodes: int = 0, payload: int = 0, mem: int = 0, data: int = 0) -> None:
         self.mem -= nodes * self.NODE_BYTES + mem
         self.payload -= payload
-        if self.mem < 0 or self.payload < 0:
+        self.data -= data
+        if self.mem < 0 or self.payload < 0 or self.data < 0:
             self.refuse()
 
     def refuse(self) -> None:
-        what = "memory" if self.mem < 0 else "work"
+        what = "memory" if self.mem < 0 or self.data < 0 else "work"
         raise SafeLoadError(f"the pickle asks for far more {what} than its size justifies (a memory or time "
                             "bomb?); refusing")
 
@@ -292,14 +297,20 @@ def payload_of(obj: Any) -> int:
 
 
 def mem_of(obj: Any, slots: int = 0) -> int:
-    """The memory charged for creating ``obj`` holding ``slots`` items."""
+    """The memory charged for creating ``obj`` holding ``slots`` items (a string's characters are charged
+    to the data budget instead: ``data_of``)."""
     t = type(obj)
     base = MEM_OBJECT.get(t)
     if base is None:
         return MEM_OTHER + 48 * slots
     if t in (str, bytes, bytearray):
-        return base + len(obj)
+        return base
     return base + MEM_SLOT.get(t, 8) * slots
+
+
+def data_of(obj: Any) -> int:
+    """The characters' share of a str/bytes/bytearray's memory (``sys.getsizeof`` is O(1) for them)."""
+    return sys.getsizeof(obj) - MEM_OBJECT[str] if type(obj) in (str, bytes, bytearray) else 0
 
 
 @dataclass(frozen=True)
@@ -437,9 +448,7 @@ class SafeUnpickler:
         out = bytes(self._mv[self.pos:end])
         self.pos = end
         if k > 1:
-            self.budget.mem -= MEM_OBJECT[bytes] + k
-            if self.budget.mem < 0:
-                self.budget.refuse()
+            self.budget.charge(mem=MEM_OBJECT[bytes], data=k)
         return out
 
     def _view(self, k: int) -> memoryview:
@@ -531,6 +540,8 @@ class SafeUnpickler:
         budget.mem -= mem_of(obj, slots)
         if budget.mem < 0:
             budget.refuse()
+        if t in (str, bytes, bytearray):
+            budget.charge(data=data_of(obj))
         if t in _PRIM_SET or id(obj) in self._depths:
             return obj
         depth = self._adopt(obj, 1, children)
@@ -718,9 +729,7 @@ class SafeUnpickler:
         self._push_str(str(b, "utf-8", "surrogatepass"))
 
     def _push_str(self, s: str) -> None:
-        self.budget.mem -= MEM_OBJECT[str] + 4 * len(s)  # the str may be wider than its UTF-8 bytes
-        if self.budget.mem < 0:
-            self.budget.refuse()
+        self.budget.charge(mem=MEM_OBJECT[str], data=data_of(s))  # may be wider than its UTF-8 bytes
         self.stack.append(s)
 
     def _short_binunicode(self) -> None:
