@@ -335,3 +335,10 @@ def test_large_opcode_only_files_are_capped(tmp_path, op):
     path = tmp_path / "big_ops.pkl"
     path.write_bytes(HEAD + op * (24_000_000 // len(op)) + P.STOP)
     refused(path, r"far more memory|more than \d+ opcodes")
+
+
+def test_kwargs_far_larger_than_the_stored_weights_are_refused_before_allocating(tmp_path, tiny):
+    """channel_max=8192 passes the per-value bounds; building it would allocate ~GBs for ~1 MB of weights."""
+    snap = _snap(tiny)
+    snap["G_ema"].state["_init_kwargs"]["synthesis_kwargs"].update(channel_base=2 ** 22, channel_max=8192)
+    refused(W.write_snapshot(tmp_path / "wide.pkl", snap), r"cannot build G_ema .*far larger than the stored weights")

@@ -279,8 +279,8 @@ class Budget:
 
     def refuse(self) -> None:
         what = "memory" if self.mem < 0 or self.data < 0 else "work"
-        raise SafeLoadError(f"the pickle asks for far more {what} than its size justifies (a memory or time "
-                            "bomb?); refusing")
+        raise SafeLoadError(f"the pickle asks for far more {what} than its size justifies (a memory bomb or a "
+                            "time bomb?); refusing")
 
 
 def payload_of(obj: Any) -> int:
