@@ -4,8 +4,10 @@ gandistill's format is a folder holding ``<net>.safetensors`` (weights) per netw
 ``gandistill_sg2.json`` (constructor kwargs, dtype, metadata). NVlabs ``.pkl`` snapshots are read with
 the restricted unpickler of ``nvlabs_pickle``: nothing from the file is imported or executed.
 
-Every file is opened with ``safe_io.read_regular_file`` (regular files only, under a size cap, a FIFO
-cannot block); weights files named by the JSON must resolve inside the checkpoint folder. Any failure
+Every file is opened with ``io.safe_pickle.read_regular_file`` (regular files only, under a size cap, a
+FIFO cannot block); a snapshot is read once into anonymous memory whose tensors the networks adopt without
+copies (pages no built network uses are given back). Weights files named by the JSON must resolve inside
+the checkpoint folder. Any failure
 while reading a checkpoint is an ``SG2LoadError`` (``UnsafePickleError`` for a hostile pickle) whose
 message starts with the file's path; a missing path is ``FileNotFoundError``.
 """

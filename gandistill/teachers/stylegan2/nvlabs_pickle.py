@@ -1,8 +1,9 @@
 """A restricted reader for official StyleGAN2-ADA (NVlabs, PyTorch) network snapshot pickles.
 
 Nothing from the file is imported or executed. The pickle runs on ``gandistill.io.safe_pickle.SafeUnpickler``
-(a whitelisting pickle interpreter: bounded depth, no cycles, bounded dict keys, typed mutation, a
-work budget proportional to the file size). Its globals resolve to our stand-ins for exactly the
+(a whitelisting pickle interpreter: bounded depth, no cycles, string-only dict keys, typed mutation, a
+capped work budget scaled to the file size). Every pickle protocol 0-5 reads. Its globals resolve to our
+stand-ins for exactly the
 names the format uses (see ``ALLOWED_GLOBALS`` and ``tests/fixtures/README.md``); anything else is
 refused with ``UnsafePickleError``:
 
@@ -10,14 +11,19 @@ refused with ``UnsafePickleError``:
   ``class_name``, ``state`` and ``_init_kwargs``. The embedded ``module_src`` is dropped unread: it is
   never executed nor compiled.
 * ``torch.storage._load_from_bytes(blob)`` -> a flat storage, parsed from the legacy (non-zip) torch
-  serialization by a second restricted interpreter that only knows ``torch.<Type>Storage`` names.
+  serialization by a second restricted interpreter that only knows ``torch.<Type>Storage`` names; over a
+  writable buffer (``read_snapshot(mmap/bytearray)``) the storage is a zero-copy, 64-byte aligned view.
 * ``torch._utils._rebuild_tensor_v2`` / ``_rebuild_parameter`` -> views of those storages (bounds
   checked; the views of one storage may not claim more elements than it holds, so many tensors cannot
   share one small storage).
 * ``numpy.dtype`` / ``numpy.core.multiarray.scalar`` -> Python numbers (no numpy import).
 * ``dnnlib.util.EasyDict`` -> a plain ``dict`` subclass; ``collections.OrderedDict()`` (no arguments).
+* protocols 0-3 only: ``builtins.set(list)`` of at most 64 names (``_non_persistent_buffers_set``),
+  ``_codecs.encode(str, 'latin1')`` (bytes), ``copyreg._reconstructor(EasyDict, dict, {...})``; protocols
+  0-2 spell ``builtins``/``copyreg`` as ``__builtin__``/``copy_reg``.
 
-BUILD is allowed only on the EasyDict and numpy-dtype stand-ins.
+BUILD is allowed only on the EasyDict and numpy-dtype stand-ins. ``flatten_state`` refuses dotted or
+duplicate names; the loader (``checkpoint.py``) checks every submodule's class, dtypes and finiteness.
 """
 from __future__ import annotations
 
