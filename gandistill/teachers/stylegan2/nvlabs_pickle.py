@@ -260,53 +260,82 @@ def load_storage_blob(blob: Any, budget: Optional[Budget] = None, ctx: Optional[
     budget = ctx.budget if ctx is not None else budget if budget is not None else Budget(len(blob), LIMITS)
     head = bytes(blob[:MAX_BLOB_HEADER])  # the five small pickles (the data follows them)
     storages: Dict[str, List[Any]] = {}
+    pickles = _BlobPickles(head, budget, functools.partial(_storage_record, storages, len(blob)))
+    _skip_blob_header(pickles)
+    ref = pickles.next()
+    keys = pickles.next()
+    _read_blob_data(blob, pickles.pos, keys, storages, ctx)
+    if type(ref) is not _BlobRef:
+        raise SG2LoadError("tensor blob does not hold a storage")
+    root = storages[ref.key][2]
+    if root is None:
+        raise SG2LoadError("tensor blob storage has no data")
+    if ref.view is not None:
+        offset, size = ref.view
+        if offset < 0 or size < 0 or offset + size > root.numel():
+            raise SG2LoadError("tensor blob storage view is out of bounds")
+        return _Storage(root[offset: offset + size])
+    return _Storage(root)
 
-    def persistent_load(pid: Any) -> _BlobRef:
-        if type(pid) is not tuple or len(pid) != 6 or pid[0] != "storage":
-            raise SG2LoadError(f"unexpected persistent id in a tensor blob: {summary(pid)}")
-        _, stype, key, _location, numel, view = pid
-        if (type(stype) is not Global or stype.name not in _STORAGE_DTYPES or type(key) not in (str, int)
-                or type(numel) is not int or numel < 0):
-            raise SG2LoadError("malformed storage record in a tensor blob")
-        dtype = _STORAGE_DTYPES[stype.name]
-        if numel * dtype.itemsize > len(blob):
-            raise SG2LoadError(f"a tensor blob declares {numel} elements, more than its {len(blob)} bytes hold")
-        key = str(key)
-        if key not in storages:
-            storages[key] = [dtype, numel, None]
-        elif storages[key][0] != dtype or storages[key][1] != numel:
-            raise SG2LoadError(f"a tensor blob declares storage {summary(key)} twice, differently")
-        if view is None:
-            return _BlobRef(key, None)
-        if type(view) is not tuple or len(view) != 3 or not all(type(v) is int for v in view[1:]):
-            raise SG2LoadError("malformed storage view record in a tensor blob")
-        return _BlobRef(key, (view[1], view[2]))
 
-    pos = 0
+def _storage_record(storages: Dict[str, List[Any]], nblob: int, pid: Any) -> _BlobRef:
+    """A storage persistent id ``('storage', <Type>Storage, key, location, numel, view)`` -> a ``_BlobRef``;
+    records ``[dtype, numel, None]`` under its key."""
+    if type(pid) is not tuple or len(pid) != 6 or pid[0] != "storage":
+        raise SG2LoadError(f"unexpected persistent id in a tensor blob: {summary(pid)}")
+    _, stype, key, _location, numel, view = pid
+    if (type(stype) is not Global or stype.name not in _STORAGE_DTYPES or type(key) not in (str, int)
+            or type(numel) is not int or numel < 0):
+        raise SG2LoadError("malformed storage record in a tensor blob")
+    dtype = _STORAGE_DTYPES[stype.name]
+    if numel * dtype.itemsize > nblob:
+        raise SG2LoadError(f"a tensor blob declares {numel} elements, more than its {nblob} bytes hold")
+    key = str(key)
+    if key not in storages:
+        storages[key] = [dtype, numel, None]
+    elif storages[key][0] != dtype or storages[key][1] != numel:
+        raise SG2LoadError(f"a tensor blob declares storage {summary(key)} twice, differently")
+    if view is None:
+        return _BlobRef(key, None)
+    if type(view) is not tuple or len(view) != 3 or not all(type(v) is int for v in view[1:]):
+        raise SG2LoadError("malformed storage view record in a tensor blob")
+    return _BlobRef(key, (view[1], view[2]))
 
-    def next_pickle() -> Any:
-        nonlocal pos
-        vm = SafeUnpickler(head, pos=pos, find_class=_blob_find_class, budget=budget, limits=LIMITS,
-                           persistent_load=persistent_load, fmt="a tensor blob")
+
+class _BlobPickles:
+    """The small pickles at the start of a blob, read one after another by the restricted interpreter."""
+
+    def __init__(self, head: bytes, budget: Budget, persistent_load: Any):
+        self.head, self.budget, self.persistent_load, self.pos = head, budget, persistent_load, 0
+
+    def next(self) -> Any:
+        vm = SafeUnpickler(self.head, pos=self.pos, find_class=_blob_find_class, budget=self.budget, limits=LIMITS,
+                           persistent_load=self.persistent_load, fmt="a tensor blob")
         obj = vm.load()
-        pos = vm.pos
+        self.pos = vm.pos
         return obj
 
-    header = next((h for h in _BLOB_HEADERS if head.startswith(h)), None)
+
+def _skip_blob_header(pickles: _BlobPickles) -> None:
+    """Check the first three pickles (magic, protocol, sys info); ``pickles.pos`` ends on the storage record."""
+    header = next((h for h in _BLOB_HEADERS if pickles.head.startswith(h)), None)
     if header is not None:  # the same three header pickles as a blob already checked: same result
-        pos = len(header)
-    else:
-        if next_pickle() != _LEGACY_MAGIC:
-            raise SG2LoadError("tensor blob has a wrong magic number (not legacy torch serialization)")
-        if next_pickle() != _LEGACY_PROTOCOL:
-            raise SG2LoadError("tensor blob has an unsupported serialization protocol")
-        info = next_pickle()
-        if not isinstance(info, dict) or info.get("little_endian", True) is not True:
-            raise SG2LoadError("tensor blob: only little-endian sys info dicts are supported")
-        if pos <= 512 and len(_BLOB_HEADERS) < 8:
-            _BLOB_HEADERS.append(head[:pos])
-    ref = next_pickle()
-    keys = next_pickle()
+        pickles.pos = len(header)
+        return
+    if pickles.next() != _LEGACY_MAGIC:
+        raise SG2LoadError("tensor blob has a wrong magic number (not legacy torch serialization)")
+    if pickles.next() != _LEGACY_PROTOCOL:
+        raise SG2LoadError("tensor blob has an unsupported serialization protocol")
+    info = pickles.next()
+    if not isinstance(info, dict) or info.get("little_endian", True) is not True:
+        raise SG2LoadError("tensor blob: only little-endian sys info dicts are supported")
+    if pickles.pos <= 512 and len(_BLOB_HEADERS) < 8:
+        _BLOB_HEADERS.append(pickles.head[:pickles.pos])
+
+
+def _read_blob_data(blob: Any, pos: int, keys: Any, storages: Dict[str, List[Any]],
+                    ctx: Optional[BlobContext]) -> None:
+    """Per listed key: an 8-byte element count (must match the record) and the raw data -> the storage."""
     if type(keys) is not list or not all(type(k) in (str, int) for k in keys) or len(keys) > len(storages):
         raise SG2LoadError("tensor blob has no valid storage key list")
     for key in keys:
@@ -325,17 +354,6 @@ def load_storage_blob(blob: Any, budget: Optional[Budget] = None, ctx: Optional[
             raise SG2LoadError("tensor blob is truncated")
         storages[key][2] = _storage_data(blob, pos, numel, dtype, ctx)
         pos += nbytes
-    if type(ref) is not _BlobRef:
-        raise SG2LoadError("tensor blob does not hold a storage")
-    root = storages[ref.key][2]
-    if root is None:
-        raise SG2LoadError("tensor blob storage has no data")
-    if ref.view is not None:
-        offset, size = ref.view
-        if offset < 0 or size < 0 or offset + size > root.numel():
-            raise SG2LoadError("tensor blob storage view is out of bounds")
-        return _Storage(root[offset: offset + size])
-    return _Storage(root)
 
 
 def _rebuild_tensor_v2(storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any = False,
