@@ -139,7 +139,7 @@ def _mb(n: int) -> str:
 
 
 def read_regular_file(path: PathLike, max_bytes: int, *, what: str = "file", follow_symlinks: bool = True,
-                      mutable: bool = False) -> Union[bytes, bytearray]:
+                      mutable: bool = False) -> Union[bytes, bytearray, mmap.mmap]:
     """The bytes of ``path`` if it is a regular file of at most ``max_bytes``; else ``SafeLoadError``.
 
     Opens with ``O_NONBLOCK`` (a FIFO cannot block), checks ``fstat`` of the opened descriptor (so what

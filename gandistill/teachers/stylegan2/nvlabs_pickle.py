@@ -445,7 +445,7 @@ def _snapshot_find_class(ctx: BlobContext, module: str, name: str) -> Allowed:
 BIG_BYTES = 1 << 12  # byte strings at least this long (the tensor blobs) are read as views of the file
 
 
-def read_snapshot(data: Union[bytes, bytearray]) -> Dict[str, Any]:
+def read_snapshot(data: Union[bytes, bytearray, "mmap.mmap"]) -> Dict[str, Any]:
     """Unpickle an NVlabs snapshot's bytes safely; returns the top-level dict (networks as ``PersistentRecord``).
 
     Given a ``bytearray`` (``read_regular_file(..., mutable=True)``), the tensors are views of it (no
