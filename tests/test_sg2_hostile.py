@@ -121,12 +121,11 @@ def test_nested_and_shared_keys_never_hashed(tmp_path):
     shared = P.EMPTY_TUPLE + (P.DUP + P.TUPLE2) * 40  # 2**40 leaves
     small = HEAD + P.EMPTY_DICT + shared + P.NONE + P.SETITEM + P.STOP
     assert len(small) < 100
-    refused(_write(tmp_path, "shared_key.pkl", small),
-            r"dict key / set element is a tuple nested more than 3 deep or of more than 32 values")
+    refused(_write(tmp_path, "shared_key.pkl", small), r"dict key / set element is a tuple; only strings")
     as_set = HEAD + P.EMPTY_SET + P.MARK + shared + P.ADDITEMS + P.STOP
-    refused(_write(tmp_path, "shared_elem.pkl", as_set), r"tuple nested more than 3 deep", kind=UnsafePickleError)
+    refused(_write(tmp_path, "shared_elem.pkl", as_set), r"is a tuple; only strings", kind=UnsafePickleError)
     as_frozenset = HEAD + P.MARK + shared + P.FROZENSET + P.STOP
-    refused(_write(tmp_path, "shared_frozen.pkl", as_frozenset), r"tuple nested more than 3 deep")
+    refused(_write(tmp_path, "shared_frozen.pkl", as_frozenset), r"is a tuple; only strings")
     # depth built by re-opening memoised lists (x_i.append(x_{i+1}) after x_{i+1} already holds x_{i+2})
     n = 5000
     chain = HEAD + b"".join(P.EMPTY_LIST + _put(i) + P.POP for i in range(n))
@@ -185,7 +184,7 @@ def _tensor_record(n: int = 1000) -> bytes:
      + P.REDUCE, r"does not reference a storage"),
     ("call_a_tensor", _tensor_record() + P.EMPTY_TUPLE + P.REDUCE, r"wants to call a Tensor object"),
     ("set_of_tensor", _glob("builtins", "set") + _tensor_record() + P.TUPLE1 + P.REDUCE,
-     r"wants to import builtins.set"),
+     r"calls builtins.set with a Tensor"),
 ])
 def test_memory_bombs_on_tensors_and_allowed_classes(tmp_path, case, body, match):
     """Container opcodes aimed at tensors / stand-ins, and allowed callables applied to a tensor, are refused
@@ -209,7 +208,7 @@ def test_messages_never_format_huge_structures(tmp_path):
          r"persistence version \[\["),
         ("kwargs", base + _u("type") + _u("class") + _u("state") + P.EMPTY_DICT + P.MARK + _u("_init_kwargs")
          + P.EMPTY_DICT + P.MARK + _u("z_dim") + P.BININT1 + b"\x05" + _u("junk") + dag + P.SETITEMS + P.SETITEMS,
-         r"more than 100000 entries"),
+         r"more than \d+ entries"),
     ]:
         body = HEAD + P.EMPTY_DICT + _u("G_ema") + _meta(fields) + P.SETITEM + P.STOP
         err = refused(_write(tmp_path, f"fmt_{name}.pkl", body), match)
@@ -221,7 +220,7 @@ def test_messages_never_format_huge_structures(tmp_path):
     fields = (base + _u("type") + _u("class") + _u("state") + P.EMPTY_DICT + P.MARK + _u("_init_kwargs")
               + P.EMPTY_DICT + P.MARK + _u("names") + shared + P.SETITEMS + P.SETITEMS)
     body = HEAD + P.EMPTY_DICT + _u("G_ema") + _meta(fields) + P.SETITEM + P.STOP
-    refused(_write(tmp_path, "shared_string.pkl", body), r"more than 4000000 characters of strings")
+    refused(_write(tmp_path, "shared_string.pkl", body), r"more than \d+ characters of strings")
 
 
 # ------------------------------------------------------------------------------------------------ class 3
@@ -276,30 +275,29 @@ class _Reduced:
         return self.red
 
 
-def test_tensors_sharing_one_small_storage_are_refused(tmp_path, fake_persistence):
-    """All G_ema tensors viewing one uint8 storage pass a shape-only check and would cost ~500x the file."""
+def test_tensors_sharing_one_small_storage_are_refused(tmp_path):
+    """All G_ema tensors viewing one small storage pass a shape-only check and would cost ~500x the file."""
+    import nvlabs_writer as W
+
     G_kwargs, _ = sg2_kwargs("tiny")
-    shapes = {k: v.shape for k, v in Generator(**G_kwargs).state_dict().items()}
+    G = Generator(**G_kwargs)
+    shapes = {k: v.shape for k, v in G.state_dict().items()}
     biggest = max(v.numel() for v in shapes.values())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        storage = torch.zeros(biggest, dtype=torch.uint8).storage()  # one small byte storage, memoised
-    rec = fake_persistence("Generator", {"_parameters": {k: _View(storage, s) for k, s in shapes.items()},
-                                         "_modules": {}, "_init_kwargs": G_kwargs})
-    path = _write(tmp_path, "shared_storage.pkl", pickle.dumps({"G_ema": rec}, protocol=4))
+        storage = torch.zeros(biggest).storage()  # one small storage, memoised
+    snap = W.snapshot(G_ema=G, augment_p=None, tensor_fn=lambda name, t: _View(storage, t.shape))
+    path = W.write_snapshot(tmp_path / "shared_storage.pkl", snap)
     total = sum(v.numel() for v in shapes.values()) * 4
-    assert total > 20 * path.stat().st_size  # what building it would have cost, vs the file
+    assert total > 5 * path.stat().st_size  # what building it would have cost, vs the file
     refused(path, r"share one storage of \d+ elements and claim")
     # the same tensor object (memoised) behind every same-shaped parameter: caught after unpickling
-    state = Generator(**G_kwargs).state_dict()
     first: dict = {}
-    shared = {k: first.setdefault(tuple(v.shape), v) for k, v in state.items()}
-    rec = fake_persistence("Generator", {"_parameters": shared, "_modules": {}, "_init_kwargs": G_kwargs})
-    path = _write(tmp_path, "shared_tensor.pkl", pickle.dumps({"G_ema": rec}, protocol=4))
+    snap = W.snapshot(G_ema=G, augment_p=None, tensor_fn=lambda name, t: first.setdefault(tuple(t.shape), t))
+    path = W.write_snapshot(tmp_path / "shared_tensor.pkl", snap)
     refused(path, r"shares its storage with other tensors")
     # control: the same structure with each tensor its own storage loads
-    rec = fake_persistence("Generator", {"_parameters": dict(state), "_modules": {}, "_init_kwargs": G_kwargs})
-    ok = _write(tmp_path, "honest.pkl", pickle.dumps({"G_ema": rec}, protocol=4))
+    ok = W.write_snapshot(tmp_path / "honest.pkl", W.snapshot(G_ema=G, augment_p=None))
     assert load_sg2(ok).G_ema is not None
 
 
@@ -379,8 +377,8 @@ def test_errors_are_clean_and_name_the_file(tmp_path):
          r"REDUCE arguments are a NoneType"),
         ("too_many_args", HEAD + _glob("torch._utils", "_rebuild_parameter") + P.MARK + P.NONE * 9 + P.TUPLE
          + P.REDUCE + P.STOP, r"TypeError: _rebuild_parameter\(\) takes"),
-        ("codecs", HEAD + _glob("_codecs", "encode") + P.STOP, r"wants to import _codecs.encode"),
-        ("set", HEAD + _glob("builtins", "set") + P.STOP, r"wants to import builtins.set"),
+        ("codecs", HEAD + _glob("_codecs", "decode") + P.STOP, r"wants to import _codecs.decode"),
+        ("set", HEAD + _glob("builtins", "frozenset") + P.STOP, r"wants to import builtins.frozenset"),
         ("getattr", HEAD + _glob("builtins", "getattr") + P.STOP, r"wants to import builtins.getattr"),
     ]:
         refused(_write(tmp_path, f"{name}.pkl", body), match)
@@ -397,12 +395,12 @@ def test_safe_unpickler_matches_pickle_on_plain_data():
 
     shared = [1, 2]
     base = {"a": [1, 2.5, -3, 2 ** 70, -2 ** 100, True, None, "sn\u00f6w\n", b"\x00\xff" * 3, (1, (2, "x")), shared,
-                  shared], "t": (), "d": {1: "one", (2, 3): [4], "k": {}}, "long": "x" * 300, "i4": 2 ** 31 - 1,
+                  shared], "t": (), "d": {"1": "one", b"23": [4], "k": {}}, "long": "x" * 300, "i4": 2 ** 31 - 1,
             "inf": float("inf"), "neg": -1}
     for proto in range(6):
         obj = dict(base)
         if proto >= 4:  # earlier protocols spell sets as a call of builtins.set
-            obj.update(s={1, 2, "z"}, f=frozenset({1, "a"}))
+            obj.update(s={"1", b"2", "z"}, f=frozenset({"1", "a"}))
         if proto >= 5:
             obj["ba"] = bytearray(b"qq")
         data = pickle.dumps(obj, protocol=proto)

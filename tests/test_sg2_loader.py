@@ -428,11 +428,11 @@ def test_memoised_copies_are_a_refused_memory_bomb(tmp_path):
     path = tmp_path / "bomb.pkl"
     path.write_bytes(body)
     assert len(body) < 100_000
-    with pytest.raises(SG2LoadError, match="bomb.pkl: .*memory bomb"):
+    with pytest.raises(SG2LoadError, match="bomb.pkl: .*(memory bomb|read twice)"):
         load_sg2(path)
 
 
-@pytest.mark.parametrize("module,name", [("builtins", "set"), ("_codecs", "encode"), ("builtins", "getattr")])
+@pytest.mark.parametrize("module,name", [("builtins", "getattr"), ("builtins", "frozenset"), ("codecs", "encode")])
 def test_globals_outside_the_documented_list_are_refused(tmp_path, module, name):
     body = pickle.PROTO + b"\x04" + pickle.GLOBAL + f"{module}\n{name}\n".encode() + pickle.STOP
     path = tmp_path / "g.pkl"
@@ -458,16 +458,16 @@ def test_persistent_meta_version_and_type_checked(tmp_path, fake_persistence):
     ({"img_resolution": 2 ** 20}, "img_resolution=1048576 is out of range"),
     ({"z_dim": -5}, "cannot build G_ema .* RuntimeError"),
     ({"w_dim": 10 ** 9}, "w_dim=1000000000 is out of range"),
-    ({"img_resolution": 1024}, "weights do not fit .* missing"),
+    ({"img_resolution": 64}, "weights do not fit .* missing"),
     ({"mapping_kwargs": {"num_layers": 10 ** 6}}, "mapping_kwargs.num_layers=1000000 is out of range"),
 ])
-def test_absurd_kwargs_fail_cleanly_before_allocating(tmp_path, fake_persistence, change, msg):
-    G_kwargs, _ = sg2_kwargs("tiny")
-    state = load_sg2(PKL).G_ema.state_dict()
-    rec = fake_persistence("Generator", {"_parameters": dict(state), "_modules": {},
-                                         "_init_kwargs": {**G_kwargs, **change}})
-    path = tmp_path / "absurd.pkl"
-    path.write_bytes(pickle.dumps({"G_ema": rec}))
+def test_absurd_kwargs_fail_cleanly_before_allocating(tmp_path, change, msg):
+    import nvlabs_writer as W
+
+    G = load_sg2(PKL).G_ema
+    snap = W.snapshot(G_ema=G)
+    snap["G_ema"].state["_init_kwargs"] = W.easy({**G.init_kwargs, **change})
+    path = W.write_snapshot(tmp_path / "absurd.pkl", snap)
     with pytest.raises(SG2LoadError, match=msg):
         load_sg2(path)
 

@@ -13,13 +13,16 @@ to an ``Allowed`` stand-in; every opcode it does not know or allow is refused. I
 * **no cycles, bounded depth**: a container that has been placed inside another one is frozen (no
   more APPEND/SETITEM/BUILD on it), so the object graph is a DAG whose depth is known exactly when each
   node is built; deeper than ``Limits.max_depth`` is refused;
-* **bounded hashing**: dict keys and set elements must be strings/bytes/numbers of bounded size or
-  small tuples of them (a nested or heavily shared tuple is never hashed);
+* **no hash flooding**: dict keys and set elements must be strings or bytes of bounded size (keyed
+  SipHash: a file cannot make them collide; numbers and tuples can, so they are refused);
+  memo indices are integers below 2**32 (distinct hashes);
 * **typed mutation**: APPEND(S) only onto lists, SETITEM(S) only onto the dict types given,
   ADDITEMS only onto sets, BUILD only on the types given, always objects this interpreter created;
-* **a budget** proportional to the file size: every created container and slot costs nodes, and the
-  bytes/str/containers handed to a call (REDUCE, BUILD) cost payload, so re-using one memoised object
-  over and over cannot make a small file expensive;
+* **a budget** scaled to the file size and capped: every object created (containers and their slots,
+  strings, numbers, memo entries, MARKs, a stand-in's copy of its argument) is charged its approximate
+  memory, the bytes/str/containers handed to a call (REDUCE, BUILD) cost payload, and every opcode costs
+  one op, so re-using one memoised object over and over cannot make a small file expensive and a file
+  of opcodes alone stays within a few times its size (and ~66 MB) in memory;
 * **clean errors**: anything going wrong becomes ``SafeLoadError`` (``ForbiddenError`` for
   something outside the allow-list), with bounded messages (``summary`` never formats attacker data
   beyond a few dozen characters).
@@ -29,9 +32,11 @@ from __future__ import annotations
 import codecs
 import errno
 import gc
+import mmap
 import os
 import stat
 import struct
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
@@ -133,13 +138,16 @@ def _mb(n: int) -> str:
     return f"{n / 2 ** 20:.1f} MiB"
 
 
-def read_regular_file(path: PathLike, max_bytes: int, *, what: str = "file", follow_symlinks: bool = True) -> bytes:
+def read_regular_file(path: PathLike, max_bytes: int, *, what: str = "file", follow_symlinks: bool = True,
+                      mutable: bool = False) -> Union[bytes, bytearray, mmap.mmap]:
     """The bytes of ``path`` if it is a regular file of at most ``max_bytes``; else ``SafeLoadError``.
 
     Opens with ``O_NONBLOCK`` (a FIFO cannot block), checks ``fstat`` of the opened descriptor (so what
     is checked is what is read), refuses non-regular files and oversized files before reading, and
     refuses a file that grows while being read. ``follow_symlinks=False`` refuses a symlink as the last
-    path component. A missing file raises ``FileNotFoundError``.
+    path component. ``mutable=True`` returns a writable buffer (anonymous ``mmap``, bytes-like: indexing,
+    slicing, ``find``) read in one pass, for zero-copy views of it.
+    A missing file raises ``FileNotFoundError``.
     """
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     if not follow_symlinks:
@@ -161,7 +169,22 @@ def read_regular_file(path: PathLike, max_bytes: int, *, what: str = "file", fol
                                 "refusing to read it")
         with os.fdopen(fd, "rb", closefd=True) as f:
             fd = -1
-            data = f.read(st.st_size + 1)
+            if mutable:  # one read straight into a buffer the caller may view and modify (no copy)
+                # anonymous memory: untouched until the read fills it (a bytearray would be zeroed first)
+                data = mmap.mmap(-1, max(st.st_size, 1)) if st.st_size else bytearray()
+                view, got = memoryview(data)[:st.st_size], 0
+                while got < st.st_size:
+                    n = f.readinto(view[got:])
+                    if not n:
+                        break
+                    got += n
+                view.release()
+                if got < st.st_size:
+                    raise SafeLoadError(f"{path}: the {what} shrank while being read; refusing")
+                if f.read(1):
+                    raise SafeLoadError(f"{path}: the {what} grew while being read; refusing")
+            else:
+                data = f.read(st.st_size + 1)
     except OSError as e:
         raise SafeLoadError(f"{path}: cannot read the {what} ({brief(e)})") from None
     finally:
@@ -199,45 +222,95 @@ class Limits:
 
     max_depth: int = 100           # nesting of containers / call results
     max_key_len: int = 1024        # characters of a str/bytes dict key or set element
-    max_key_nodes: int = 32        # elements of a tuple used as a key (counted with repeats)
+    max_key_nodes: int = 32        # (kept for callers; keys are strings/bytes only since issue 15)
     max_int_bytes: int = 256       # LONG1/LONG4 payload
     max_line: int = 4096           # text opcodes (GLOBAL, INT, ...)
     max_name: int = 256            # module / name of a global
-    nodes_per_byte: int = 4
-    node_slack: int = 4096
+    max_memo_index: int = 2 ** 32 - 1  # memo keys are 0..2**32-1: distinct ints, distinct hashes
+    mem_per_byte: int = 8          # estimated bytes of Python objects the pickle may create per byte of file,
+    mem_cap: int = 64 << 20        # up to this much (honest snapshots of any size use ~2 MB: the tensor
+    mem_slack: int = 2 << 20       # bytes are zero-copy views, not objects)
+    data_per_byte: int = 4         # characters of str/bytes objects per byte of file (a str of one astral
+    data_slack: int = 1 << 20      # character and k ASCII ones takes 4k bytes); linear, never capped
     payload_per_byte: int = 2
     payload_slack: int = 65536
-    ops_floor: int = 200_000       # opcodes: honest snapshots run ~17k per MB (tensor bytes dominate)
+    ops_floor: int = 200_000       # opcodes: honest snapshots run ~21k whatever their size (1 MB or 240 MB)
     bytes_per_op: int = 16
+    ops_cap: int = 1_000_000
+
+
+# approximate CPython sizes (bytes) charged to the memory budget for each object a pickle creates
+MEM_OBJECT = {list: 56, tuple: 40, dict: 64, set: 216, frozenset: 216, bytearray: 57, str: 49, bytes: 33,
+              int: 28, float: 24}
+MEM_SLOT = {list: 8, tuple: 8, dict: 48, set: 40, frozenset: 40}
+MEM_TRACKED = 120   # the interpreter's own bookkeeping of a tracked (mutable or nesting) object
+MEM_OTHER = 96      # any other object (a stand-in's result, an OrderedDict, a memo entry)
 
 
 class Budget:
-    """Work a pickle may ask for: ``nodes`` (containers, slots, calls), ``payload`` (bytes handed to calls)
-    and ``ops`` (opcodes executed, which bounds the time of a file made of nothing but opcodes)."""
+    """Work a pickle may ask for: ``mem`` (estimated bytes of the objects it creates, so a file of opcodes
+    alone stays within ``min(mem_per_byte x its size, mem_cap) + mem_slack``), ``payload`` (bytes and items
+    handed to calls and BUILD) and ``ops`` (opcodes executed, at most ``ops_floor + min(size / bytes_per_op,
+    ops_cap)``, which bounds the time of a file of nothing but opcodes at any size).
+
+    ``nodes`` (the old unit: one container slot) is kept as a view of ``mem`` for callers that charge it.
+    """
+
+    NODE_BYTES = 48
 
     def __init__(self, size: int, limits: Limits = Limits()):
-        self.nodes = limits.nodes_per_byte * size + limits.node_slack
+        self.mem = min(limits.mem_per_byte * size, limits.mem_cap) + limits.mem_slack
+        self.max_mem = self.mem
+        self.data = limits.data_per_byte * size + limits.data_slack
         self.payload = limits.payload_per_byte * size + limits.payload_slack
-        self.ops = limits.ops_floor + size // limits.bytes_per_op
+        self.ops = limits.ops_floor + min(size // limits.bytes_per_op, limits.ops_cap)
         self.max_ops = self.ops
 
-    def charge(self, nodes: int = 0, payload: int = 0) -> None:
-        self.nodes -= nodes
+    @property
+    def nodes(self) -> int:
+        return self.mem // self.NODE_BYTES
+
+    def charge(self, nodes: int = 0, payload: int = 0, mem: int = 0, data: int = 0) -> None:
+        self.mem -= nodes * self.NODE_BYTES + mem
         self.payload -= payload
-        if self.nodes < 0 or self.payload < 0:
-            raise SafeLoadError("the pickle asks for far more work than its size justifies (a memory bomb?); "
-                                "refusing")
+        self.data -= data
+        if self.mem < 0 or self.payload < 0 or self.data < 0:
+            self.refuse()
+
+    def refuse(self) -> None:
+        what = "memory" if self.mem < 0 or self.data < 0 else "work"
+        raise SafeLoadError(f"the pickle asks for far more {what} than its size justifies (a memory bomb or a "
+                            "time bomb?); refusing")
 
 
 def payload_of(obj: Any) -> int:
     """What handing ``obj`` to a call costs: its length, plus that of the items of a top-level tuple/list."""
     def one(o: Any) -> int:
+        if isinstance(o, memoryview):
+            return 64  # a zero-copy view: the call reads it at most once (see its caller)
         return len(o) if isinstance(o, (str, bytes, bytearray, list, tuple, dict, set, frozenset)) else 0
 
     cost = one(obj)
     if type(obj) in (tuple, list):
         cost += sum(one(o) for o in obj)
     return cost
+
+
+def mem_of(obj: Any, slots: int = 0) -> int:
+    """The memory charged for creating ``obj`` holding ``slots`` items (a string's characters are charged
+    to the data budget instead: ``data_of``)."""
+    t = type(obj)
+    base = MEM_OBJECT.get(t)
+    if base is None:
+        return MEM_OTHER + 48 * slots
+    if t in (str, bytes, bytearray):
+        return base
+    return base + MEM_SLOT.get(t, 8) * slots
+
+
+def data_of(obj: Any) -> int:
+    """The characters' share of a str/bytes/bytearray's memory (``sys.getsizeof`` is O(1) for them)."""
+    return sys.getsizeof(obj) - MEM_OBJECT[str] if type(obj) in (str, bytes, bytearray) else 0
 
 
 @dataclass(frozen=True)
@@ -261,7 +334,7 @@ class Global:
         return f"<global {self.module}.{self.name}>"
 
 
-_PRIM = (type(None), bool, int, float, str, bytes)
+_PRIM = (type(None), bool, int, float, str, bytes, memoryview)
 _MISSING = object()
 _PRIM_SET = frozenset(_PRIM)
 BuildHandler = Callable[[Any, Any, "SafeUnpickler"], None]
@@ -289,8 +362,12 @@ class SafeUnpickler:
                  budget: Optional[Budget] = None, limits: Limits = Limits(),
                  build: Optional[Mapping[type, BuildHandler]] = None, dict_types: Tuple[type, ...] = (dict,),
                  persistent_load: Optional[Callable[[Any], Any]] = None, str8: str = "bytes",
-                 fmt: str = "this file format"):
+                 fmt: str = "this file format", big_bytes: Optional[int] = None):
         self.data = data
+        # BINBYTES of at least ``big_bytes`` come back as zero-copy memoryviews of ``data`` (opt-in: the caller
+        # must accept memoryviews where it expects bytes)
+        self.big_bytes = big_bytes
+        self._mv = memoryview(data)
         self.pos = pos
         self.find_class = find_class
         self.limits = limits
@@ -368,8 +445,20 @@ class SafeUnpickler:
         end = self.pos + k
         if k < 0 or end > len(self.data):
             raise self._truncated("past the end of the data")
-        out = self.data[self.pos:end]
+        out = bytes(self._mv[self.pos:end])
         self.pos = end
+        if k > 1:
+            self.budget.charge(mem=MEM_OBJECT[bytes], data=k)
+        return out
+
+    def _view(self, k: int) -> memoryview:
+        """``k`` bytes as a memoryview of the data (no copy)."""
+        end = self.pos + k
+        if k < 0 or end > len(self.data):
+            raise self._truncated("past the end of the data")
+        out = self._mv[self.pos:end]
+        self.pos = end
+        self.budget.charge(mem=MEM_OTHER * 2)
         return out
 
     def _unpack(self, fmt: str, size: int) -> Any:
@@ -386,8 +475,10 @@ class SafeUnpickler:
         self.pos = pos + 1
         return self.data[pos]
 
-    def _line(self) -> bytes:
-        limit = self.limits.max_line
+    def _line(self, unbounded: bool = False) -> bytes:
+        """A text argument up to its newline: at most ``max_line`` bytes, except for string opcodes
+        (``unbounded``: protocol 0 writes whole tensor blobs as one line; decoding them is linear)."""
+        limit = len(self.data) if unbounded else self.limits.max_line
         end = self.data.find(b"\n", self.pos, self.pos + limit + 1)
         if end < 0:
             if self.pos + limit >= len(self.data):
@@ -445,15 +536,18 @@ class SafeUnpickler:
     def register(self, obj: Any, children: Any = (), slots: int = 0) -> Any:
         """Track a newly created ``obj`` (open, i.e. still mutable) holding ``children``; charge the budget."""
         budget = self.budget
-        budget.nodes -= 1 + slots
-        if budget.nodes < 0:
-            budget.charge()
         t = type(obj)
+        budget.mem -= mem_of(obj, slots)
+        if budget.mem < 0:
+            budget.refuse()
+        if t in (str, bytes, bytearray):
+            budget.charge(data=data_of(obj))
         if t in _PRIM_SET or id(obj) in self._depths:
             return obj
         depth = self._adopt(obj, 1, children)
         if t is tuple and depth == 1:  # immutable and holds only primitives: nothing to remember
             return obj
+        budget.mem -= MEM_TRACKED
         self._depths[id(obj)] = depth
         self._keep.append(obj)
         return obj
@@ -476,30 +570,26 @@ class SafeUnpickler:
         self._depths[id(target)] = self._adopt(target, depth, children)
 
     def check_key(self, k: Any) -> None:
-        """Dict keys / set elements: bounded strings, numbers, or small tuples of those (never hash more)."""
-        lim = self.limits
-        todo, seen = [(k, 0)], 0
-        while todo:
-            x, d = todo.pop()
-            t = type(x)
-            if t in (str, bytes):
-                if len(x) > lim.max_key_len:
-                    raise self._error(f"a dict key / set element of {len(x)} characters (more than "
-                                      f"{lim.max_key_len})", forbidden=True)
-            elif t is tuple:
-                seen += len(x)
-                if seen > lim.max_key_nodes or d >= 3:
-                    raise self._error(f"a dict key / set element is a tuple nested more than 3 deep or of more "
-                                      f"than {lim.max_key_nodes} values", forbidden=True)
-                todo.extend((e, d + 1) for e in x)
-            elif not (x is None or t in (bool, int, float)):
-                raise self._error(f"a dict key / set element is a {t.__name__}; only strings, numbers and small "
-                                  "tuples of them are allowed", forbidden=True)
+        """Dict keys / set elements: bounded strings or bytes only.
+
+        Their hashes are keyed (SipHash with a per-process secret), so a file cannot make many keys hash
+        alike; numbers (``hash(n) == n mod 2**61-1``) and tuples of them can, which would make every
+        insertion probe all earlier keys (quadratic time), so they are refused. No supported format uses
+        them as keys.
+        """
+        t = type(k)
+        if t is str or t is bytes:
+            if len(k) > self.limits.max_key_len:
+                raise self._error(f"a dict key / set element of {len(k)} characters (more than "
+                                  f"{self.limits.max_key_len})", forbidden=True)
+            return
+        raise self._error(f"a dict key / set element is a {t.__name__}; only strings are allowed (numbers and "
+                          "tuples can be made to collide in the hash table)", forbidden=True)
 
     def set_items(self, target: Any, pairs: List[Tuple[Any, Any]]) -> None:
         """SETITEM(S) semantics onto ``target`` (an allowed dict type this VM created and has not frozen)."""
         depth = self._open(target, self.dict_types, "set items of", "dicts")
-        self.budget.charge(nodes=len(pairs))
+        self.budget.charge(mem=len(pairs) * (MEM_SLOT[dict] if type(target) is dict else MEM_OTHER))
         for k, v in pairs:
             self.check_key(k)
             depth = self._adopt(target, depth, (k, v))
@@ -522,6 +612,9 @@ class SafeUnpickler:
         raise _Stop
 
     def _mark(self) -> None:
+        self.budget.mem -= MEM_OBJECT[list] + 8
+        if self.budget.mem < 0:
+            self.budget.refuse()
         self.metastack.append(self.stack)
         self.stack = []
 
@@ -550,21 +643,27 @@ class SafeUnpickler:
     def _false(self) -> None:
         self.stack.append(False)
 
+    def _number(self, v: Any) -> None:
+        self.budget.mem -= 32
+        if self.budget.mem < 0:
+            self.budget.refuse()
+        self.stack.append(v)
+
     def _binint(self) -> None:
-        self.stack.append(self._unpack("<i", 4))
+        self._number(self._unpack("<i", 4))
 
     def _binint1(self) -> None:
         self.stack.append(self._byte())
 
     def _binint2(self) -> None:
-        self.stack.append(self._unpack("<H", 2))
+        self._number(self._unpack("<H", 2))
 
     def _long_bytes(self, n: int) -> None:
         if n < 0:
             raise self._error("negative LONG length")
         if n > self.limits.max_int_bytes:
             raise self._error(f"an integer of {n} bytes (more than {self.limits.max_int_bytes})", forbidden=True)
-        self.stack.append(int.from_bytes(self._take(n), "little", signed=True))
+        self._number(int.from_bytes(self._take(n), "little", signed=True))
 
     def _long1(self) -> None:
         self._long_bytes(self._byte())
@@ -577,19 +676,22 @@ class SafeUnpickler:
         if line in (b"00", b"01"):
             self.stack.append(line == b"01")
         else:
-            self.stack.append(int(line))
+            self._number(int(line))
 
     def _long_text(self) -> None:
         line = self._line()
-        self.stack.append(int(line[:-1] if line.endswith(b"L") else line))
+        self._number(int(line[:-1] if line.endswith(b"L") else line))
 
     def _float_text(self) -> None:
-        self.stack.append(float(self._line()))
+        self._number(float(self._line()))
 
     def _binfloat(self) -> None:
-        self.stack.append(self._unpack(">d", 8))
+        self._number(self._unpack(">d", 8))
 
     def _bytes(self, n: int, kind: type = bytes) -> None:
+        if kind is bytes and self.big_bytes is not None and n >= self.big_bytes:
+            self.stack.append(self._view(n))
+            return
         b = self._take(n)
         self.stack.append(b if kind is bytes else self.register(bytearray(b)))
 
@@ -618,13 +720,17 @@ class SafeUnpickler:
         self._str8(self._take(n))
 
     def _string_text(self) -> None:
-        line = self._line()
+        line = self._line(True)
         if len(line) < 2 or line[:1] != line[-1:] or line[:1] not in (b"'", b'"'):
             raise self._error("STRING argument is not quoted")
         self._str8(codecs.escape_decode(line[1:-1])[0])
 
     def _unicode(self, b: bytes) -> None:
-        self.stack.append(str(b, "utf-8", "surrogatepass"))
+        self._push_str(str(b, "utf-8", "surrogatepass"))
+
+    def _push_str(self, s: str) -> None:
+        self.budget.charge(mem=MEM_OBJECT[str], data=data_of(s))  # may be wider than its UTF-8 bytes
+        self.stack.append(s)
 
     def _short_binunicode(self) -> None:
         self._unicode(self._take(self._byte()))
@@ -636,7 +742,7 @@ class SafeUnpickler:
         self._unicode(self._take(self._unpack("<Q", 8)))
 
     def _unicode_text(self) -> None:
-        self.stack.append(str(self._line(), "raw-unicode-escape"))
+        self._push_str(str(self._line(True), "raw-unicode-escape"))
 
     # ------------------------------------------------------------------ opcodes: containers
     def _empty_list(self) -> None:
@@ -690,13 +796,13 @@ class SafeUnpickler:
         items = self._pop_mark()
         for k in items:
             self.check_key(k)
-        self.stack.append(self.register(frozenset(items), items, slots=len(items)))
+        self.stack.append(self.register(frozenset(items), (), slots=len(items)))
 
     def _append(self) -> None:
         value = self._pop()
         target = self._top()
         depth = self._open(target, (list,), "append to", "lists")
-        self.budget.charge(nodes=1)
+        self.budget.charge(mem=MEM_SLOT[list])
         self._mutated(target, depth, (value,))
         target.append(value)
 
@@ -704,7 +810,7 @@ class SafeUnpickler:
         items = self._pop_mark()
         target = self._top()
         depth = self._open(target, (list,), "append to", "lists")
-        self.budget.charge(nodes=len(items))
+        self.budget.charge(mem=len(items) * MEM_SLOT[list])
         self._mutated(target, depth, items)
         target.extend(items)
 
@@ -723,7 +829,7 @@ class SafeUnpickler:
         items = self._pop_mark()
         target = self._top()
         depth = self._open(target, (set,), "add items to", "sets")
-        self.budget.charge(nodes=len(items))
+        self.budget.charge(mem=len(items) * MEM_SLOT[set])
         for k in items:
             self.check_key(k)
         self._mutated(target, depth, items)
@@ -731,8 +837,12 @@ class SafeUnpickler:
 
     # ------------------------------------------------------------------ opcodes: memo
     def _put_at(self, idx: int) -> None:
-        if idx < 0:
-            raise self._error("negative memo index")
+        if idx < 0 or idx > self.limits.max_memo_index:
+            raise self._error(f"memo index {summary(idx)} out of range")
+        if idx not in self.memo:
+            self.budget.mem -= MEM_OTHER
+            if self.budget.mem < 0:
+                self.budget.refuse()
         self.memo[idx] = self._top()
 
     def _get_at(self, idx: int) -> None:
@@ -742,7 +852,10 @@ class SafeUnpickler:
             raise self._error(f"memo entry {idx} is used before it is defined") from None
 
     def _put(self) -> None:
-        self._put_at(int(self._line()))
+        line = self._line()
+        if len(line) > 12:
+            raise self._error("memo index out of range")
+        self._put_at(int(line))
 
     def _binput(self) -> None:
         self._put_at(self._byte())
@@ -753,10 +866,13 @@ class SafeUnpickler:
     def _memoize(self) -> None:
         if not self.stack:
             raise self._error("the stack is empty")
-        self.memo[len(self.memo)] = self.stack[-1]
+        self._put_at(len(self.memo))
 
     def _get(self) -> None:
-        self._get_at(int(self._line()))
+        line = self._line()
+        if len(line) > 12:
+            raise self._error("memo index out of range")
+        self._get_at(int(line))
 
     def _binget(self) -> None:
         pos = self.pos
@@ -803,7 +919,9 @@ class SafeUnpickler:
             raise self._error(f"REDUCE arguments are a {type(args).__name__}, not a tuple")
         self.budget.charge(nodes=1, payload=payload_of(args))
         result = func.allowed.call(*args)
-        self.stack[-1] = self.register(result, args)
+        # a stand-in that copies its argument (a dict subclass built from a shared dict) pays for the copy
+        slots = len(result) if isinstance(result, (dict, list, tuple, set, frozenset)) else 0
+        self.stack[-1] = self.register(result, args, slots=slots)
 
     def _newobj(self) -> None:
         args = self._pop()

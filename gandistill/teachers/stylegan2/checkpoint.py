@@ -4,14 +4,18 @@ gandistill's format is a folder holding ``<net>.safetensors`` (weights) per netw
 ``gandistill_sg2.json`` (constructor kwargs, dtype, metadata). NVlabs ``.pkl`` snapshots are read with
 the restricted unpickler of ``nvlabs_pickle``: nothing from the file is imported or executed.
 
-Every file is opened with ``safe_io.read_regular_file`` (regular files only, under a size cap, a FIFO
-cannot block); weights files named by the JSON must resolve inside the checkpoint folder. Any failure
+Every file is opened with ``io.safe_pickle.read_regular_file`` (regular files only, under a size cap, a
+FIFO cannot block); a snapshot is read once into anonymous memory whose tensors the networks adopt without
+copies (pages no built network uses are given back). Weights files named by the JSON must resolve inside
+the checkpoint folder. Any failure
 while reading a checkpoint is an ``SG2LoadError`` (``UnsafePickleError`` for a hostile pickle) whose
 message starts with the file's path; a missing path is ``FileNotFoundError``.
 """
 from __future__ import annotations
 
 import json
+import math
+import mmap
 import os
 import shutil
 import tempfile
@@ -22,6 +26,7 @@ from typing import Any, Dict, Iterable, Optional, Sequence, Union
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from gandistill.io.safe_pickle import ForbiddenError, SafeLoadError, brief, read_regular_file, resolve_inside, summary
 
@@ -111,6 +116,8 @@ MAX_JSON_BYTES = 16 * 2 ** 20
 MAX_IMG_RESOLUTION = 2 ** 14
 MAX_MAPPING_LAYERS = 64
 MAX_INT_KWARG = 2 ** 24
+MAX_LIST_KWARG = 64      # e.g. resample_filter=[1, 3, 3, 1]
+BUILD_SLACK = 1 << 22    # elements a network may allocate beyond twice its stored tensors while being built
 _BUILD_ERRORS = (TypeError, ValueError, KeyError, AttributeError, RuntimeError, MemoryError, ArithmeticError,
                  RecursionError, IndexError)
 
@@ -129,6 +136,9 @@ def _check_kwargs(name: str, kwargs: Any, where: str) -> None:
             key = f"{path}{k}"
             if isinstance(v, dict):
                 walk(v, key + ".", depth + 1)
+            elif isinstance(v, (list, tuple)) and len(v) > MAX_LIST_KWARG:
+                raise SG2LoadError(f"{where}: cannot build {name}: {key} is a list of {len(v)} values "
+                                   f"(at most {MAX_LIST_KWARG})")
             elif isinstance(v, int) and not isinstance(v, bool):
                 limit = {"img_resolution": MAX_IMG_RESOLUTION, "num_layers": MAX_MAPPING_LAYERS}.get(k, MAX_INT_KWARG)
                 if abs(v) > limit:
@@ -137,25 +147,94 @@ def _check_kwargs(name: str, kwargs: Any, where: str) -> None:
     walk(kwargs, "", 0)
 
 
-def _construct(name: str, kwargs: dict, where: str, device: Optional[str] = None,
+_RANDOM = frozenset({torch.randn, torch.rand})  # (size..., generator=...) -> same arguments as torch.empty
+_SIZED = _RANDOM | {torch.zeros, torch.ones, torch.full, torch.empty}
+
+
+def _numel_of(args: tuple, kwargs: dict) -> int:
+    """The element count a factory call (``torch.randn([o, i])``, ``torch.zeros(3, 4)``) asks for."""
+    first = kwargs.get("size", args[0] if args else ())
+    dims = first if isinstance(first, (list, tuple, torch.Size)) else [a for a in args if type(a) is int]
+    n = 1
+    for d in dims:
+        if type(d) is not int or d < 0:
+            return 0  # let the factory itself raise
+        n *= d
+    return n
+
+
+class _LeanInit(TorchFunctionMode):
+    """Builds a network to be overwritten by stored weights: random factories return uninitialised memory
+    (no RNG time), and all factories together may allocate at most ``cap`` elements (checked before each
+    allocation, so absurd kwargs are refused before they cost memory). No meta device: its first use imports
+    torch._dynamo and sympy (~1 s)."""
+
+    def __init__(self, cap: int):
+        super().__init__()
+        self.left = cap
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _SIZED:
+            self.left -= _numel_of(args, kwargs)
+            if self.left < 0:
+                raise MemoryError("the network these kwargs describe is far larger than the stored weights")
+            if func in _RANDOM:
+                return torch.empty(*args, **{k: v for k, v in kwargs.items() if k != "generator"})
+        return func(*args, **kwargs)
+
+
+def _construct(name: str, kwargs: dict, where: str, cap: Optional[int] = None,
                cls: Optional[type] = None) -> nn.Module:
     cls = cls or NET_CLASSES[name]
     try:
-        if device is None:
+        if cap is None:
             return cls(**kwargs)
-        with torch.device(device):
+        with _LeanInit(cap):
             return cls(**kwargs)
     except _BUILD_ERRORS as e:
         raise SG2LoadError(f"{where}: cannot build {name} ({cls.__name__}) from its kwargs {summary(kwargs, 400)}: "
                            f"{brief(e)}") from None
 
 
+def _check_classes(name: str, net: nn.Module, classes: Dict[str, str], where: str) -> None:
+    """Every module of the file's tree is the class our network has at that path (and no module is extra)."""
+    # a class of ours may stand for an NVlabs class of another name (StyleGAN3's Generator: SG3Generator)
+    ours = {path: getattr(type(m), "NVLABS_CLASS", type(m).__name__) for path, m in net.named_modules()}
+    for path, cls_name in classes.items():
+        want = ours.get(path)
+        if want is None:
+            raise SG2LoadError(f"{where}: {name} has a submodule {path[:120]} ({summary(cls_name, 60)}) that "
+                               f"a StyleGAN2-ADA {type(net).__name__} built from its kwargs does not have")
+        if cls_name != want:
+            raise SG2LoadError(f"{where}: {name}{'.' + path[:120] if path else ''} is a {summary(cls_name, 60)}, "
+                               f"expected a {want}")
+    missing = [p for p in ours if p not in classes]
+    if missing:
+        raise SG2LoadError(f"{where}: {name} lacks the submodule {missing[0]} ({ours[missing[0]]})")
+
+
+def _checked_tensor(name: str, key: str, t: torch.Tensor, like: torch.Tensor, where: str) -> torch.Tensor:
+    """``t`` as ``like``'s dtype: floating weights may change precision (fp16 snapshots); anything else must
+    match exactly (a uint8 or int storage is never read as a float parameter); NaN/inf are refused."""
+    if t.dtype != like.dtype:
+        if not (t.is_floating_point() and like.is_floating_point()):
+            raise SG2LoadError(f"{where}: {name} {key} is stored as {str(t.dtype)[6:]}, expected "
+                               f"{str(like.dtype)[6:]}; refusing to reinterpret it")
+    if t.is_floating_point() and t.numel() and not all(map(math.isfinite, map(float, torch.aminmax(t)))):
+        raise SG2LoadError(f"{where}: {name} {key} holds NaN or infinite values")
+    return t if t.dtype == like.dtype else t.to(like.dtype)
+
+
 def _build(name: str, kwargs: dict, state: Dict[str, torch.Tensor], where: str,
-           cls: Optional[type] = None) -> nn.Module:
-    """Check ``kwargs``, build on the meta device, compare parameter shapes with ``state``; only then allocate."""
+           classes: Optional[Dict[str, str]] = None, cls: Optional[type] = None) -> nn.Module:
+    """Check ``kwargs``, build lean (bounded by the stored tensors' size), compare shapes, dtypes, values and
+    (for NVlabs files) every submodule's class with ``state``; then adopt the stored tensors (no copy)."""
     cls = cls or NET_CLASSES[name]
     _check_kwargs(name, kwargs, where)
-    own = _construct(name, kwargs, where, device="meta", cls=cls).state_dict()  # no memory: shapes only
+    cap = 2 * sum(t.numel() for t in state.values()) + BUILD_SLACK
+    net = _construct(name, kwargs, where, cap, cls=cls)
+    own = net.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     wrong = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in own.items()
@@ -165,14 +244,16 @@ def _build(name: str, kwargs: dict, state: Dict[str, torch.Tensor], where: str,
         if missing:
             parts.append(f"missing {missing[:4]}{'...' if len(missing) > 4 else ''}")
         if unexpected:
-            parts.append(f"unexpected {unexpected[:4]}{'...' if len(unexpected) > 4 else ''}")
+            parts.append(f"unexpected {[summary(k, 80) for k in unexpected[:4]]}{'...' if len(unexpected) > 4 else ''}")
         if wrong:
             parts.append(f"shape mismatch {wrong[:3]}")
         raise SG2LoadError(f"{where}: {name} weights do not fit a StyleGAN2-ADA {cls.__name__} "
                            f"(not an SG2-ADA network?): {'; '.join(parts)}")
-    net = _construct(name, kwargs, where, cls=cls)  # the shapes equal the stored tensors': allocation ~ the file's size
-    own = net.state_dict()
-    net.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+    if classes is not None:
+        _check_classes(name, net, classes, where)
+    checked = {k: _checked_tensor(name, k, state[k], v, where) for k, v in own.items()}
+    del own
+    net.load_state_dict(checked, assign=True)
     return net.eval().requires_grad_(False)
 
 
@@ -203,14 +284,56 @@ def _guarded(path: Union[str, Path], fn: Any, *args: Any) -> Any:
         raise _as_load_error(path, e) from None
 
 
-def _read_snapshot_file(path: Path) -> Dict[str, Any]:
-    return read_snapshot(read_regular_file(path, MAX_SNAPSHOT_BYTES, what="snapshot"))
+# The last snapshot parsed by `available_nets`, kept for the `load_sg2` that usually follows it (fit, bank build,
+# convert and the teachers ask which networks a file holds, then load them): one entry, keyed by the file's
+# identity; the parsed snapshot is handed over once, the list of networks stays.
+_PARSED: Dict[tuple, list] = {}
+
+
+def _identity(p: Path) -> tuple:
+    st = os.stat(p)
+    return (os.fspath(p.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _snapshot_nets(snap: Dict[str, Any]) -> tuple:
+    return tuple(n for n in NET_NAMES
+                 if isinstance(snap.get(n), PersistentRecord) and snap[n].class_name == NET_CLASSES[n].__name__)
+
+
+def _remember(ident: tuple, snap: Optional[Dict[str, Any]], buf: Any) -> None:
+    _PARSED.clear()
+    _PARSED[ident] = [_snapshot_nets(snap) if snap is not None else None, snap, buf]
 
 
 # ------------------------------------------------------------------------------------------------ NVlabs pickles
 
 
-def _load_nvlabs(path: Path, snap: Dict[str, Any], nets: tuple) -> SG2Checkpoint:
+def _release_unused(ckpt: SG2Checkpoint, buf: Any) -> None:
+    """Give the pages of the file's buffer that no built network views back to the system (the networks not
+    requested, the pickle's opcodes): loading G_ema from a G+D+G_ema snapshot keeps ~1/3 of the file, with
+    no copy. Only for the anonymous memory ``read_regular_file(mutable=True)`` returns."""
+    if not isinstance(buf, mmap.mmap) or not hasattr(buf, "madvise") or not len(buf):
+        return
+    probe = torch.frombuffer(buf, dtype=torch.uint8)
+    base, size = probe.data_ptr(), len(buf)
+    del probe
+    used = []
+    for name in NET_NAMES:
+        net = getattr(ckpt, name)
+        for t in () if net is None else (*net.parameters(), *net.buffers()):
+            s = t.untyped_storage()
+            if base <= s.data_ptr() < base + size:
+                used.append((s.data_ptr() - base, s.data_ptr() - base + s.nbytes()))
+    page = mmap.PAGESIZE
+    pos = 0
+    for start, end in sorted(used) + [(size, size)]:
+        lo, hi = -(-pos // page) * page, (start // page) * page  # whole pages strictly between views
+        if hi > lo:
+            buf.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+        pos = max(pos, end)
+
+
+def _load_nvlabs(path: Path, snap: Dict[str, Any], nets: tuple, buf: Any = None) -> SG2Checkpoint:
     """Build ``nets`` (on the CPU) from an unpickled snapshot (``read_snapshot``)."""
     ckpt = SG2Checkpoint(source="nvlabs-pkl")
     variant = snapshot_variant(snap)  # StyleGAN2-ADA, StyleGAN3, or StyleGAN2 from the StyleGAN3 repository
@@ -224,7 +347,10 @@ def _load_nvlabs(path: Path, snap: Dict[str, Any], nets: tuple) -> SG2Checkpoint
             got = f"a {summary(rec.class_name, 60)}" if isinstance(rec, PersistentRecord) else type(rec).__name__
             raise SG2LoadError(f"{path}: '{name}' is {got}, expected a StyleGAN2-ADA '{want}'")
         cls, kwargs = network_plan(name, rec, variant)
-        net = _build(name, kwargs, flatten_state(rec), str(path), cls=cls)
+        classes: Dict[str, str] = {}
+        state = flatten_state(rec, classes=classes)
+        net = _build(name, kwargs, state, str(path), classes, cls=cls)
+        del state
         check_stored_settings(net, rec, str(path), name)
         for attr in ("num_ws", "z_dim", "w_dim", "c_dim", "img_resolution"):
             stored = rec.state.get(attr)
@@ -251,6 +377,8 @@ def _load_nvlabs(path: Path, snap: Dict[str, Any], nets: tuple) -> SG2Checkpoint
         "extra_keys": [summary(k, 80).strip("'") if not isinstance(k, str) else k[:80] for k in list(snap)[:64]
                        if k not in NET_NAMES + ("training_set_kwargs", "augment_pipe")],
     }
+    snap.clear()  # the records not built (and their views of `buf`) go now; their pages are released next
+    _release_unused(ckpt, buf)
     return ckpt
 
 
@@ -379,14 +507,20 @@ def _load_any(p: Path, nets: tuple) -> SG2Checkpoint:
         return _load_ours(p, nets)
     if p.suffix == ".safetensors" and (p.parent / JSON_NAME).is_file():
         return _load_ours(p.parent, nets)
-    data = read_regular_file(p, MAX_SNAPSHOT_BYTES, what="checkpoint")
+    ident = _identity(p)
+    hit = _PARSED.get(ident)
+    if hit is not None and hit[1] is not None:  # parsed by available_nets just before: hand it over once
+        snap, buf, hit[1], hit[2] = hit[1], hit[2], None, None
+        return _load_nvlabs(p, snap, nets, buf)
+    data = read_regular_file(p, MAX_SNAPSHOT_BYTES, what="checkpoint", mutable=True)
     if data[:2] == b"PK":
         raise SG2LoadError(f"{p}: this is a zip archive (a torch.save file?), not a StyleGAN2-ADA snapshot pickle; "
                            "gandistill never unpickles torch.save files")
-    if data[:1] == b"\x80" or p.suffix == ".pkl":
+    if data[:1] in (b"\x80", b"(", b"}") or p.suffix == ".pkl":
         snap = read_snapshot(data)
-        del data  # the tensors own their bytes now; do not hold the file while building
-        return _load_nvlabs(p, snap, nets)
+        _remember(ident, None, None)
+        _PARSED[ident][0] = _snapshot_nets(snap)
+        return _load_nvlabs(p, snap, nets, data)  # the tensors view `data`; unused pages are released
     raise SG2LoadError(f"{p}: unrecognised checkpoint (expected an NVlabs .pkl snapshot or a folder with {JSON_NAME})")
 
 
@@ -451,9 +585,14 @@ def available_nets(path: PathLike) -> tuple:
     if p.is_dir() or p.suffix == ".json":
         entries = _guarded(p, lambda: _read_info(_resolve_ours(p))["nets"])
         return tuple(n for n in NET_NAMES if n in entries)
-    snap = _guarded(p, _read_snapshot_file, p)
-    return tuple(n for n in NET_NAMES
-                 if isinstance(snap.get(n), PersistentRecord) and snap[n].class_name == NET_CLASSES[n].__name__)
+    ident = _guarded(p, _identity, p)
+    hit = _PARSED.get(ident)
+    if hit is not None and hit[0] is not None:
+        return hit[0]
+    buf = _guarded(p, lambda: read_regular_file(p, MAX_SNAPSHOT_BYTES, what="snapshot", mutable=True))
+    snap = _guarded(p, read_snapshot, buf)
+    _remember(ident, snap, buf)
+    return _PARSED[ident][0]
 
 
 def convert(src: PathLike, out_dir: PathLike, nets: Union[str, Sequence[str], None] = None,

@@ -124,6 +124,8 @@ class SynthesisNetwork(nn.Module):
 class SG3Generator(nn.Module):
     """G(z, c) = synthesis(mapping(z, c)) with StyleGAN3's synthesis network; images in (nominally) [-1, 1]."""
 
+    NVLABS_CLASS = "Generator"  # the class name StyleGAN3 snapshots store (checked per submodule on load)
+
     def __init__(self, z_dim: int, c_dim: int, w_dim: int, img_resolution: int, img_channels: int,
                  mapping_kwargs: Optional[dict] = None, **synthesis_kwargs):
         super().__init__()
