@@ -77,7 +77,7 @@ def case(name: str, tmp: Path, template: Path) -> dict:
     import timm  # noqa: F401 - imports are not the attack's cost
 
     import gandistill.evaluate  # noqa: F401
-    import gandistill.export  # noqa: F401
+    import gandistill.students.export  # noqa: F401
 
     run = tmp / "cut"
     if template.exists():
@@ -106,12 +106,12 @@ def case(name: str, tmp: Path, template: Path) -> dict:
         A.mkfifo(folder / "student.safetensors")
         return measure(load_student, folder)
     if name == "fifo_backbone_json":
-        from gandistill.export import load_backbone
+        from gandistill.students.export import load_backbone
 
         A.mkfifo(tmp / "exp" / "backbone.json")
         return measure(load_backbone, tmp / "exp")
     if name == "export_fifo_kwarg":
-        from gandistill.export import export_backbone
+        from gandistill.students.export import export_backbone
 
         folder = _student_run(tmp, config_kwargs={"checkpoint_path": str(A.mkfifo(tmp / "pipe"))})
         return measure(export_backbone, folder, tmp / "out")
@@ -121,7 +121,7 @@ def case(name: str, tmp: Path, template: Path) -> dict:
         (tmp / "b").write_bytes(A.colliding_int_dict_pickle(60_000))
         return measure(read_batch, tmp / "b")
     if name == "bank_truncated_in_use":
-        from gandistill.bank import BankTeacher
+        from gandistill.teachers.bank import BankTeacher
 
         A.write_bank(tmp / "bank", A.bank_header(n=4096, c=3, r=16, dims=(64,)))
         bt = BankTeacher(tmp / "bank")
@@ -189,12 +189,12 @@ def case(name: str, tmp: Path, template: Path) -> dict:
         A.png_bomb(tmp / "imgs" / "a.png", side=10_000)
         return measure(load_imagefolder, tmp / "imgs")
     if name == "bank_header_1mb_deep":
-        from gandistill.bank import read_header
+        from gandistill.teachers.bank import read_header
 
         A.write_bank(tmp / "bank", None, raw_header=b"[" * 2 ** 19 + b"]" * 2 ** 19, size=2 ** 21)
         return measure(read_header, tmp / "bank")
     if name == "bank_header_2e40_items":
-        from gandistill.bank import BankTeacher
+        from gandistill.teachers.bank import BankTeacher
 
         h = A.bank_header()
         A.write_bank(tmp / "bank", {**h, "n": 2 ** 40, "img_channels": 0, "target_dims": [0]}, size=A.bank_size(h))
@@ -221,7 +221,7 @@ def bank_read_cost(tmp: Path) -> dict:
     import torch
 
     import io_attacks as A
-    from gandistill.bank import BankTeacher
+    from gandistill.teachers.bank import BankTeacher
 
     h = A.bank_header(n=8192, c=3, r=16, dims=(512,))
     A.write_bank(tmp / "bank", h, fill=b"\1")

@@ -263,7 +263,7 @@ class Worker:
 
 
 def _build_bank(path: str, n: int) -> None:
-    from gandistill.bank import build_bank
+    from gandistill.teachers.bank import build_bank
     from gandistill.teachers import create_teacher
 
     t = create_teacher("sg2-generator")

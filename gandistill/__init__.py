@@ -73,7 +73,10 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 # ``gandistill.evaluate`` is both a module and a function: the module is an alias of
 # :mod:`gandistill.evaluation.run` (``import gandistill.evaluate as ev``, ``from gandistill.evaluate import
 # load_student`` keep working, with no file of that name), and calling it runs ``evaluate``.
-_MODULE_ALIASES = {f"{__name__}.evaluate": f"{__name__}.evaluation.run"}
+_MODULE_ALIASES = {f"{__name__}.evaluate": f"{__name__}.evaluation.run",
+                   # modules that moved into the package they belong to (issue 17): old import paths still work
+                   f"{__name__}.export": f"{__name__}.students.export",
+                   f"{__name__}.bank": f"{__name__}.teachers.bank"}
 _CALLABLE_SUBMODULES = {"evaluate": "evaluate"}      # package attribute -> the function a call runs
 
 
@@ -90,7 +93,7 @@ class _AliasLoader(importlib.abc.Loader):
 
     def create_module(self, spec: Any) -> types.ModuleType:
         module = import_module(self.target)
-        if type(module) is types.ModuleType:
+        if self.target.endswith(".evaluation.run") and type(module) is types.ModuleType:
             module.__class__ = _CallableModule
         self.spec = module.__spec__
         return module

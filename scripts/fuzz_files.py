@@ -99,7 +99,7 @@ class Targets:
         from test_hostile_io import student_run, tiny_student
 
         import io_attacks as A
-        from gandistill.export import export_backbone
+        from gandistill.students.export import export_backbone
 
         self.tmp, self.A = tmp, A
         self.run = student_run(tmp / "tpl_run")
@@ -121,7 +121,7 @@ class Targets:
         """Build one mutated input in ``work``; returns the call to make."""
         A = self.A
         if kind == "bank":
-            from gandistill.bank import BankTeacher
+            from gandistill.teachers.bank import BankTeacher
 
             h = self.bank_header
             raw = json_raw(h, rng)
@@ -152,7 +152,7 @@ class Targets:
             (work / "r" / "student.safetensors").write_bytes(data)
             return lambda: load_student(work / "r")
         if kind == "export":
-            from gandistill.export import load_backbone, load_projector
+            from gandistill.students.export import load_backbone, load_projector
 
             shutil.copytree(self.export, work / "e")
             meta = json.loads((self.export / "backbone.json").read_text())

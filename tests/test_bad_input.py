@@ -64,7 +64,7 @@ def test_dataset_root_with_the_wrong_layout(tmp_path):
 
 
 def test_checkpoint_of_the_wrong_kind(run, tmp_path):
-    from gandistill.export import ExportError, export_backbone
+    from gandistill.students.export import ExportError, export_backbone
     from gandistill.teachers import create_teacher
 
     gan = save_sg2(tmp_path / "gan", G_ema=tiny_G())

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from gandistill.bank import (BANK_FILE, BankError, BankExpectation, BankTeacher, build_bank, checkpoint_fingerprint,
+from gandistill.teachers.bank import (BANK_FILE, BankError, BankExpectation, BankTeacher, build_bank, checkpoint_fingerprint,
                              read_header)
 from gandistill.teachers import create_teacher
 from gandistill.teachers.stylegan2 import Generator, save_sg2

@@ -180,7 +180,7 @@ def test_fit_closes_with_the_probe_table(tmp_path):
 
 
 def test_fit_from_a_feature_bank(tmp_path):
-    from gandistill.bank import BankError, build_bank
+    from gandistill.teachers.bank import BankError, build_bank
     from gandistill.teachers import create_teacher
 
     G = save_sg2(tmp_path / "g", G_ema=tiny_G())

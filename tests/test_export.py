@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from gandistill.engine import FitConfig, fit
 from gandistill.evaluate import load_student
-from gandistill.export import (ExportError, export_backbone, load_backbone, load_projector, patch_backbone,
+from gandistill.students.export import (ExportError, export_backbone, load_backbone, load_projector, patch_backbone,
                                read_export)
 
 from conftest import tiny_G

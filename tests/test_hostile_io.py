@@ -119,7 +119,7 @@ def test_fifo_weights_do_not_hang_eval(tmp_path):
 
 
 def test_fifo_backbone_json_does_not_hang_load_backbone(tmp_path):
-    from gandistill.export import load_backbone
+    from gandistill.students.export import load_backbone
 
     mkfifo(tmp_path / "exp" / "backbone.json")
     clean(run_bounded(load_backbone, tmp_path / "exp", timeout=20))
@@ -127,7 +127,7 @@ def test_fifo_backbone_json_does_not_hang_load_backbone(tmp_path):
 
 def test_export_refuses_hostile_student_kwargs(tmp_path):
     """A timm kwarg pointing at a FIFO (checkpoint_path) or an unknown kwarg never reaches timm or backbone.json."""
-    from gandistill.export import export_backbone
+    from gandistill.students.export import export_backbone
 
     fifo = mkfifo(tmp_path / "pipe")
     for i, kw in enumerate(({"checkpoint_path": str(fifo)}, {"no_such_kwarg": 1})):
@@ -153,7 +153,7 @@ def test_cifar_batch_with_colliding_keys_is_refused_fast(tmp_path):
 
 
 def _bank_truncated_while_in_use(folder):
-    from gandistill.bank import BankTeacher
+    from gandistill.teachers.bank import BankTeacher
 
     bt = BankTeacher(folder)
     bt.sample(4, torch.Generator().manual_seed(0))
@@ -273,7 +273,7 @@ def _bank_variants():
 
 @pytest.mark.parametrize("case", sorted(_bank_variants()[0]) + sorted(_bank_variants()[1]))
 def test_malformed_bank_header_is_one_bank_error(tmp_path, case):
-    from gandistill.bank import BankError, BankTeacher
+    from gandistill.teachers.bank import BankError, BankTeacher
 
     headers, raws = _bank_variants()
     if case in headers:
@@ -297,9 +297,9 @@ def test_resume_json_with_wrong_types_or_escaping_names(run, tmp_path, patch):
 
 @pytest.mark.parametrize("path", ["~nosuchuser_gd/x.pkl", "/tmp/" + "a" * 300 + "/x"])
 def test_unusable_paths_are_one_clean_error(path):
-    from gandistill.bank import BankTeacher
+    from gandistill.teachers.bank import BankTeacher
     from gandistill.evaluate import load_student
-    from gandistill.export import load_backbone
+    from gandistill.students.export import load_backbone
 
     for fn in (load_student, BankTeacher, load_backbone):
         with pytest.raises(GandistillError):
@@ -357,7 +357,7 @@ def test_eval_refuses_weights_named_outside_the_folder(tmp_path):
 
 
 def test_bank_with_nan_targets_is_refused(tmp_path):
-    from gandistill.bank import BankError, BankTeacher
+    from gandistill.teachers.bank import BankError, BankTeacher
 
     h = bank_header(n=4, c=3, r=4, dims=(5,))
     path = write_bank(tmp_path / "b", h)

@@ -49,7 +49,7 @@ _DELETE = object()
 @FAST
 @given(st.sampled_from(sorted(bank_header())), st.one_of(json_values, st.just(_DELETE)))
 def test_bank_header_mutations_are_accepted_or_one_bank_error(tmp_path_factory, key, value):
-    from gandistill.bank import BankError, read_header
+    from gandistill.teachers.bank import BankError, read_header
 
     folder = tmp_path_factory.mktemp("bank")
     good = bank_header()

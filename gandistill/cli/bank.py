@@ -1,4 +1,4 @@
-"""``gandistill bank``: build and inspect teacher feature banks (see :mod:`gandistill.bank`).
+"""``gandistill bank``: build and inspect teacher feature banks (see :mod:`gandistill.teachers.bank`).
 
 >>> gandistill bank build --teacher sg2-generator --n 20000 --out banks/digits
 >>> gandistill fit --bank banks/digits             # samples the bank instead of running G
@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 import typer
 
-from gandistill.bank import build_bank, read_header
+from gandistill.teachers.bank import build_bank, read_header
 from gandistill.cli.console import console, say
 from gandistill.teachers import create_teacher
 

@@ -5,7 +5,7 @@ import typer
 from rich.table import Table
 
 from gandistill.cli.console import console
-from gandistill.doctor import LIST_KINDS, collect_facts, list_names
+from gandistill.cli.facts import LIST_KINDS, collect_facts, list_names
 from gandistill.io.errors import EXIT_BAD_INPUT
 
 

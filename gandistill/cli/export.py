@@ -4,7 +4,7 @@ from __future__ import annotations
 import typer
 
 from gandistill.cli.console import console
-from gandistill.export import export_backbone, read_export
+from gandistill.students.export import export_backbone, read_export
 
 
 def export_cmd(
@@ -19,7 +19,7 @@ def export_cmd(
     console.print(f"exported {meta['timm_name']} backbone ({meta['num_features']}-d"
                   f"{', patches: ' + ', '.join(meta['patches']) if meta['patches'] else ''}) to {path.parent}",
                   soft_wrap=True, markup=False)
-    console.print(f"load: gandistill.export.load_backbone({str(path.parent)!r})", soft_wrap=True, markup=False)
+    console.print(f"load: gandistill.students.export.load_backbone({str(path.parent)!r})", soft_wrap=True, markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from gandistill.augment import build_augment
-from gandistill.bank import BankExpectation, BankTeacher
+from gandistill.teachers.bank import BankExpectation, BankTeacher
 from gandistill.engine.distributed import Dist, rank_seeds
 from gandistill.engine.model import DistillModel
 from gandistill.engine.plan import Plan
@@ -44,7 +44,7 @@ class Parts:
 
 def build_teacher(plan: Plan, device: torch.device):
     """The frozen teacher the method needs (``None`` for real-data-only methods); with ``plan.bank`` a
-    :class:`~gandistill.bank.BankTeacher` that reads the teacher's samples from disk (refusing a bank of
+    :class:`~gandistill.teachers.bank.BankTeacher` that reads the teacher's samples from disk (refusing a bank of
     another teacher, checkpoint, teacher options or resolution)."""
     if plan.teacher_name is None:
         if plan.bank:

@@ -112,7 +112,7 @@ def export_backbone(run: PathLike, out: PathLike, *, projector: bool = False, ov
                    "dataset": loaded.meta.get("dataset"), "teacher": loaded.meta.get("teacher")},
         "teacher_conditional": run_cfg.get("teacher_conditional"),
         "exported": _dt.datetime.now().isoformat(timespec="seconds"),
-        "load": "gandistill.export.load_backbone(DIR)  # = patch_backbone(timm.create_model(timm_name, "
+        "load": "gandistill.students.export.load_backbone(DIR)  # = patch_backbone(timm.create_model(timm_name, "
                 "num_classes=0, **timm_kwargs), DIR) + load_state_dict(strict=True)",
     }
     check(meta, BACKBONE, out / META_FILE, ExportError, "backbone.json (self-check)")
