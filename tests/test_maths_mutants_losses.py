@@ -300,3 +300,44 @@ def test_mix_losses_default_and_bounds():
     for alpha in (0.5, 0.99, 0.0):
         with pytest.raises(ValueError, match="needs a span loss"):
             mix_losses(a, None, alpha)
+
+
+def test_messages_name_the_argument_and_the_row_count():
+    from gandistill.losses import invariance
+
+    with pytest.raises(ValueError, match=r"^z must be 2-D"):
+        check_embeddings(torch.zeros(2, 2, 2))
+    with pytest.raises(ValueError, match=r"^z must be a torch.Tensor of shape \[N, D\], got list$"):
+        check_embeddings([[0.0]])                                   # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^z must be a torch.Tensor of shape \[N, D\], got list$"):
+        vicreg_var([[0.0, 1.0], [1.0, 0.0]])                        # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^z needs at least 2 rows \(batch size N >= 2\) for batch statistics, got N=1$"):
+        vicreg_cov(torch.zeros(1, 4))
+    with pytest.raises(ValueError, match=r"^z needs at least 2 rows"):
+        check_embeddings(torch.zeros(1, 4))
+    ok = torch.zeros(3, 2)
+    with pytest.raises(ValueError, match=r"^a contains NaN"):
+        invariance(torch.full((3, 2), float("nan")), ok)
+    with pytest.raises(ValueError, match=r"^b contains NaN"):
+        invariance(ok, torch.full((3, 2), float("nan")))
+    with pytest.raises(ValueError, match=r"^b must be 2-D"):
+        invariance(ok, torch.zeros(3, 2, 1))
+    assert math.isnan(invariance(ok, torch.full((3, 2), float("nan")), check_finite=False).item())
+
+
+def test_invariance_accepts_a_single_row():
+    from gandistill.losses import invariance
+
+    a, b = torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[0.0, 2.0, 5.0]])
+    assert invariance(a, b).item() == pytest.approx((1 + 0 + 4) / 3)
+
+
+def test_one_local_row_is_enough_when_the_gathered_batch_has_two(monkeypatch):
+    from gandistill.losses import gather as gather_mod
+
+    mine = torch.tensor([[1.0, 2.0, 0.0]], dtype=torch.float64)
+    other = torch.tensor([[0.0, 1.0, 3.0]], dtype=torch.float64)
+    monkeypatch.setattr(gather_mod, "dist", _FakeDist(1, other, torch.zeros(2, 3, dtype=torch.float64)))
+    full = torch.cat([other, mine])
+    assert vicreg_cov(mine, gather=True).item() == pytest.approx(_np_offdiag(full.numpy()) / 3, rel=1e-12)
+    assert vicreg_var(mine, gather=True).item() == pytest.approx(_ref_var(full), rel=1e-12)
