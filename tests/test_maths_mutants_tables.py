@@ -100,3 +100,15 @@ def test_paper_columns_are_the_five_datasets():
     for n in (1, 2, 5, 6):
         for row in get_table(n).rows:
             assert set(row.paper) == {"cifar10", "cifar100", "stl10", "imagenet100", "imagenet"}
+
+
+def test_specs_are_frozen():
+    import dataclasses
+
+    run = RUNS["g-sns"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        run.weights = (1.0, 0.0, 0.0)                       # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        get_table(5).row("d").run = "g-squeeze"             # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        get_table(5).metric = "mmd2"                        # type: ignore[misc]

@@ -1,0 +1,120 @@
+"""Evaluation maths where small mutations used to survive (issue 15 item 5).
+
+Each test states the rule independently: closed forms, hand-worked cases, float64 loops, the
+documented defaults and boundaries.
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from gandistill.evaluation.features import EvalDataError
+from gandistill.evaluation.knn import (DEFAULT_T, PAPER_K, SMALL_K, SMALL_TRAIN, default_knn_k, knn_features,
+                                       knn_predict, resolve_knn_k)
+from gandistill.evaluation.mmd import KERNELS, median_bandwidth, mmd2_unbiased
+
+
+# ------------------------------------------------------------------------------------------- MMD
+def test_mmd_closed_form_two_points_each():
+    # x = {0, 1}, y = {0, 3} on a line, sigma = 1: k(a, b) = exp(-(a-b)^2 / 2)
+    x = torch.tensor([[0.0], [1.0]])
+    y = torch.tensor([[0.0], [3.0]])
+    k = lambda d: math.exp(-d * d / 2)  # noqa: E731
+    sxx = k(1)                       # 1/(2*1) * (k(0,1) + k(1,0))
+    syy = k(3)
+    sxy = (k(0) + k(3) + k(1) + k(2)) / 4
+    res = mmd2_unbiased(x, y, sigma=1.0)
+    assert res["mmd2"] == pytest.approx(sxx + syy - 2 * sxy, rel=1e-12)
+    assert res == {"mmd2": res["mmd2"], "sigma": 1.0, "m": 2, "n": 2, "kernel": "gaussian"}
+
+
+def test_median_bandwidth_hand_case_and_degenerate_sample():
+    # pooled points 0, 1, 3, 7 on a line: pair distances 1, 3, 7, 2, 6, 4 -> sorted 1 2 3 4 6 7, lower median 3
+    x = torch.tensor([[0.0], [1.0]])
+    y = torch.tensor([[3.0], [7.0]])
+    assert median_bandwidth(x, y) == pytest.approx(3.0, rel=1e-12)
+    same = torch.ones(3, 2)
+    assert median_bandwidth(same, same) == 1.0          # all distances 0: fall back to 1
+    assert mmd2_unbiased(same, same)["sigma"] == 1.0
+
+
+def test_mmd_defaults_and_sigma_checks():
+    assert KERNELS == ("gaussian", "poly")
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(5, 2, generator=g), torch.randn(4, 2, generator=g)
+    assert mmd2_unbiased(x, y)["sigma"] == pytest.approx(median_bandwidth(x, y), rel=1e-12)
+    with pytest.raises(ValueError, match=r"sigma must be positive, got -1.0"):
+        mmd2_unbiased(x, y, sigma=-1.0)
+    with pytest.raises(ValueError, match=r"at least 2 points per sample, got 5 and 1"):
+        mmd2_unbiased(x, y[:1])
+    with pytest.raises(ValueError, match=r"two \[N, D\] samples"):
+        mmd2_unbiased(x[:, 0], y)
+    with pytest.raises(ValueError, match=r"two \[N, D\] samples"):
+        mmd2_unbiased(x, y[:, 0])
+    with pytest.raises(ValueError, match="non-finite"):
+        mmd2_unbiased(x, torch.tensor([[0.0, float("inf")], [1.0, 1.0]]))
+    assert mmd2_unbiased(x[:2], y[:2], kernel="poly")["m"] == 2       # two points per side are enough
+
+
+# ------------------------------------------------------------------------------------------- kNN
+def test_knn_default_k_rule_boundaries():
+    assert (PAPER_K, SMALL_K, SMALL_TRAIN, DEFAULT_T) == (200, 20, 10_000, 0.1)
+    assert default_knn_k(9_999) == 20 and default_knn_k(10_000) == 200 and default_knn_k(50_000) == 200
+    assert resolve_knn_k(None, 10_000) == 200 and resolve_knn_k(None, 100) == 20
+    assert resolve_knn_k(1, 5) == 1 and resolve_knn_k(7.0, 5) == 7
+    with pytest.raises(ValueError, match="k must be >= 1, got 0"):
+        resolve_knn_k(0, 5)
+
+
+def test_knn_weights_votes_by_exp_similarity_over_t():
+    # one query, three neighbours: two of class 0 at cosine 0 (weight exp(0)=1 each), one of class 1 at cosine
+    # s = 0.5: class 1 wins iff exp(s / t) > 2, i.e. t < s / ln 2 = 0.7213
+    train = torch.tensor([[0.0, 1.0], [0.0, -1.0], [math.cos(math.pi / 3), math.sin(math.pi / 3)]])
+    labels = torch.tensor([0, 0, 1])
+    q = torch.tensor([[1.0, 0.0]])
+    assert knn_predict(train, labels, q, k=3, t=0.7).item() == 1
+    assert knn_predict(train, labels, q, k=3, t=0.75).item() == 0
+    assert knn_predict(train, labels, q, k=3).item() == 1              # t = 0.1 by default
+    # k = 1 keeps only the most similar neighbour; k above N is clamped to N
+    assert knn_predict(train, labels, q, k=1, t=100.0).item() == 1
+    assert knn_predict(train, labels, q, k=50, t=100.0).item() == 0
+    # features are normalised: scaling a train row changes nothing
+    assert knn_predict(train * torch.tensor([[5.0], [0.1], [3.0]]), labels, q, k=3, t=0.7).item() == 1
+    with pytest.raises(ValueError, match="temperature t must be > 0, got 0"):
+        knn_predict(train, labels, q, k=3, t=0.0)
+
+
+def test_knn_chunks_and_empty_queries():
+    g = torch.Generator().manual_seed(4)
+    train, labels = torch.randn(30, 4, generator=g), torch.randint(0, 3, (30,), generator=g)
+    test = torch.randn(11, 4, generator=g)
+    whole = knn_predict(train, labels, test, k=5, chunk=512)
+    for chunk in (1, 3, 10, 11):
+        assert torch.equal(knn_predict(train, labels, test, k=5, chunk=chunk), whole)
+    empty = knn_predict(train, labels, test[:0], k=5)
+    assert empty.shape == (0,) and empty.dtype == torch.long
+    # the default k on a small train set is 20 (clamped to 30 here: 20)
+    assert torch.equal(knn_predict(train, labels, test), knn_predict(train, labels, test, k=20))
+
+
+def test_knn_features_reports_and_checks():
+    x = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    y = torch.tensor([0, 0, 1, 1])
+    q = torch.tensor([[1.0, 0.05], [0.05, 1.0], [1.0, 0.0]])
+    yq = torch.tensor([0, 1, 1])                        # the last one is "wrong": 2 of 3 right
+    res = knn_features(x, y, q, yq, k=2)
+    assert res["top1"] == pytest.approx(200.0 / 3)
+    assert (res["k"], res["k_requested"], res["t"], res["num_train"], res["num_test"], res["feature_dim"]) == \
+        (2, 2, 0.1, 4, 3, 2)
+    assert knn_features(x, y, q, yq)["k"] == 4         # default 20 clamped to the 4 train items
+    assert knn_features(x, y, q, yq, k=9)["k_requested"] == 9
+    with pytest.raises(EvalDataError, match="3 test features but 2 labels"):
+        knn_features(x, y, q, yq[:2])
+    with pytest.raises(EvalDataError, match="4 train features but 3 labels"):
+        knn_predict(x, y[:3], q)
+    with pytest.raises(EvalDataError, match="feature dims differ: train 2 vs test 3"):
+        knn_predict(x, y, torch.zeros(1, 3))
+    with pytest.raises(EvalDataError, match="features must be 2-D"):
+        knn_predict(x[0], y, q)
