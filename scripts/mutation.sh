@@ -20,13 +20,14 @@ MUTMUT="$(dirname "$PY")/mutmut"
 MUT_DIR="${MUT_DIR:-/tmp/gandistill-mutation}"
 JOBS="${MUT_JOBS:-1}"
 
-# group -> "modules | tests" (paths relative to the repository root)
+# group -> "modules | tests [| mutant-name patterns]" (paths relative to the repository root; the optional
+# patterns (fnmatch, as `mutmut run` takes them) restrict a group to the functions it is about)
 declare -A GROUPS_=(
   [losses]="gandistill/losses/vicreg.py gandistill/losses/distill.py gandistill/losses/gather.py | tests/test_losses.py tests/test_maths_mutants_losses.py"
   [squeeze]="gandistill/squeeze.py | tests/test_squeeze.py"
   [evaluation]="gandistill/evaluation/mmd.py gandistill/evaluation/fewshot.py gandistill/evaluation/knn.py gandistill/evaluation/lars.py gandistill/evaluation/linear.py gandistill/evaluation/features.py | tests/test_mmd.py tests/test_fewshot.py tests/test_lars.py tests/test_evaluate.py tests/test_maths_mutants_evaluation.py"
   [tables]="gandistill/compare/tables.py | tests/test_compare_tables.py tests/test_maths_mutants_tables.py"
-  [gan]="gandistill/gan/score.py gandistill/gan/loss.py gandistill/gan/ada.py | tests/test_gan_score.py tests/test_gan_loss.py tests/test_gan_ada.py tests/test_maths_mutants_gan.py"
+  [gan]="gandistill/gan/score.py gandistill/gan/loss.py gandistill/gan/ada.py | tests/test_gan_score.py tests/test_gan_loss.py tests/test_gan_ada.py tests/test_maths_mutants_gan.py | gandistill.gan.score.x__sqrtm_psd* gandistill.gan.score.x_gaussian_stats* gandistill.gan.score.x_frechet_distance* gandistill.gan.score.x_fd_from_features* gandistill.gan.score.x_mmd2_unbiased_poly* gandistill.gan.score.x_kid* gandistill.gan.loss.* gandistill.gan.ada.*"
 )
 ORDER=(losses squeeze evaluation tables gan)
 [ $# -gt 0 ] && ORDER=("$@")
@@ -36,8 +37,10 @@ toml_list() { local out="" x; for x in "$@"; do out+="\"$x\", "; done; echo "[${
 for g in "${ORDER[@]}"; do
   spec="${GROUPS_[$g]:-}"
   [ -n "$spec" ] || { echo "unknown group '$g' (one of: ${!GROUPS_[*]})" >&2; exit 2; }
-  read -r -a mods <<<"${spec%%|*}"
-  read -r -a tests_all <<<"${spec#*|}"
+  IFS='|' read -r f_mods f_tests f_pats <<<"$spec"
+  read -r -a mods <<<"$f_mods"
+  read -r -a tests_all <<<"$f_tests"
+  read -r -a pats <<<"${f_pats:-}"
   tests=(); for t in "${tests_all[@]}"; do [ -f "$ROOT/$t" ] && tests+=("$t"); done
   work="$MUT_DIR/$g"
   mkdir -p "$work"
@@ -58,27 +61,29 @@ PYEOF
   echo "== $g: ${mods[*]}"
   echo "   tests: ${tests[*]}"
   (cd "$work" && OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 PYTHONPATH= \
-     nice -n 15 "$MUTMUT" run --max-children "$JOBS" >"$work/run.log" 2>&1) || {
+     nice -n 15 "$MUTMUT" run --max-children "$JOBS" ${pats[@]+"${pats[@]}"} >"$work/run.log" 2>&1) || {
     echo "mutmut run failed for $g, see $work/run.log" >&2; tail -20 "$work/run.log" >&2; exit 1; }
   (cd "$work" && "$MUTMUT" results --all true >"$work/results.txt" 2>/dev/null || true)
-  "$PY" - "$work/results.txt" <<'PYEOF'
-import collections, sys
+  "$PY" - "$work/results.txt" ${pats[@]+"${pats[@]}"} <<'PYEOF'
+import collections, fnmatch, sys
+pats = sys.argv[2:]
 per = collections.defaultdict(collections.Counter)
+surv = []
 for line in open(sys.argv[1]):
     line = line.strip()
     if ": " not in line:
         continue
     name, status = line.rsplit(": ", 1)
-    module = name.split(".x")[0].split(".x_")[0]
+    if pats and not any(fnmatch.fnmatch(name, p) for p in pats):
+        continue
     module = name[: name.find(".x")] if ".x" in name else name
     per[module][status] += 1
+    if status == "survived":
+        surv.append(name)
 for module, c in sorted(per.items()):
     total = sum(c.values())
     print(f"   {module:40s} total {total:4d}  killed {c['killed']:4d}  survived {c['survived']:3d}  "
           + "  ".join(f"{k} {v}" for k, v in sorted(c.items()) if k not in ("killed", "survived")))
-    for line in open(sys.argv[1]):
-        pass
-surv = [l.strip().rsplit(": ", 1)[0] for l in open(sys.argv[1]) if l.strip().endswith(": survived")]
 if surv:
     print("   survivors:", " ".join(surv))
 PYEOF
