@@ -112,3 +112,12 @@ def test_specs_are_frozen():
         get_table(5).row("d").run = "g-squeeze"             # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
         get_table(5).metric = "mmd2"                        # type: ignore[misc]
+
+
+def test_metrics_of_the_tables():
+    from gandistill.compare.tables import METRICS, TableSpec
+
+    assert [get_table(n).metric for n in (1, 2, 5, 6)] == ["top1", "top1", "top1", "mmd2"]
+    assert all(get_table(n).metric in METRICS for n in (1, 2, 5, 6))
+    assert TableSpec(9, "t", ("cifar10",), ()).metric == "top1"      # the default metric
+    assert get_table(1).units == {} and get_table(6).units["stl10"] == 1e-3

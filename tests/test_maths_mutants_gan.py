@@ -1,0 +1,196 @@
+"""GAN objective and FD/KID maths where small mutations used to survive (issue 15 item 5)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from gandistill.gan import score as score_mod
+from gandistill.gan.loss import StyleGAN2Loss, ema_beta, generate
+from gandistill.gan.score import ScoreError, frechet_distance, gaussian_stats, kid, mmd2_unbiased_poly
+
+
+# ------------------------------------------------------------------------------------------- FD / KID
+def test_gaussian_stats_is_mean_and_unbiased_covariance():
+    g = torch.Generator().manual_seed(0)
+    f = torch.randn(5, 3, generator=g)
+    mu, s = gaussian_stats(f)
+    assert mu.dtype == torch.float64 and s.dtype == torch.float64
+    assert np.allclose(mu.numpy(), f.double().numpy().mean(0), rtol=1e-12, atol=0)
+    assert np.allclose(s.numpy(), np.cov(f.double().numpy(), rowvar=False, ddof=1), rtol=1e-12, atol=0)
+    gaussian_stats(f[:2])                                            # two samples are enough
+    with pytest.raises(ScoreError, match="need at least 2 samples for a covariance, got 1"):
+        gaussian_stats(f[:1])
+
+
+def test_fd_of_commuting_covariances_closed_form():
+    # S1 = diag(1, 4), S2 = diag(9, 1): tr sqrt(S1^1/2 S2 S1^1/2) = sqrt(9) + sqrt(4) = 5
+    s1, s2 = torch.diag(torch.tensor([1.0, 4.0])), torch.diag(torch.tensor([9.0, 1.0]))
+    mu1, mu2 = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 2.0])
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(5 + 5 + 10 - 2 * 5, abs=1e-9)
+    # a rotated, non-diagonal pair: S2 = R diag(4, 1) R^T with S1 = I -> tr sqrt(S2) = 3
+    c, s = np.cos(0.3), np.sin(0.3)
+    r = torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
+    s2r = r @ torch.diag(torch.tensor([4.0, 1.0], dtype=torch.float64)) @ r.T
+    eye = torch.eye(2, dtype=torch.float64)
+    assert frechet_distance(mu1, eye, mu1, s2r) == pytest.approx(2 + 5 - 2 * 3, abs=1e-9)
+
+
+def test_fd_of_a_singular_covariance_is_finite():
+    # rank-deficient S1 (eigenvalues of S1^1/2 S2 S1^1/2 are ~0): the clamp keeps the sqrt real
+    s1 = torch.tensor([[1.0, 1.0], [1.0, 1.0]], dtype=torch.float64)
+    s2 = torch.eye(2, dtype=torch.float64)
+    z = torch.zeros(2, dtype=torch.float64)
+    # S1^1/2 = S1 / sqrt(2); S1^1/2 S2 S1^1/2 = S1^2 / 2 = S1: eigenvalues 2, 0 -> tr sqrt = sqrt(2)
+    assert frechet_distance(z, s1, z, s2) == pytest.approx(2 + 2 - 2 * np.sqrt(2), abs=1e-9)
+
+
+def test_poly_mmd_needs_two_per_side_and_uses_d():
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    y = torch.tensor([[1.0, 1.0], [0.0, 0.0]])
+    k = lambda a, b: (float(a @ b) / 2 + 1) ** 3  # noqa: E731
+    want = 2 * k(x[0], x[1]) / 2 + 2 * k(y[0], y[1]) / 2 - 2 * sum(k(a, b) for a in x for b in y) / 4
+    assert mmd2_unbiased_poly(x, y) == pytest.approx(want, rel=1e-12)
+    with pytest.raises(ScoreError, match="KID needs at least 2 samples per side"):
+        mmd2_unbiased_poly(x[:1], y)
+    with pytest.raises(ScoreError, match="KID needs at least 2 samples per side"):
+        mmd2_unbiased_poly(x, y[:1])
+
+
+@pytest.mark.parametrize("n_real,n_fake,size,want", [(10, 6, 100, 3), (10, 6, 2, 2), (3, 3, 1000, 2),
+                                                      (100, 100, 10, 10), (40, 90, 1000, 20)])
+def test_kid_subset_sizes_count_and_statistics(monkeypatch, n_real, n_fake, size, want):
+    calls = []
+
+    def spy(x, y):
+        calls.append((len(x), len(y), len(set(map(tuple, x.tolist()))), len(set(map(tuple, y.tolist())))))
+        return float(len(calls))                      # 1, 2, 3, ...
+
+    monkeypatch.setattr(score_mod, "mmd2_unbiased_poly", spy)
+    real = torch.arange(n_real, dtype=torch.float64)[:, None].repeat(1, 2)
+    fake = -torch.arange(n_fake, dtype=torch.float64)[:, None].repeat(1, 2)
+    mean, std = kid(real, fake, subsets=4, subset_size=size)
+    assert [c[:2] for c in calls] == [(want, want)] * 4
+    assert all(c[2] == want and c[3] == want for c in calls)      # without replacement
+    assert mean == pytest.approx(2.5) and std == pytest.approx(np.std([1, 2, 3, 4], ddof=1))
+    calls.clear()
+    mean, std = kid(real, fake, subsets=1, subset_size=size)
+    assert (mean, std) == (1.0, 0.0)
+
+
+def test_kid_defaults_are_50_subsets_of_1000(monkeypatch):
+    calls = []
+    monkeypatch.setattr(score_mod, "mmd2_unbiased_poly", lambda x, y: calls.append(len(x)) or 0.0)
+    kid(torch.zeros(2400, 1), torch.zeros(2100, 1))
+    assert calls == [1000] * 50
+
+
+def test_kid_draws_differ_between_subsets_and_follow_the_seed(monkeypatch):
+    seen = []
+    monkeypatch.setattr(score_mod, "mmd2_unbiased_poly", lambda x, y: seen.append((x[:, 0].tolist(), y[:, 0].tolist())) or 0.0)
+    real, fake = torch.arange(20.0)[:, None], -torch.arange(20.0)[:, None]
+    kid(real, fake, subsets=3, subset_size=5, seed=7)
+    first = list(seen)
+    assert first[0] != first[1] and first[0][0] != first[0][1]   # real and fake indices drawn separately
+    seen.clear()
+    kid(real, fake, subsets=3, subset_size=5, seed=7)
+    assert seen == first
+    seen.clear()
+    kid(real, fake, subsets=3, subset_size=5, seed=8)
+    assert seen != first
+
+
+# ------------------------------------------------------------------------------------------- G / D loss
+class RecMapping(nn.Module):
+    num_ws = 3
+
+    def __init__(self, log):
+        super().__init__()
+        self.log = log
+
+    def forward(self, z, c, update_emas=False):
+        self.log.append(("mapping", update_emas))
+        return z.unsqueeze(1).repeat(1, self.num_ws, 1)
+
+
+class RecSynthesis(nn.Module):
+    def __init__(self, log):
+        super().__init__()
+        self.log = log
+
+    def forward(self, ws, noise_mode="const", force_fp32=False, update_emas=False):
+        self.log.append(("synthesis", noise_mode, force_fp32, update_emas))
+        return ws.unsqueeze(1) * 3.0                   # [N, 1, num_ws, z]
+
+
+class RecG(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.log = []
+        self.mapping, self.synthesis = RecMapping(self.log), RecSynthesis(self.log)
+
+
+class SumD(nn.Module):
+    def forward(self, x, c):
+        return x.flatten(1).sum(1, keepdim=True) * 0.1
+
+
+def test_generate_and_losses_pass_the_training_flags():
+    G = RecG()
+    z, c = torch.ones(2, 4), torch.zeros(2, 0)
+    generate(G, z, c)
+    assert G.log == [("mapping", False), ("synthesis", "random", True, False)]
+    G.log.clear()
+    generate(G, z, c, update_emas=True)
+    assert G.log == [("mapping", True), ("synthesis", "random", True, True)]
+    loss = StyleGAN2Loss(G, SumD(), augment=lambda x: x)
+    G.log.clear()
+    loss.g_main(z, c)
+    assert G.log == [("mapping", False), ("synthesis", "random", True, False)]
+    G.log.clear()
+    loss.d_main(z, c, torch.zeros(2, 1, 3, 4), c)
+    assert G.log == [("mapping", True), ("synthesis", "random", True, True)]     # D step updates G's averages
+    G.log.clear()
+    StyleGAN2Loss(G, SumD(), augment=lambda x: x, style_mixing_prob=0.5).g_main(z, c)
+    assert G.log == [("mapping", False), ("mapping", False), ("synthesis", "random", True, False)]
+
+
+def test_loss_defaults_and_logged_values():
+    G, D = RecG(), SumD()
+    loss = StyleGAN2Loss(G, D, augment=lambda x: x)
+    assert (loss.r1_gamma, loss.style_mixing_prob, loss.clamp_fakes, loss.range_weight, loss.range_margin) == \
+        (0.05, 0.0, False, 0.0, 4.0)
+    z, c = torch.ones(2, 4), torch.zeros(2, 0)      # fake image = 3 everywhere, 12 pixels: D = 3.6
+    lg, logs = loss.g_main(z, c)
+    sp = lambda t: float(torch.nn.functional.softplus(torch.tensor(t)))  # noqa: E731
+    assert logs == {"loss_G": pytest.approx(sp(-3.6)), "score_fake_G": pytest.approx(3.6)}
+    real = torch.full((2, 1, 3, 4), -1.0)             # D(real) = -1.2
+    ld, logs, real_logits = loss.d_main(z, c, real, c)
+    assert logs == {"loss_D": pytest.approx(sp(3.6) + sp(1.2)), "score_real": pytest.approx(-1.2),
+                    "score_fake": pytest.approx(3.6)}
+    assert ld.item() == pytest.approx(sp(3.6) + sp(1.2), rel=1e-6)
+    assert torch.allclose(real_logits, torch.full((2, 1), -1.2))
+    # R1 of D(x) = 0.1 * sum(x): ||grad||^2 = 12 * 0.01 per sample
+    lr1, logs = loss.d_reg(real, c, gain=4)
+    assert logs == {"r1_penalty": pytest.approx(0.12)}
+    assert lr1.item() == pytest.approx(0.12 * 0.05 / 2 * 4, rel=1e-6)
+
+
+def test_range_excess_is_a_per_sample_sum_averaged_over_the_batch():
+    G, D = RecG(), SumD()
+    loss = StyleGAN2Loss(G, D, augment=lambda x: x, clamp_fakes=True, range_weight=2.0, range_margin=1.0)
+    z = torch.tensor([[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]])   # images 3 (excess 2 x 12) and 0 (none)
+    lg, logs = loss.g_main(z, torch.zeros(2, 0))
+    assert logs["range_excess"] == pytest.approx(12.0)
+    # D sees clamp(3) = 1 for the first (12 pixels -> 1.2) and 0 for the second
+    sp = torch.nn.functional.softplus
+    want = float((sp(torch.tensor(-1.2)) + sp(torch.tensor(0.0))) / 2) + 2.0 * 12.0
+    assert lg.item() == pytest.approx(want, rel=1e-6)
+
+
+def test_ema_beta_uses_the_smaller_horizon():
+    # min(ema_kimg * 1000, cur_nimg * rampup): 1000 * 0.5 = 500 < 2000
+    assert ema_beta(10, 1000, 2.0, 0.5) == pytest.approx(0.5 ** (10 / 500))
+    assert ema_beta(10, 10 ** 6, 2.0, 0.5) == pytest.approx(0.5 ** (10 / 2000))
+    assert ema_beta(10, 10 ** 6, 2.0, None) == pytest.approx(0.5 ** (10 / 2000))
