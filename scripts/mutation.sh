@@ -18,7 +18,7 @@ PY="${PYTHON:-$ROOT/.venv/bin/python}"
 MUTMUT="$(dirname "$PY")/mutmut"
 [ -x "$MUTMUT" ] || MUTMUT="$(command -v mutmut)"
 MUT_DIR="${MUT_DIR:-/tmp/gandistill-mutation}"
-JOBS="${MUT_JOBS:-1}"
+JOBS="${MUT_JOBS:-2}"
 
 # group -> "modules | tests [| mutant-name patterns]" (paths relative to the repository root; the optional
 # patterns (fnmatch, as `mutmut run` takes them) restrict a group to the functions it is about)
@@ -55,7 +55,8 @@ text = open(src).read()
 text = re.sub(r"\n\[tool\.mutmut\].*?(?=\n\[|\Z)", "", text, flags=re.S)
 text += ("\n[tool.mutmut]\nsource_paths = [\"gandistill\"]\n"
          f"only_mutate = {mods}\npytest_add_cli_args = [\"-p\", \"no:cacheprovider\", \"-q\", \"-x\"]\n"
-         f"pytest_add_cli_args_test_selection = {tests}\nuse_git_change_detection = false\n")
+         f"pytest_add_cli_args_test_selection = {tests}\nuse_git_change_detection = false\n"
+         "do_not_mutate_patterns = ['^\\s*raise ']\n")
 open(dst, "w").write(text)
 PYEOF
   echo "== $g: ${mods[*]}"
