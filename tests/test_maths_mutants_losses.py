@@ -341,3 +341,19 @@ def test_one_local_row_is_enough_when_the_gathered_batch_has_two(monkeypatch):
     full = torch.cat([other, mine])
     assert vicreg_cov(mine, gather=True).item() == pytest.approx(_np_offdiag(full.numpy()) / 3, rel=1e-12)
     assert vicreg_var(mine, gather=True).item() == pytest.approx(_ref_var(full), rel=1e-12)
+
+
+def test_nothing_is_gathered_unless_asked(monkeypatch):
+    from gandistill.losses import gather as gather_mod
+
+    g = torch.Generator().manual_seed(13)
+    zs, zt = (torch.randn(4, 3, generator=g, dtype=torch.float64) for _ in range(2))
+    fake = _FakeDist(0, torch.randn(5, 3, generator=g, dtype=torch.float64), torch.zeros(9, 3, dtype=torch.float64))
+    monkeypatch.setattr(gather_mod, "dist", fake)
+    assert vicreg_var(zs).item() == pytest.approx(_ref_var(zs), rel=1e-12)
+    assert vicreg_cov(zs).item() == pytest.approx(_np_offdiag(zs.numpy()) / 3, rel=1e-12)
+    out = squeeze_loss(zs, zt)
+    assert out["var"].item() == pytest.approx(_ref_var(zs), rel=1e-12)
+    assert out["cov_target"].item() == pytest.approx(_np_offdiag(zt.numpy()) / 3, rel=1e-12)
+    assert vicreg_loss(zs, zt)["var"].item() == pytest.approx(_ref_var(zs) + _ref_var(zt), rel=1e-12)
+    assert fake.calls == []
