@@ -118,3 +118,36 @@ def test_knn_features_reports_and_checks():
         knn_predict(x, y, torch.zeros(1, 3))
     with pytest.raises(EvalDataError, match="features must be 2-D"):
         knn_predict(x[0], y, q)
+
+
+# ------------------------------------------------------------------------------------------- LARS
+def test_lars_step_with_closure_and_params_without_grad():
+    from gandistill.evaluation.lars import LARS
+
+    w = torch.tensor([[3.0, 4.0]], dtype=torch.float64, requires_grad=True)      # ||w|| = 5
+    frozen = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)   # never gets a gradient
+    opt = LARS([w, frozen], lr=0.5, momentum=0.0, trust_coefficient=0.1)
+
+    def closure():
+        opt.zero_grad()
+        loss = (w * torch.tensor([[0.0, 2.0]], dtype=torch.float64)).sum()       # grad (0, 2), ||g|| = 2
+        loss.backward()
+        return loss
+
+    loss = opt.step(closure)
+    assert loss.item() == pytest.approx(8.0)
+    # lambda = 0.1 * 5 / (2 + 1e-8); w -= 0.5 * lambda * g
+    lam = 0.1 * 5 / (2 + 1e-8)
+    assert torch.allclose(w.detach(), torch.tensor([[3.0, 4.0 - 0.5 * lam * 2]], dtype=torch.float64), rtol=1e-12)
+    assert torch.equal(frozen.detach(), torch.tensor([1.0, 2.0], dtype=torch.float64))
+    assert opt.step() is None
+    assert "momentum_buffer" not in opt.state[w]                                  # no buffer without momentum
+
+
+def test_lars_refuses_sparse_gradients():
+    from gandistill.evaluation.lars import LARS
+
+    w = torch.zeros(3, 2, requires_grad=True)
+    w.grad = torch.sparse_coo_tensor([[0], [1]], [1.0], (3, 2))
+    with pytest.raises(RuntimeError, match="LARS does not support sparse gradients"):
+        LARS([w], lr=0.1).step()
