@@ -194,3 +194,57 @@ def test_ema_beta_uses_the_smaller_horizon():
     assert ema_beta(10, 1000, 2.0, 0.5) == pytest.approx(0.5 ** (10 / 500))
     assert ema_beta(10, 10 ** 6, 2.0, 0.5) == pytest.approx(0.5 ** (10 / 2000))
     assert ema_beta(10, 10 ** 6, 2.0, None) == pytest.approx(0.5 ** (10 / 2000))
+
+
+# ------------------------------------------------------------------------------------------- ADA controller
+def test_ada_controller_defaults_are_the_ada_papers():
+    from gandistill.gan.ada import AdaAugment, AdaController
+
+    ctl = AdaController(AdaAugment(p=0.0))
+    # Karras et al. 2020: target r_t = 0.6, adjust every 4 steps, p can traverse [0, 1] in 500k images
+    assert (ctl.target, ctl.interval, ctl.ada_kimg) == (0.6, 4, 500.0)
+    assert ctl.state_dict() == {"sign_sum": 0.0, "count": 0, "steps": 0, "last_rt": None}
+
+
+def test_ada_controller_interval_counting_and_one_logit():
+    from gandistill.gan.ada import AdaAugment, AdaController
+
+    aug = AdaAugment(p=0.5)
+    ctl = AdaController(aug, target=0.6, interval=3, ada_kimg=1.0)
+    for i in range(1, 7):
+        ctl.accumulate(torch.tensor([[2.0]]))            # one logit per step, positive: r_t = 1
+        ctl.step(batch=10)
+        assert ctl.steps == i
+        want = 0.5 + (i // 3) * (10 * 3 / 1000)
+        assert float(aug.p) == pytest.approx(want)
+        assert ctl.count == (i % 3)                        # reset after each adjustment
+    assert ctl.last_rt == 1.0
+    # an adjustment step with nothing accumulated leaves p alone (no division by zero)
+    ctl2 = AdaController(AdaAugment(p=0.5), interval=1)
+    ctl2.step(batch=10)
+    assert float(ctl2.aug.p) == 0.5 and ctl2.last_rt is None
+    # exactly one logit is enough at an adjustment step
+    ctl2.accumulate(torch.tensor([[-1.0]]))
+    ctl2.step(batch=10)
+    assert float(ctl2.aug.p) < 0.5 and ctl2.last_rt == -1.0
+
+
+def test_ada_controller_state_carries_last_rt():
+    from gandistill.gan.ada import AdaAugment, AdaController
+
+    ctl = AdaController(AdaAugment(p=0.3), interval=1)
+    ctl.accumulate(torch.tensor([[1.0], [-1.0], [1.0], [1.0]]))
+    ctl.step(4)
+    sd = ctl.state_dict()
+    assert sd == {"sign_sum": 0.0, "count": 0, "steps": 1, "last_rt": 0.5}
+    other = AdaController(AdaAugment(p=0.3), interval=1)
+    other.load_state_dict(sd)
+    assert other.last_rt == 0.5 and other.steps == 1
+    other.load_state_dict({"sign_sum": 2.0, "count": 3, "steps": 5})   # older states have no last_rt
+    assert other.last_rt is None and (other.sign_sum, other.count, other.steps) == (2.0, 3, 5)
+
+
+def test_ada_augment_repr():
+    from gandistill.gan.ada import AdaAugment
+
+    assert AdaAugment(ops=("xflip",), p=0.25).extra_repr() == "ops=('xflip',), p=0.250"
