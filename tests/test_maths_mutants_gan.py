@@ -248,3 +248,45 @@ def test_ada_augment_repr():
     from gandistill.gan.ada import AdaAugment
 
     assert AdaAugment(ops=("xflip",), p=0.25).extra_repr() == "ops=('xflip',), p=0.250"
+
+
+# ------------------------------------------------------------------------------------------- conditioning labels
+class CondMapping(nn.Module):
+    num_ws = 2
+
+    def forward(self, z, c, update_emas=False):
+        return (z + c.sum(1, keepdim=True)).unsqueeze(1).repeat(1, self.num_ws, 1)
+
+
+class CondG(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.mapping, self.synthesis = CondMapping(), RecSynthesis([])
+
+
+class CondD(nn.Module):
+    def forward(self, x, c):
+        return x.flatten(1).sum(1, keepdim=True) * 0.1 + c @ torch.tensor([[1.0], [-2.0]])
+
+
+def test_every_pass_uses_its_own_labels():
+    from gandistill.gan.loss import r1_penalty
+
+    sp = lambda t: torch.nn.functional.softplus(t)  # noqa: E731
+    loss = StyleGAN2Loss(CondG(), CondD(), augment=lambda x: x)
+    z = torch.zeros(2, 3)
+    gen_c = torch.tensor([[1.0, 0.0], [0.0, 1.0]])        # G adds 1 to z; D adds +1 / -2
+    real_c = torch.tensor([[0.0, 1.0], [1.0, 1.0]])       # D adds -2 / -1
+    # fake image = 3 * (z + sum c) over 2 x 3 pixels = 18 * 0.1 = 1.8, plus D's label term
+    fake_logits = torch.tensor([[1.8 + 1.0], [1.8 - 2.0]])
+    lg, _ = loss.g_main(z, gen_c)
+    assert lg.item() == pytest.approx(float(sp(-fake_logits).mean()), rel=1e-6)
+    real = torch.ones(2, 1, 2, 3)                          # 0.6 + label term
+    real_logits = torch.tensor([[0.6 - 2.0], [0.6 - 1.0]])
+    ld, _, got_real = loss.d_main(z, gen_c, real, real_c)
+    assert torch.allclose(got_real, real_logits)
+    assert ld.item() == pytest.approx(float(sp(fake_logits).mean() + sp(-real_logits).mean()), rel=1e-6)
+    pen, logits = r1_penalty(CondD(), real, real_c, lambda x: x)
+    assert torch.allclose(logits, real_logits)
+    _, logs = loss.d_reg(real, real_c, gain=1)
+    assert logs["r1_penalty"] == pytest.approx(6 * 0.01)
