@@ -35,6 +35,7 @@ def test_median_bandwidth_hand_case_and_degenerate_sample():
     x = torch.tensor([[0.0], [1.0]])
     y = torch.tensor([[3.0], [7.0]])
     assert median_bandwidth(x, y) == pytest.approx(3.0, rel=1e-12)
+    assert median_bandwidth(x / 10, y / 10) == pytest.approx(0.3, rel=1e-12)   # a median below 1 is kept
     same = torch.ones(3, 2)
     assert median_bandwidth(same, same) == 1.0          # all distances 0: fall back to 1
     assert mmd2_unbiased(same, same)["sigma"] == 1.0
