@@ -35,7 +35,7 @@ def test_median_bandwidth_hand_case_and_degenerate_sample():
     x = torch.tensor([[0.0], [1.0]])
     y = torch.tensor([[3.0], [7.0]])
     assert median_bandwidth(x, y) == pytest.approx(3.0, rel=1e-12)
-    assert median_bandwidth(x / 10, y / 10) == pytest.approx(0.3, rel=1e-12)   # a median below 1 is kept
+    assert median_bandwidth(x.double() / 10, y.double() / 10) == pytest.approx(0.3, rel=1e-12)   # kept below 1
     same = torch.ones(3, 2)
     assert median_bandwidth(same, same) == 1.0          # all distances 0: fall back to 1
     assert mmd2_unbiased(same, same)["sigma"] == 1.0
