@@ -290,3 +290,86 @@ def test_every_pass_uses_its_own_labels():
     assert torch.allclose(logits, real_logits)
     _, logs = loss.d_reg(real, real_c, gain=1)
     assert logs["r1_penalty"] == pytest.approx(6 * 0.01)
+
+
+# ------------------------------------------------------------------------------------------- ADA ops
+def _aug(ops, p=1.0, **kw):
+    from gandistill.gan.ada import AdaAugment
+
+    return AdaAugment(ops, p=p, **kw)
+
+
+def test_xflip_flips_whole_samples_with_probability_p():
+    x = torch.rand(64, 2, 3, 5) * 2 - 1
+    torch.manual_seed(0)
+    assert torch.equal(_aug(["xflip"])(x), x.flip(3))
+    y = _aug(["xflip"], p=0.5)(x)
+    flipped = [torch.equal(y[i], x[i].flip(2)) for i in range(64)]
+    kept = [torch.equal(y[i], x[i]) for i in range(64)]
+    assert all(f or k for f, k in zip(flipped, kept))
+    assert 16 < sum(flipped) < 48
+
+
+def _shift_of(y, x, max_dx, max_dy):
+    """(dx, dy) such that y is x shifted with reflect padding, found by search."""
+    pad = torch.nn.functional.pad(x[None], (max_dx, max_dx, max_dy, max_dy), mode="reflect")[0]
+    h, w = x.shape[-2:]
+    for dx in range(-max_dx, max_dx + 1):
+        for dy in range(-max_dy, max_dy + 1):
+            if torch.equal(y, pad[:, max_dy - dy:max_dy - dy + h, max_dx - dx:max_dx - dx + w]):
+                return dx, dy
+    return None
+
+
+def test_translate_range_is_a_fraction_of_each_side():
+    torch.manual_seed(2)
+    x = torch.arange(2 * 8 * 16, dtype=torch.float32).view(1, 2, 8, 16).repeat(200, 1, 1, 1)
+    y = _aug(["translate"], translate_frac=0.25)(x)          # |dx| <= 4 (width 16), |dy| <= 2 (height 8)
+    shifts = [_shift_of(y[i], x[i], 6, 6) for i in range(200)]
+    assert None not in shifts
+    dxs, dys = {s[0] for s in shifts}, {s[1] for s in shifts}
+    assert dxs == set(range(-4, 5)) and dys == set(range(-2, 3))
+    y = _aug(["translate"], p=0.5, translate_frac=0.25)(x)
+    unshifted = sum(torch.equal(y[i], x[i]) for i in range(200))
+    assert 60 < unshifted < 160                               # half untouched, plus the zero shifts
+
+
+def test_cutout_square_has_the_given_side():
+    torch.manual_seed(3)
+    x = torch.ones(300, 1, 16, 16)
+    y = _aug(["cutout"], cutout_frac=0.5)(x)
+    rows = (y[:, 0] == 0).any(2).sum(1)
+    cols = (y[:, 0] == 0).any(1).sum(1)
+    assert rows.max() == 8 and cols.max() == 8              # side 0.5 * 16 when fully inside
+    assert (rows >= 1).all() and (cols >= 1).all()           # the centre is always inside the image
+    assert ((rows == 8) & (cols == 8)).float().mean() > 0.2
+    y = _aug(["cutout"], p=0.5, cutout_frac=0.25)(x)
+    cut = (y == 0).flatten(1).any(1)
+    assert 100 < int(cut.sum()) < 200
+    assert (y == 0).flatten(1).sum(1).max() <= 16            # 4 x 4
+
+
+def test_colour_op_strengths():
+    torch.manual_seed(4)
+    n = 4000
+    x = torch.rand(n, 3, 1, 2) * 0.5 + 0.25
+    b = (_aug(["brightness"])(x) - x)[:, 0, 0, 0]
+    assert abs(float(b.std()) - 0.2) < 0.02 and abs(float(b.mean())) < 0.02
+    c = torch.log2(_aug(["contrast"])(x) / x)[:, 0, 0, 0]
+    assert abs(float(c.std()) - 0.5) < 0.05 and abs(float(c.mean())) < 0.05
+    luma = x.mean(1, keepdim=True)
+    s = torch.log2((_aug(["saturation"])(x) - luma) / (x - luma))[:, 0, 0, 0]
+    assert abs(float(s.std()) - 1.0) < 0.1 and abs(float(s.mean())) < 0.1
+    # with probability p, each op independently: about half the samples keep their colours
+    for op in ("brightness", "contrast", "saturation"):
+        y = _aug([op], p=0.5)(x)
+        same = (y == x).flatten(1).all(1).float().mean()
+        assert 0.4 < float(same) < 0.6, op
+
+
+def test_ops_run_in_order_each_with_its_own_draw():
+    torch.manual_seed(5)
+    x = torch.rand(2000, 1, 1, 1)
+    y = _aug(["brightness", "brightness"], p=0.5)(x)
+    moved = (y != x).flatten().float().mean()
+    assert abs(float(moved) - 0.75) < 0.04                   # 1 - (1 - p)^2 with independent masks
