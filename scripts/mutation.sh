@@ -4,6 +4,7 @@
 #   scripts/mutation.sh                 # every group below
 #   scripts/mutation.sh losses gan      # some groups
 #   MUT_JOBS=2 MUT_DIR=/tmp/mut scripts/mutation.sh evaluation
+#   MUT_RERUN_SURVIVORS=1 scripts/mutation.sh losses   # after adding tests: re-check only the survivors
 #
 # Each group is mutated in its own scratch copy of the tree ($MUT_DIR/<group>, default
 # /tmp/gandistill-mutation) whose [tool.mutmut] names only that group's modules and tests, so a mutant
@@ -59,10 +60,15 @@ text += ("\n[tool.mutmut]\nsource_paths = [\"gandistill\"]\n"
          "do_not_mutate_patterns = ['^\\s*raise ']\n")
 open(dst, "w").write(text)
 PYEOF
+  run_names=(${pats[@]+"${pats[@]}"})
+  if [ -n "${MUT_RERUN_SURVIVORS:-}" ] && [ -f "$work/results.txt" ]; then
+    mapfile -t run_names < <(grep ': survived$' "$work/results.txt" | sed 's/^ *//; s/: survived$//')
+    [ ${#run_names[@]} -gt 0 ] || { echo "== $g: no survivors to re-check"; continue; }
+  fi
   echo "== $g: ${mods[*]}"
   echo "   tests: ${tests[*]}"
   (cd "$work" && OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 PYTHONPATH= \
-     nice -n 15 "$MUTMUT" run --max-children "$JOBS" ${pats[@]+"${pats[@]}"} >"$work/run.log" 2>&1) || {
+     nice -n 15 "$MUTMUT" run --max-children "$JOBS" ${run_names[@]+"${run_names[@]}"} >"$work/run.log" 2>&1) || {
     echo "mutmut run failed for $g, see $work/run.log" >&2; tail -20 "$work/run.log" >&2; exit 1; }
   (cd "$work" && "$MUTMUT" results --all true >"$work/results.txt" 2>/dev/null || true)
   "$PY" - "$work/results.txt" ${pats[@]+"${pats[@]}"} <<'PYEOF'
