@@ -152,3 +152,16 @@ def test_lars_refuses_sparse_gradients():
     w.grad = torch.sparse_coo_tensor([[0], [1]], [1.0], (3, 2))
     with pytest.raises(RuntimeError, match="LARS does not support sparse gradients"):
         LARS([w], lr=0.1).step()
+
+
+def test_lars_defaults_and_eps_check():
+    from gandistill.evaluation.lars import LARS
+
+    w = torch.zeros(2, 2, requires_grad=True)
+    d = LARS([w], lr=0.1).defaults
+    # SnS's STL-10 probe: trust coefficient 0.001; momentum 0.9 and no weight decay; biases not adapted
+    assert (d["trust_coefficient"], d["momentum"], d["weight_decay"], d["eps"], d["exclude_1d"]) == \
+        (0.001, 0.9, 0.0, 1e-8, True)
+    with pytest.raises(ValueError, match="LARS: eps must be >= 0, got -1.0"):
+        LARS([w], lr=0.1, eps=-1.0)
+    LARS([w], lr=0.1, eps=0.0)
