@@ -165,3 +165,17 @@ def test_lars_defaults_and_eps_check():
     with pytest.raises(ValueError, match="LARS: eps must be >= 0, got -1.0"):
         LARS([w], lr=0.1, eps=-1.0)
     LARS([w], lr=0.1, eps=0.0)
+
+
+# ------------------------------------------------------------------------------------------- linear probe parts
+def test_standardise_single_row_and_single_column():
+    from gandistill.evaluation.linear import standardise
+
+    one = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
+    test = torch.tensor([[2.0, 2.0, 5.0, 0.0]])
+    tr, te = standardise(one, test)                     # one row: no spread to divide by; centred, / sqrt(D)
+    assert torch.equal(tr, torch.zeros(1, 4))
+    assert torch.allclose(te, (test - one) / 2.0)
+    col = torch.tensor([[1.0], [3.0], [5.0]])           # one column: unbiased std 2, sqrt(D) = 1
+    (tr,) = standardise(col)
+    assert torch.allclose(tr, torch.tensor([[-1.0], [0.0], [1.0]]))
