@@ -373,3 +373,28 @@ def test_ops_run_in_order_each_with_its_own_draw():
     y = _aug(["brightness", "brightness"], p=0.5)(x)
     moved = (y != x).flatten().float().mean()
     assert abs(float(moved) - 0.75) < 0.04                   # 1 - (1 - p)^2 with independent masks
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float64])
+def test_every_op_keeps_the_input_dtype(dtype):
+    torch.manual_seed(6)
+    x = (torch.rand(4, 3, 8, 8) * 2 - 1).to(dtype)
+    for op in ("xflip", "translate", "cutout", "brightness", "contrast", "saturation"):
+        assert _aug([op])(x).dtype == dtype, op
+
+
+def test_cutout_centre_is_uniform_and_independent_per_axis():
+    torch.manual_seed(7)
+    n = 3000
+    zero = (_aug(["cutout"], cutout_frac=0.5)(torch.ones(n, 1, 16, 16))[:, 0] == 0)
+    cols = zero.any(1).float().mean(0)                        # how often each column is (partly) cut
+    rows = zero.any(2).float().mean(0)
+    # uniform centre, pixel centres at (i + 0.5) / 16: column 0 is cut iff centre < 0.25 + 1/32
+    assert float(cols[0]) == pytest.approx(0.28125, abs=0.03) and float(cols[15]) == pytest.approx(0.28125, abs=0.03)
+    assert float(rows[0]) == pytest.approx(0.28125, abs=0.03) and float(rows[15]) == pytest.approx(0.28125, abs=0.03)
+    assert torch.allclose(cols, cols.flip(0), atol=0.04) and torch.allclose(rows, rows.flip(0), atol=0.04)
+    idx = torch.arange(16.0)
+    cx = (zero.any(1).float() * idx).sum(1) / zero.any(1).sum(1)
+    cy = (zero.any(2).float() * idx).sum(1) / zero.any(2).sum(1)
+    corr = torch.corrcoef(torch.stack([cx, cy]))[0, 1]
+    assert abs(float(corr)) < 0.1                             # x and y centres drawn independently
