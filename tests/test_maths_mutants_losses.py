@@ -357,3 +357,33 @@ def test_nothing_is_gathered_unless_asked(monkeypatch):
     assert out["cov_target"].item() == pytest.approx(_np_offdiag(zt.numpy()) / 3, rel=1e-12)
     assert vicreg_loss(zs, zt)["var"].item() == pytest.approx(_ref_var(zs) + _ref_var(zt), rel=1e-12)
     assert fake.calls == []
+
+
+def test_full_messages_of_check_embeddings():
+    with pytest.raises(ValueError) as e:
+        check_embeddings(torch.zeros(2, 2, 2))
+    assert str(e.value) == "z must be 2-D [N, D] (batch, dim), got shape (2, 2, 2); flatten extra dimensions first"
+    with pytest.raises(ValueError) as e:
+        check_embeddings(torch.zeros(1, 4))
+    assert str(e.value) == "z needs at least 2 rows (batch size N >= 2) for batch statistics, got N=1"
+    with pytest.raises(ValueError) as e:
+        check_embeddings(torch.full((3, 2), float("inf")), name="zz")
+    assert str(e.value) == ("zz contains NaN or Inf values (shape (3, 2)); "
+                            "check the learning rate / precision upstream")
+
+
+def test_the_first_non_finite_input_is_named_by_the_invariance_term():
+    nan, ok = torch.full((3, 2), float("nan")), torch.zeros(3, 2)
+    for fn in (vicreg_loss, squeeze_loss):
+        with pytest.raises(ValueError, match=r"^a contains NaN"):
+            fn(nan, ok)
+        with pytest.raises(ValueError, match=r"^b contains NaN"):
+            fn(ok, nan)
+
+
+def test_zero_weight_terms_still_use_eps():
+    z = torch.full((4, 3), 2.0, dtype=torch.float64)
+    out = vicreg_loss(z, z.clone(), var=0.0, eps=0.25)
+    assert out["var"].item() == pytest.approx(2 * 0.5, rel=1e-12)
+    out = squeeze_loss(z, z.clone(), var=0.0, eps=0.25, var_cov_on="both")
+    assert out["var"].item() == pytest.approx(2 * 0.5, rel=1e-12)
