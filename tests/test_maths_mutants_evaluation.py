@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -179,3 +181,29 @@ def test_standardise_single_row_and_single_column():
     col = torch.tensor([[1.0], [3.0], [5.0]])           # one column: unbiased std 2, sqrt(D) = 1
     (tr,) = standardise(col)
     assert torch.allclose(tr, torch.tensor([[-1.0], [0.0], [1.0]]))
+
+
+def test_knn_features_checks_labels_against_num_classes():
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    with pytest.raises(EvalDataError, match=r"^test set has label 2 but num_classes=2$"):
+        knn_features(x, torch.tensor([0, 1, 1]), x, torch.tensor([0, 1, 2]), num_classes=2)
+    with pytest.raises(EvalDataError, match=r"^train set has label 2 but num_classes=2$"):
+        knn_features(x, torch.tensor([0, 1, 2]), x, torch.tensor([0, 1, 1]), num_classes=2)
+    with pytest.raises(EvalDataError, match=r"^test set has label 2 but num_classes=2$"):
+        knn_features(x, torch.tensor([0, 1, 1]), x, torch.tensor([0, 1, 2]))     # inferred from the train labels
+    with pytest.raises(EvalDataError, match=r"^test set has 1 unlabelled items"):
+        knn_features(x, torch.tensor([0, 1, 1]), x, torch.tensor([0, -1, 1]))
+    assert knn_features(x, torch.tensor([0, 1, 1]), x, torch.tensor([0, 1, 1]), num_classes=5, k=1)["top1"] == 100.0
+
+
+def test_fewshot_zscore_keeps_small_spreads():
+    from gandistill.evaluation.fewshot import zscore
+
+    train = torch.tensor([[0.0, 5.0, 1.0], [0.5, 5.0, 3.0], [1.0, 5.0, 5.0]], dtype=torch.float64)
+    other = torch.tensor([[0.25, 7.0, 2.0]], dtype=torch.float64)
+    tr, ot = zscore(train, other)
+    sd = np.sqrt(np.array([1 / 6, 0.0, 8 / 3]))                   # biased std of each column; column 1 constant
+    want_tr = (train.numpy() - train.numpy().mean(0)) / np.where(sd > 0, sd, np.inf)
+    want_ot = (other.numpy() - train.numpy().mean(0)) / np.where(sd > 0, sd, np.inf)
+    assert np.allclose(tr.numpy(), want_tr, rtol=1e-12, atol=1e-12)
+    assert np.allclose(ot.numpy(), want_ot, rtol=1e-12, atol=1e-12)   # the constant column is 0, not blown up
