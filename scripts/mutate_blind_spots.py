@@ -7,8 +7,8 @@ the ``@torch.no_grad()`` maths: ``knn_predict``, ``LARS.step``, ``update_ema``, 
 ``accuracy``, ``extract_features``. This script makes the same kind of small changes there:
 
 * module/class level (outside any function): a number ``x -> x + 1``, a bool negated, a data string
-  ``"s" -> "XXsXX"`` (not docstrings, ``__all__``, f-strings or the prose arguments ``note=``,
-  ``caption=``, ``title=``);
+  ``"s" -> "XXsXX"`` (not docstrings, ``__all__``, ``Literal[...]`` types, f-strings or the prose
+  arguments ``note=``, ``caption=``, ``title=``);
 * inside decorated functions: numbers ``+1``, bools negated, ``+ <-> -``, ``* <-> /``, ``** -> *``,
   ``// -> /``, ``< <-> <=``, ``> <-> >=``, ``== <-> !=``, ``in <-> not in``, ``is <-> is not``,
   ``and <-> or``, unary ``-x -> +x`` and ``not x -> +x``, augmented ``+= <-> -=``, ``*= <-> /=``.
@@ -76,8 +76,11 @@ def _skipped_strings(tree: ast.Module) -> set:
     for node in ast.walk(tree):
         if isinstance(node, ast.keyword) and node.arg in PROSE_KWARGS:
             skip.update(id(n) for n in ast.walk(node.value))
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        if any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets) and node.value is not None:
             skip.update(id(n) for n in ast.walk(node.value))
+        if isinstance(node, ast.Subscript) and getattr(node.value, "id", getattr(node.value, "attr", "")) == "Literal":
+            skip.update(id(n) for n in ast.walk(node.slice))   # typing only
         if isinstance(node, ast.JoinedStr):
             skip.update(id(n) for n in ast.walk(node))
     return skip
