@@ -62,7 +62,7 @@ open(dst, "w").write(text)
 PYEOF
   run_names=(${pats[@]+"${pats[@]}"})
   if [ -n "${MUT_RERUN_SURVIVORS:-}" ] && [ -f "$work/results.txt" ]; then
-    mapfile -t run_names < <(grep ': survived$' "$work/results.txt" | sed 's/^ *//; s/: survived$//')
+    mapfile -t run_names < <(grep -E ': (survived|no tests)$' "$work/results.txt" | sed -E 's/^ *//; s/: (survived|no tests)$//')
     [ ${#run_names[@]} -gt 0 ] || { echo "== $g: no survivors to re-check"; continue; }
   fi
   echo "== $g: ${mods[*]}"

@@ -398,3 +398,43 @@ def test_cutout_centre_is_uniform_and_independent_per_axis():
     cy = (zero.any(2).float() * idx).sum(1) / zero.any(2).sum(1)
     corr = torch.corrcoef(torch.stack([cx, cy]))[0, 1]
     assert abs(float(corr)) < 0.1                             # x and y centres drawn independently
+
+
+def test_ada_augment_defaults_and_saturation_strength():
+    from gandistill.gan.ada import AdaAugment
+
+    a = AdaAugment()
+    assert (float(a.p), a.translate_frac, a.cutout_frac, a.brightness_std, a.contrast_std, a.saturation_std) == \
+        (0.0, 0.125, 0.5, 0.2, 0.5, 1.0)
+    torch.manual_seed(8)
+    x = torch.rand(4000, 3, 1, 2) * 0.5 + 0.25
+    luma = x.mean(1, keepdim=True)
+    s = torch.log2((_aug(["saturation"], saturation_std=0.5)(x) - luma) / (x - luma))[:, 0, 0, 0]
+    assert abs(float(s.std()) - 0.5) < 0.05
+
+
+def test_kid_statistics_in_float64_and_two_subsets(monkeypatch):
+    vals = iter([1e8, 1e8 + 1, 3.0, 5.0])
+    monkeypatch.setattr(score_mod, "mmd2_unbiased_poly", lambda x, y: next(vals))
+    mean, std = kid(torch.zeros(8, 1), torch.zeros(8, 1), subsets=2, subset_size=2)
+    assert mean == 1e8 + 0.5 and std == pytest.approx(np.sqrt(0.5), rel=1e-9)
+    mean, std = kid(torch.zeros(8, 1), torch.zeros(8, 1), subsets=2, subset_size=2)
+    assert (mean, std) == (4.0, pytest.approx(np.sqrt(2.0)))
+
+
+def test_style_mixing_cutoff_covers_every_layer_and_keeps_the_labels():
+    G = RecG()
+    z = torch.ones(2, 4)
+    torch.manual_seed(9)
+    cuts = set()
+    for _ in range(40):
+        ws = generate(G, z, torch.zeros(2, 0), style_mixing_prob=1.0)[:, 0, :, 0] / 3.0     # [N, num_ws]
+        cuts.add(int((ws == 1.0).all(0).sum()))
+    assert cuts == {1, 2}                                        # cut-off uniform in [1, num_ws) = {1, 2}
+    Gc = CondG()
+    c = torch.tensor([[2.0, 3.0], [1.0, 1.0]])
+    torch.manual_seed(10)
+    ws = generate(Gc, torch.zeros(2, 4), c, style_mixing_prob=1.0)[:, 0] / 3.0             # [N, num_ws, z]
+    # both latents are mapped with the same labels: the mixed suffix is randn + sum(c), the prefix sum(c)
+    assert torch.allclose(ws[:, 0], c.sum(1, keepdim=True).expand(2, 4))
+    assert not torch.allclose(ws[:, 1], c.sum(1, keepdim=True).expand(2, 4))
