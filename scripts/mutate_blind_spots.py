@@ -165,6 +165,7 @@ def run_tests(scratch: Path, tests: List[str], timeout: float) -> int:
         try:
             os.chdir(scratch)
             sys.path.insert(0, str(scratch))
+            sys.dont_write_bytecode = True
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)
             os.dup2(devnull, 2)
@@ -219,6 +220,9 @@ def main() -> int:
                 print(label)
                 continue
             (scratch / mod).write_text(mutated, encoding="utf-8")
+            # a mutant of the same size written within the same second would otherwise run from the
+            # previous mutant's cached bytecode (pyc files are keyed by mtime in seconds and size)
+            shutil.rmtree((scratch / mod).parent / "__pycache__", ignore_errors=True)
             code = run_tests(scratch, tests, args.timeout)
             if code == 0:
                 print(f"SURVIVED {label}", flush=True)
