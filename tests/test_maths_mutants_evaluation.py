@@ -206,3 +206,70 @@ def test_fewshot_zscore_keeps_small_spreads():
     want_ot = (other.numpy() - train.numpy().mean(0)) / np.where(sd > 0, sd, np.inf)
     assert np.allclose(tr.numpy(), want_tr, rtol=1e-12, atol=1e-12)
     assert np.allclose(ot.numpy(), want_ot, rtol=1e-12, atol=1e-12)   # the constant column is 0, not blown up
+
+
+# ------------------------------------------------------------------------------------------- settings and checks
+def test_lbfgs_history_size_rule():
+    from gandistill.evaluation.fewshot import history_size
+
+    # max(10, min(wanted, 2^30 // (16 * max(1, n)))): 2 float64 vectors of n entries per pair, 1 GiB in all
+    assert history_size(0) == 100 and history_size(1) == 100
+    assert history_size(2 ** 22) == 16
+    assert history_size(3 * 2 ** 20) == 21                   # integer division: 21.33 -> 21
+    assert history_size(2 ** 26) == 10                       # floor of 10 pairs
+    assert history_size(1, wanted=10 ** 9) == 2 ** 26
+    assert history_size(2 ** 21, wanted=5) == 10
+
+
+def test_optimizer_settings_reach_the_optimizer():
+    from gandistill.evaluation.lars import LARS
+    from gandistill.evaluation.linear import _check_hparams, build_optimizer, check_optimizer
+
+    w = [torch.zeros(2, 2, requires_grad=True)]
+    sgd = build_optimizer(w, "sgd", lr=0.3, momentum=0.7, wd=0.01)
+    assert isinstance(sgd, torch.optim.SGD)
+    assert (sgd.defaults["lr"], sgd.defaults["momentum"], sgd.defaults["weight_decay"]) == (0.3, 0.7, 0.01)
+    lars = build_optimizer(w, "LARS", lr=0.2, momentum=0.5, wd=0.02, trust_coefficient=0.003)
+    assert isinstance(lars, LARS)
+    d = lars.defaults
+    assert (d["lr"], d["momentum"], d["weight_decay"], d["trust_coefficient"], d["exclude_1d"]) == \
+        (0.2, 0.5, 0.02, 0.003, True)
+    assert build_optimizer(w, "lars", 0.2, 0.5, 0.0, exclude_1d=False).defaults["exclude_1d"] is False
+    with pytest.raises(ValueError, match="unknown probe optimizer 5"):
+        check_optimizer(5)                                   # type: ignore[arg-type]
+    assert check_optimizer(" Lars ") == "lars"
+    # defaults: SGD at the paper's rate 30, momentum 0.9 and no weight decay are valid
+    assert _check_hparams(90, 256, None, 5) == ("sgd", 30.0)
+    assert _check_hparams(1, 1, 0.5, 1, "LARS") == ("lars", 0.5)
+    assert _check_hparams(1, 1, None, 1, "lars", momentum=0.0) == ("lars", 0.1)
+    assert _check_hparams(1, 1, 1e-9, 1, momentum=0.0, wd=0.0) == ("sgd", 1e-9)
+    for kw in (dict(batch=0), dict(lr=0.0), dict(eval_every=0), dict(epochs=0)):
+        args = dict(epochs=1, batch=1, lr=0.1, eval_every=1)
+        args.update(kw)
+        with pytest.raises(ValueError):
+            _check_hparams(args["epochs"], args["batch"], args["lr"], args["eval_every"])
+    for mom, wd in ((1.0, 0.0), (-0.1, 0.0), (0.5, -1.0)):
+        with pytest.raises(ValueError, match="need 0 <= momentum < 1 and wd >= 0"):
+            _check_hparams(1, 1, 0.1, 1, "sgd", momentum=mom, wd=wd)
+        with pytest.raises(ValueError, match="LARS: "):
+            _check_hparams(1, 1, 0.1, 1, "lars", momentum=mom, wd=wd)
+
+
+def test_normaliser_checks_and_channels():
+    from gandistill.evaluation.features import check_labels, normaliser
+
+    x = torch.rand(2, 3, 4, 4)
+    assert normaliser((0.5, 0.5, 0.5), None)(x) is x and normaliser(None, (1.0, 1.0, 1.0))(x) is x
+    n = normaliser((0.1, 0.2, 0.3), (0.5, 1.0, 2.0))
+    want = (x - torch.tensor([0.1, 0.2, 0.3]).view(1, 3, 1, 1)) / torch.tensor([0.5, 1.0, 2.0]).view(1, 3, 1, 1)
+    assert torch.allclose(n(x), want)
+    for bad in ((0.5, 0.0, 1.0), (0.5, -1.0, 1.0)):
+        with pytest.raises(ValueError, match="std must be positive"):
+            normaliser((0.0, 0.0, 0.0), bad)
+    with pytest.raises(EvalDataError, match=r"expected images \[N,3,H,W\] to normalise, got \(3, 4, 4\)"):
+        n(x[0])
+    with pytest.raises(EvalDataError, match=r"got \(2, 1, 4, 4\)"):
+        n(x[:, :1])
+    assert check_labels(torch.tensor([2]), None, "x") == 3                # one label is a labelled set
+    assert check_labels(torch.tensor([0, 2]), 0, "x") == 3                # 0 classes: inferred
+    assert check_labels(torch.tensor([0, 2]), 5, "x") == 5
