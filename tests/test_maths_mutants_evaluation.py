@@ -273,3 +273,23 @@ def test_normaliser_checks_and_channels():
     assert check_labels(torch.tensor([2]), None, "x") == 3                # one label is a labelled set
     assert check_labels(torch.tensor([0, 2]), 0, "x") == 3                # 0 classes: inferred
     assert check_labels(torch.tensor([0, 2]), 5, "x") == 5
+
+
+def test_knn_features_passes_k_and_t_and_times_itself():
+    train = torch.tensor([[0.0, 1.0], [0.0, -1.0], [math.cos(math.pi / 3), math.sin(math.pi / 3)]])
+    labels = torch.tensor([0, 0, 1])
+    q = torch.tensor([[1.0, 0.0]])
+    assert knn_features(train, labels, q, torch.tensor([1]), k=1, t=100.0)["top1"] == 100.0
+    assert knn_features(train, labels, q, torch.tensor([0]), k=3, t=100.0)["top1"] == 100.0
+    res = knn_features(train, labels, q, torch.tensor([1]), k=3, t=0.5)
+    assert res["top1"] == 100.0 and 0.0 <= res["time_s"] < 60.0
+    # the default k follows the number of train items (not the feature width)
+    big = torch.randn(10_000, 2, generator=torch.Generator().manual_seed(0))
+    assert knn_features(big, torch.zeros(10_000, dtype=torch.long), big[:2], torch.zeros(2, dtype=torch.long))["k"] == 200
+
+
+def test_standardise_two_rows():
+    from gandistill.evaluation.linear import standardise
+
+    (tr,) = standardise(torch.tensor([[1.0, 10.0], [3.0, 10.0]]))     # std (unbiased) sqrt(2); column 2 constant
+    assert torch.allclose(tr, torch.tensor([[-1.0, 0.0], [1.0, 0.0]]) / math.sqrt(2) / math.sqrt(2))
