@@ -80,3 +80,38 @@ def test_wrong_inputs_are_clear():
         T([torch.randn(2, 4), torch.randn(2, 5)])
     with pytest.raises(ValueError, match="depth"):
         SqueezeModule([4], depth=-1)
+
+
+def test_defaults_are_the_paper_config():
+    # SnS CompactRepr defaults: out 2048, hidden 2048, depth 3 (2 hidden layers + the output Linear)
+    T = SqueezeModule([3])
+    assert T.out_dim == 2048 and T.depth == 3
+    assert [type(m) for m in T.head] == [nn.Linear, nn.BatchNorm1d, nn.ReLU] * 2 + [nn.Linear]
+    assert T.head[0].in_features == 2048 and T.head[-1].out_features == 2048
+    assert T.laterals[0].out_features == 2048
+
+
+def test_boundaries_of_the_arguments():
+    T = SqueezeModule([1], dim=1, hidden=1, depth=1)            # the smallest valid module
+    assert T([torch.ones(2, 1)]).shape == (2, 1)
+    assert SqueezeModule([2, 3], dim=0, hidden=0, depth=0).out_dim == 5   # depth 0 ignores dim/hidden
+    with pytest.raises(ValueError, match=r"in_dims must be a non-empty list of positive channel counts, got \[4, 0\]"):
+        SqueezeModule([4, 0])
+    for dim, hidden in ((0, 4), (4, 0), (0, 0)):
+        with pytest.raises(ValueError, match=f"dim and hidden must be positive, got dim={dim}, hidden={hidden}"):
+            SqueezeModule([4], dim=dim, hidden=hidden, depth=1)
+
+
+def test_every_lateral_and_the_output_layer_have_a_bias_the_hidden_ones_not():
+    T = SqueezeModule([3, 5], dim=4, hidden=6, depth=3)
+    assert all(lat.bias is not None for lat in T.laterals)
+    assert T.head[-1].bias is not None
+    assert T.head[0].bias is None and T.head[3].bias is None
+
+
+def test_depth0_has_no_layers_and_says_so():
+    T = SqueezeModule([3, 5], depth=0)
+    assert isinstance(T.laterals, nn.ModuleList) and len(T.laterals) == 0
+    assert isinstance(T.head, nn.Identity)
+    assert T.extra_repr() == "in_dims=[3, 5], out_dim=8, depth=0"
+    assert SqueezeModule([4], dim=5, hidden=7, depth=2).extra_repr() == "in_dims=[4], out_dim=5, depth=2"
