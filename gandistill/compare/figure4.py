@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from gandistill.compare import probing
+from gandistill.compare.plotting import PLOT_HINT, MissingPlotExtra, pyplot
 from gandistill.compare.presets import get_preset, resolve
 from gandistill.compare.runner import CompareConfig, _read_json, _write_json, ensure_trained, score, twin_run_id
 from gandistill.compare.tables import FIGURE4_FID, FIGURE4_TOP1, RUNS, TABLE2
@@ -247,11 +248,7 @@ def figure4(cfg: Figure4Config, log: Optional[Callable[[str], None]] = None,
 def plot_figure4(res: Figure4Result, path: Path) -> Path:
     """Two panels (matplotlib): Sq & Sp top-1 against the teacher's FD with the SSL twin's line and band,
     and Sq & Sp minus its twin (per seed, mean ± std) with the zero line; beside the paper's CIFAR-100 curve."""
-    import matplotlib  # optional extra `plot` (lazy: the rest of compare runs without it)
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     pts = sorted((p for p in res.points if p.fd is not None), key=lambda p: p.fd)
     space = ", ".join(sorted({p.feature_space for p in pts if p.feature_space})) or "?"
     seeds = f"{len(res.seeds)} seed{'s' if len(res.seeds) != 1 else ''}"
@@ -321,8 +318,8 @@ def write_figure4(res: Figure4Result, command: str = "") -> Dict[str, str]:
     try:
         plot_figure4(res, png_p)
         backend = "matplotlib"
-    except ImportError:        # matplotlib is the optional extra `plot`
-        backend = "none (pip install 'gandistill[plot]')"
+    except MissingPlotExtra:   # the tables are written; only the PNG needs the optional extra
+        backend = f"none ({PLOT_HINT})"
         png_p = None
     return {"csv": str(csv_p), "md": str(md_p), "png": str(png_p) if png_p else "", "png_backend": backend}
 
