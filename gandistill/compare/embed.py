@@ -26,11 +26,11 @@ from gandistill.evaluation.features import extract_features
 from gandistill.evaluation.knn import knn_predict
 from gandistill.evaluation.loading import load_student
 from gandistill.evaluation.splits import FirstN
+from gandistill.io.errors import GandistillError
+from gandistill.io.schema import load_json
 from gandistill.teachers import create_teacher
 from gandistill.teachers.base import resolve_ckpt
 from gandistill.teachers.stylegan2.checkpoint import available_nets
-from gandistill.io.errors import GandistillError
-from gandistill.io.schema import load_json
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf"]   # matplotlib's tab10
@@ -57,11 +57,11 @@ def reduce_2d(x: Tensor, method: str, seed: int = 0) -> Tensor:
     x = x.double()
     x = (x - x.mean(0)) / x.std(0).clamp_min(1e-8)
     if method == "umap":
-        import umap  # type: ignore[import-not-found]
+        import umap  # type: ignore[import-not-found]  # lazy: optional, not a dependency
 
         return torch.as_tensor(umap.UMAP(n_components=2, random_state=seed).fit_transform(x.numpy()))
     if method == "tsne":
-        from sklearn.manifold import TSNE  # type: ignore[import-not-found]
+        from sklearn.manifold import TSNE  # type: ignore[import-not-found]  # lazy: optional, not a dependency
 
         return torch.as_tensor(TSNE(n_components=2, random_state=seed, init="pca").fit_transform(x.numpy()))
     u, s, _ = torch.linalg.svd(x - x.mean(0), full_matrices=False)

@@ -15,7 +15,11 @@ import platform
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from gandistill.compare.plotting import PLOT_HINT, MissingPlotExtra, pyplot
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from gandistill.compare.plotting import MissingPlotExtra, PLOT_HINT, pyplot
 from gandistill.compare.runner import CompareResult, RowResult
 
 COLOURS = {"ours": "#1f77b4", "paper": "#bebebe"}
@@ -149,8 +153,6 @@ def ordering_summary(res: CompareResult) -> str:
 
 def machine() -> str:
     try:
-        import torch
-
         threads = torch.get_num_threads()
         dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     except Exception:
@@ -236,9 +238,6 @@ def _short(cell: str, signed: bool = False) -> str:
 
 def print_rich(res: CompareResult, console=None) -> None:
     """A compact rich table (row, status, probes, ours vs paper, ranks) with the notes as footnotes."""
-    from rich.console import Console
-    from rich.table import Table
-
     console = console or Console()
     if not console.is_terminal and console.width < 140:     # logs and pipes: do not fold the numbers
         console = Console(width=140, file=console.file)

@@ -25,6 +25,8 @@ import zipfile
 from typing import Any, Dict, Mapping, Optional, Tuple, Type
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
 
 from gandistill.io.errors import GandistillError, UnsafeFileError, one_line, show_path
 from gandistill.io.files import PathLike, open_regular, read_bytes
@@ -118,9 +120,6 @@ def read_safetensors_header(path: PathLike, what: str = "weights file",
 def read_safetensors(path: PathLike, what: str = "weights file", error: Type[GandistillError] = UnsafeFileError,
                      max_bytes: Optional[int] = None) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
     """``(tensors, metadata)`` of a safetensors file read into memory (never memory-mapped)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load as st_load
-
     try:
         raw = read_bytes(path, what, max_bytes, kind="weights")
     except UnsafeFileError as e:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, Optional, Sequence, Union
 
 import torch
+from safetensors.torch import load, save_file
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
@@ -436,8 +437,6 @@ def _resolve_ours(path: Path) -> Path:
 
 def _read_weights(jpath: Path, fname: str) -> Dict[str, torch.Tensor]:
     """A network's safetensors file: a regular file inside the checkpoint folder, read under a size cap."""
-    from safetensors.torch import load
-
     wfile = jpath.parent / fname
     if not os.path.lexists(wfile):
         raise SG2LoadError(f"{jpath}: weights file {fname} is missing")
@@ -535,8 +534,6 @@ def save_sg2(out_dir: PathLike, *, G_ema: Optional[Generator] = None, G: Optiona
     ``half=True`` stores floating tensors as fp16 (loading casts back to fp32). The JSON is written last,
     so a folder with a JSON is always complete.
     """
-    from safetensors.torch import save_file
-
     nets = {"G_ema": G_ema, "G": G, "D": D}
     nets = {k: v for k, v in nets.items() if v is not None}
     if not nets:
