@@ -26,8 +26,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from gandistill.data.stats import NORM_STATS
-from gandistill.evaluate import CheckpointError, load_student
-from gandistill.evaluation.loading import check_projector
+from gandistill.evaluation.loading import CheckpointError, check_projector, load_student
 from gandistill.io.errors import GandistillError
 from gandistill.io.files import atomic_write_json, inside, user_path
 from gandistill.io.formats import BACKBONE, STUDENT_KWARGS, TIMM_KWARGS
