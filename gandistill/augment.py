@@ -36,6 +36,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .registry import close_matches
+
 InputRange = Literal["unit", "gan"]
 _INPUT_RANGES = ("unit", "gan")
 
@@ -219,8 +221,6 @@ def build_augment(preset: Union[str, AugmentPreset], size: int, mean: Sequence[f
     """
     if isinstance(preset, str):
         if preset not in PRESETS:
-            from .registry import close_matches
-
             hint = close_matches(preset, PRESETS)
             raise KeyError(f"unknown augmentation preset '{preset}'."
                            + (f" Did you mean: {', '.join(hint)}?" if hint else "")

@@ -1,8 +1,9 @@
 """Methods as small specs: which parts of the training step are on, with their default weights.
 
 Every row of the paper's Tables 1, 2 and 5 is the same step with parts switched on or off
-(reference.md §1.6). A :class:`MethodSpec` names the objective, the default teacher, the synthetic
-share alpha of the batch, the loss weights, the squeeze depth, augmentation and optimiser defaults.
+(SnS's ``sns.py`` switches: ``--syn_ratio``, the loss weights, ``--a_depth``). A :class:`MethodSpec`
+names the objective, the default teacher, the synthetic share alpha of the batch, the loss weights,
+the squeeze depth, augmentation and optimiser defaults.
 The objective itself -- heads, inputs, forward and loss -- is a registered class in
 :mod:`gandistill.objectives`; :func:`method_loss` asks it for the loss.
 

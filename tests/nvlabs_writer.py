@@ -1,6 +1,6 @@
 """Our own writer of StyleGAN2-ADA (NVlabs, PyTorch) snapshot pickles, for tests and benchmarks only.
 
-Written from the format's description (``tests/fixtures/README.md``, ``/work/shared/reference.md`` section 2.1)
+Written from the format's description (``tests/fixtures/README.md``)
 and the fixture's opcode stream; no NVlabs code. A snapshot is a plain ``pickle.dump`` of a dict whose
 networks are *persistent records*: ``torch_utils.persistence._reconstruct_persistent_obj(meta)`` with
 ``meta = {type, version, module_src, class_name, state}`` and ``state`` the module's attribute dict, nested

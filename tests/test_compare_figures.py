@@ -17,6 +17,10 @@ def test_plot_embed_bundled_teacher(tmp_path):
     assert [p.split(")")[0] for p in res["panels"]] == ["(a", "(b", "(c"]      # h^d, w, h^g
     with Image.open(res["png"]) as im:
         assert im.size[0] > 3 * 300
+        hexes = {"#%02x%02x%02x" % c for _, c in im.convert("RGB").getcolors(1 << 22)}
+    from gandistill.compare.embed import PALETTE
+
+    assert len(hexes & set(PALETTE)) >= 5          # the points are drawn, one colour per class
 
 
 def test_pca_reducer_keeps_the_two_leading_directions():

@@ -1,6 +1,7 @@
 """`gandistill compare` end to end at a tiny budget: rows run, reports are written, resume skips,
 a collapse is the row's result, a row that cannot run says why, dry runs print SnS's settings."""
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -179,8 +180,19 @@ def test_cli_dry_run_and_bad_arguments():
     assert r.exit_code != 0
 
 
-def test_pil_bar_chart_when_matplotlib_is_missing(tmp_path, monkeypatch, two_rows):
+def test_bar_chart_png_has_both_series(tmp_path, two_rows):
+    _, res, _ = two_rows
+    path = report.write_png(res, tmp_path / "t.png")
+    with Image.open(path) as im:
+        colours = {c for _, c in im.convert("RGB").getcolors(1 << 20)}
+    hexes = {"#%02x%02x%02x" % c for c in colours}
+    assert report.COLOURS["ours"] in hexes and report.COLOURS["paper"] in hexes
+
+
+def test_without_matplotlib_the_tables_are_written_and_the_png_names_the_extra(tmp_path, monkeypatch, two_rows):
     import builtins
+
+    from gandistill.compare.plotting import MissingPlotExtra
 
     real_import = builtins.__import__
 
@@ -191,11 +203,12 @@ def test_pil_bar_chart_when_matplotlib_is_missing(tmp_path, monkeypatch, two_row
 
     monkeypatch.setattr(builtins, "__import__", no_mpl)
     _, res, _ = two_rows
-    path, backend = report.write_png(res, tmp_path / "t.png")
-    assert backend == "PIL"
-    with Image.open(path) as im:
-        colours = {c for _, c in im.convert("RGB").getcolors(1 << 16)}
-    assert report.COLOURS["ours"] in colours and report.COLOURS["paper"] in colours
+    with pytest.raises(MissingPlotExtra, match=r"gandistill\[plot\]") as e:
+        report.write_png(res, tmp_path / "t.png")
+    assert "\n" not in str(e.value) and not (tmp_path / "t.png").exists()
+    files = report.write_all(dataclasses.replace(res, out=tmp_path / "cmp"))
+    assert files["png"] == "" and "gandistill[plot]" in files["png_backend"]
+    assert Path(files["csv"]).exists() and Path(files["md"]).exists()
 
 
 def test_ranks_and_kendall():

@@ -16,19 +16,14 @@ import socket
 import pytest
 import torch
 
+from conftest import tiny_G
+
 from gandistill.engine import FitConfig, fit
 from gandistill.teachers import register_teacher
 from gandistill.teachers.generator import GeneratorTeacher
-from gandistill.teachers.stylegan2 import Generator
 
 pytestmark = pytest.mark.slow      # two spawned processes (a few seconds of imports each)
 STEPS = 4
-
-
-def tiny_G():
-    torch.manual_seed(0)
-    return Generator(z_dim=16, c_dim=0, w_dim=16, img_resolution=16, img_channels=3,
-                     mapping_kwargs={"num_layers": 1}, synthesis_kwargs={"channel_base": 128, "channel_max": 16})
 
 
 @register_teacher("test-global-batch", help="tiny G; each rank keeps its rows of one global synthetic batch",

@@ -19,9 +19,10 @@ from safetensors.torch import save_file
 from io_attacks import (bank_header, bank_size, colliding_int_dict_pickle, deflate_bomb_state, empty_tensor_flood,
                         mkfifo, png_bomb, run_bounded, safetensors_bytes, stl10_root, write_bank)
 
+from conftest import tiny_G
+
 from gandistill.engine import FitConfig, fit
 from gandistill.io.errors import GandistillError
-from gandistill.teachers.stylegan2 import Generator
 
 CLEAN = "GandistillError"
 
@@ -33,12 +34,6 @@ def clean(res, *extra):
     first = res["message"].split("\n")[0]
     assert len(first) <= 400
     return first
-
-
-def tiny_G():
-    torch.manual_seed(0)
-    return Generator(z_dim=16, c_dim=0, w_dim=16, img_resolution=16, img_channels=3,
-                     mapping_kwargs={"num_layers": 1}, synthesis_kwargs={"channel_base": 128, "channel_max": 16})
 
 
 def toy(out, **kw):

@@ -218,7 +218,7 @@ def test_configs():
     assert gk["mapping_kwargs"] == {"num_layers": 2} and dk["architecture"] == "orig"
     assert dk["epilogue_kwargs"]["mbstd_group_size"] == 32 and SG2_CONFIGS["cifar"].channels() == {
         4: 512, 8: 512, 16: 512, 32: 512}
-    G, D = Generator(**gk), Discriminator(**dk)  # the paper's cifar networks: parameter counts of reference.md §2.4
+    G, D = Generator(**gk), Discriminator(**dk)  # the paper's cifar networks: NVlabs' parameter counts
     assert sum(p.numel() for p in G.parameters()) == 19_947_539
     assert sum(p.numel() for p in D.parameters()) == 20_720_641
     gk, dk = sg2_kwargs("tiny", c_dim=10, img_resolution=16)

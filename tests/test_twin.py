@@ -6,18 +6,13 @@ import os
 import pytest
 import torch
 
+from conftest import tiny_G
+
 from gandistill.engine import FitConfig, fit, resolved_config
 from gandistill.engine.twin import twin_config, twin_method
 from gandistill.evaluation.suite import ProbeConfig, ProbeRow, ProbeTable, paired_difference, render_probe_table
 from gandistill.methods import TWINS, get_method, list_methods
 from gandistill.teachers.conditioning import checkpoint_c_dim
-from gandistill.teachers.stylegan2 import Generator
-
-
-def tiny_G():
-    torch.manual_seed(0)
-    return Generator(z_dim=16, c_dim=0, w_dim=16, img_resolution=16, img_channels=3,
-                     mapping_kwargs={"num_layers": 1}, synthesis_kwargs={"channel_base": 128, "channel_max": 16})
 
 
 def toy_cfg(out, **kw):

@@ -122,7 +122,8 @@ def compare_cmd(
     res = compare(cfg, log=say)
     report.print_rich(res, console)
     files = report.write_all(res, command)
-    say(f"wrote {files['csv']}, {files['md']}, {files['png']} (chart drawn with {files['png_backend']}); "
+    png = files["png"] or f"no PNG: {files['png_backend']}"
+    say(f"wrote {files['csv']}, {files['md']}, {png}; "
         f"wall time {res.wall_s / 60:.1f} min")
 
 

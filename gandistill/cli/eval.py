@@ -13,7 +13,7 @@ import typer
 
 from gandistill.cli.console import console, say
 from gandistill.cli.options import comma_choice
-from gandistill.evaluate import evaluate, evaluate_table
+from gandistill.evaluation.run import evaluate, evaluate_table
 from gandistill.evaluation.suite import protocol_words, probe_table_markdown, render_probe_table
 
 

@@ -6,6 +6,19 @@ import os
 import platform
 from typing import List, Tuple
 
+import torch
+
+import gandistill
+from gandistill.augment import list_augmentations
+from gandistill.data import digits_path, list_datasets
+from gandistill.evaluation.probes import PROBES
+from gandistill.gan import bundled_teacher_path
+from gandistill.methods import METHODS
+from gandistill.objectives import OBJECTIVES
+from gandistill.students import list_students
+from gandistill.teachers import TEACHERS
+from gandistill.teachers.stylegan2.configs import SG2_CONFIGS
+
 
 def _version(mod: str) -> str:
     try:
@@ -16,8 +29,6 @@ def _version(mod: str) -> str:
 
 
 def _device_facts() -> List[Tuple[str, str]]:
-    import torch
-
     facts = [("cuda available", str(torch.cuda.is_available()))]
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
@@ -33,8 +44,6 @@ def _device_facts() -> List[Tuple[str, str]]:
 
 def collect_facts() -> List[Tuple[str, str]]:
     """Everything a bug report needs: versions, devices, threads, offline state, bundled assets."""
-    import gandistill
-
     facts: List[Tuple[str, str]] = [
         ("gandistill", gandistill.__version__),
         ("python", platform.python_version()),
@@ -47,22 +56,16 @@ def collect_facts() -> List[Tuple[str, str]]:
     facts.append(("offline mode", ", ".join(offline) + " set" if offline else "HF_HUB_OFFLINE not set (nothing in gandistill downloads by default)"))
     facts.append(("custom CUDA ops", "none needed: StyleGAN2 ops are pure PyTorch"))
     try:
-        from gandistill.data import digits_path
-
         p = digits_path()
         facts.append(("bundled digits", f"{p} ({p.stat().st_size / 1e6:.2f} MB)" if p.exists() else f"{p} (MISSING)"))
     except Exception as e:
         facts.append(("bundled digits", f"unavailable: {e}"))
     try:
-        from gandistill.gan import bundled_teacher_path
-
         p = bundled_teacher_path()
         facts.append(("bundled teacher", str(p) if p.exists() else f"{p} (MISSING)"))
     except Exception as e:
         facts.append(("bundled teacher", f"unavailable: {e}"))
     try:
-        from gandistill.teachers.stylegan2.configs import SG2_CONFIGS
-
         facts.append(("stylegan2 configs", ", ".join(SG2_CONFIGS)))
     except Exception as e:
         facts.append(("stylegan2 configs", f"unavailable: {e}"))
@@ -76,35 +79,20 @@ LIST_KINDS = ("teachers", "students", "methods", "objectives", "probes", "datase
 def list_names(kind: str, pattern: str = "*") -> List[Tuple[str, str]]:
     """(name, description) pairs for ``gandistill list KIND``; KeyError for an unknown kind."""
     if kind == "teachers":
-        from gandistill.teachers import TEACHERS
-
         reg = TEACHERS
         return [(n, reg.describe(n)) for n in reg.names() if fnmatch.fnmatch(n, pattern)]
     if kind == "methods":
-        from gandistill.methods import METHODS
-
         return [(n, METHODS.describe(n)) for n in METHODS.names() if fnmatch.fnmatch(n, pattern)]
     if kind in ("objectives", "probes"):
-        from gandistill.evaluation.probes import PROBES
-        from gandistill.objectives import OBJECTIVES
-
         reg = OBJECTIVES if kind == "objectives" else PROBES
         return [(n, reg.describe(n)) for n in reg.names() if fnmatch.fnmatch(n, pattern)]
     if kind == "students":
-        from gandistill.students import list_students
-
         return [(n, "") for n in list_students(pattern)]
     if kind == "datasets":
-        from gandistill.data import list_datasets
-
         return [(n, "") for n in list_datasets() if fnmatch.fnmatch(n, pattern)]
     if kind == "augmentations":
-        from gandistill.augment import list_augmentations
-
         return [(n, "") for n in list_augmentations() if fnmatch.fnmatch(n, pattern)]
     if kind == "sg2-configs":
-        from gandistill.teachers.stylegan2.configs import SG2_CONFIGS
-
         return [(n, str(c.get("description", "")) if isinstance(c, dict) else getattr(c, "description", ""))
                 for n, c in SG2_CONFIGS.items() if fnmatch.fnmatch(n, pattern)]
     raise KeyError(f"unknown kind '{kind}'; choose one of: {', '.join(LIST_KINDS)}")

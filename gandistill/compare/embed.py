@@ -7,6 +7,7 @@ Class labels of synthetic images: the requested class for a conditional G, else 
 paper does by a classifier on real data -- here weighted kNN-20 on raw pixels of the real training
 split (documented in the title; ~94 % on digits, much weaker on CIFAR). Given a student run folder,
 a fourth panel shows the student's backbone features of real test images with their true labels.
+The PNG is drawn with matplotlib (the optional extra ``plot``).
 """
 from __future__ import annotations
 
@@ -19,19 +20,20 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from gandistill.compare.plotting import pyplot
 from gandistill.data import load_all, load_dataset
 from gandistill.evaluation.features import extract_features
 from gandistill.evaluation.knn import knn_predict
 from gandistill.evaluation.loading import load_student
 from gandistill.evaluation.splits import FirstN
+from gandistill.io.errors import GandistillError
+from gandistill.io.schema import load_json
 from gandistill.teachers import create_teacher
 from gandistill.teachers.base import resolve_ckpt
 from gandistill.teachers.stylegan2.checkpoint import available_nets
-from gandistill.io.errors import GandistillError
-from gandistill.io.schema import load_json
 
-PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
-           (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf"]   # matplotlib's tab10
 
 
 def available_reducer(prefer: str = "auto") -> str:
@@ -55,11 +57,11 @@ def reduce_2d(x: Tensor, method: str, seed: int = 0) -> Tensor:
     x = x.double()
     x = (x - x.mean(0)) / x.std(0).clamp_min(1e-8)
     if method == "umap":
-        import umap  # type: ignore[import-not-found]
+        import umap  # type: ignore[import-not-found]  # lazy: optional, not a dependency
 
         return torch.as_tensor(umap.UMAP(n_components=2, random_state=seed).fit_transform(x.numpy()))
     if method == "tsne":
-        from sklearn.manifold import TSNE  # type: ignore[import-not-found]
+        from sklearn.manifold import TSNE  # type: ignore[import-not-found]  # lazy: optional, not a dependency
 
         return torch.as_tensor(TSNE(n_components=2, random_state=seed, init="pca").fit_transform(x.numpy()))
     u, s, _ = torch.linalg.svd(x - x.mean(0), full_matrices=False)
@@ -73,35 +75,34 @@ class Panel:
     labels: Tensor
 
 
-def draw_panels(panels: Sequence[Panel], path: Path, title: str, size: int = 320) -> Path:
-    """Scatter plots side by side with PIL, one colour per class, and a legend."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    font = ImageFont.load_default()
-    pad, head = 12, 36
-    w = pad + len(panels) * (size + pad)
-    h = head + size + 40
-    img = Image.new("RGB", (w, h), "white")
-    d = ImageDraw.Draw(img)
-    d.text((pad, 6), title, fill="black", font=font)
+def draw_panels(panels: Sequence[Panel], path: Path, title: str, size: float = 4.0) -> Path:
+    """Scatter plots side by side (matplotlib), one colour per class, and a legend of the classes."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(size * len(panels), size + 0.6), squeeze=False)
     classes = sorted({int(c) for p in panels for c in p.labels.tolist()})
-    for i, p in enumerate(panels):
-        x0, y0 = pad + i * (size + pad), head
-        d.rectangle([x0, y0, x0 + size, y0 + size], outline="black")
-        d.text((x0 + 4, y0 + 4), p.title, fill="black", font=font)
-        xy = p.xy.float()
-        lo, hi = xy.min(0).values, xy.max(0).values
-        span = (hi - lo).clamp_min(1e-8)
-        uv = (xy - lo) / span * (size - 24) + 12
-        for (u, v), c in zip(uv.tolist(), p.labels.tolist()):
-            col = PALETTE[int(c) % len(PALETTE)] if int(c) >= 0 else (0, 0, 0)
-            d.ellipse([x0 + u - 2, y0 + size - v - 2, x0 + u + 2, y0 + size - v + 2], fill=col)
-    for j, c in enumerate(classes[:20]):
-        lx = pad + j * 48
-        d.rectangle([lx, h - 26, lx + 10, h - 16], fill=PALETTE[c % len(PALETTE)] if c >= 0 else (0, 0, 0))
-        d.text((lx + 14, h - 28), str(c), fill="black", font=font)
-    img.save(path)
+    for ax, p in zip(axes[0], panels):
+        xy, lab = p.xy.float(), p.labels.long()
+        for c in classes:
+            m = lab == c
+            if bool(m.any()):
+                ax.scatter(xy[m, 0].tolist(), xy[m, 1].tolist(), s=6, color=_colour(c), label=str(c))
+        ax.set_title(p.title, fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    handles, names = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles[:20], names[:20], loc="lower center", ncol=min(20, len(handles)), fontsize=7,
+                   markerscale=2, frameon=False)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0.06, 1, 0.95))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
     return path
+
+
+def _colour(c: int) -> str:
+    """tab10 colour of class ``c``; black for an unknown class (< 0)."""
+    return "black" if c < 0 else PALETTE[c % len(PALETTE)]
 
 
 @torch.no_grad()
@@ -158,6 +159,7 @@ def embed_student(run_dir: str, n: int = 1000, *, dataset: Optional[str] = None,
 def plot_embed(target: str, out: str, n: int = 1000, *, dataset: Optional[str] = None,
                data_root: Optional[str] = None, reducer: str = "auto", seed: int = 0, device: str = "cpu") -> Dict:
     """Draw Fig. 2 for a teacher checkpoint (``bundled`` = the bundled one) or a student run folder."""
+    pyplot()   # refuse at once, before the embeddings are computed, when the extra 'plot' is missing
     run_dir = None
     p = Path(target)
     ckpt: Optional[str] = None if target in ("bundled", "") else target

@@ -15,16 +15,22 @@ Long runs: ``OMP_NUM_THREADS=1 nohup gandistill compare --figure 4 --seeds 0,1,2
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from rich.table import Table
+
 from gandistill.compare import probing
+from gandistill.compare.plotting import MissingPlotExtra, PLOT_HINT, pyplot
 from gandistill.compare.presets import get_preset, resolve
 from gandistill.compare.runner import CompareConfig, _read_json, _write_json, ensure_trained, score, twin_run_id
 from gandistill.compare.tables import FIGURE4_FID, FIGURE4_TOP1, RUNS, TABLE2
+from gandistill.gan import bundled_teacher_path
+from gandistill.gan.score import score_generator
 
 
 @dataclass
@@ -105,8 +111,6 @@ def find_snapshots(cfg: Figure4Config) -> List[Path]:
         return out
     run = Path(cfg.gan_run) if cfg.gan_run else None
     if run is None:
-        from gandistill.gan import bundled_teacher_path
-
         bundled = Path(bundled_teacher_path()) / "snapshots"
         if not bundled.is_dir():
             raise ValueError("--figure 4 needs several snapshots of one GAN run: pass --gan-run DIR (a "
@@ -215,7 +219,7 @@ def figure4(cfg: Figure4Config, log: Optional[Callable[[str], None]] = None,
         return Figure4Result(pts, preset.name, out, 0.0, dry_run=True, twin_method=twin_run_id("g-sns") or "",
                              seeds=list(cfg.seed_list()))
     if score_fn is None:
-        from gandistill.gan.score import score_generator as score_fn
+        score_fn = score_generator
     say(f"SSL twin ({twin_run_id('g-sns')}, no teacher): seeds {', '.join(map(str, cfg.seed_list()))} ...")
     twin = twin_reference(cfg, preset, out, say)
     points = []
@@ -247,11 +251,7 @@ def figure4(cfg: Figure4Config, log: Optional[Callable[[str], None]] = None,
 def plot_figure4(res: Figure4Result, path: Path) -> Path:
     """Two panels (matplotlib): Sq & Sp top-1 against the teacher's FD with the SSL twin's line and band,
     and Sq & Sp minus its twin (per seed, mean ± std) with the zero line; beside the paper's CIFAR-100 curve."""
-    import matplotlib  # optional extra `plot` (lazy: the rest of compare runs without it)
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     pts = sorted((p for p in res.points if p.fd is not None), key=lambda p: p.fd)
     space = ", ".join(sorted({p.feature_space for p in pts if p.feature_space})) or "?"
     seeds = f"{len(res.seeds)} seed{'s' if len(res.seeds) != 1 else ''}"
@@ -287,8 +287,6 @@ def plot_figure4(res: Figure4Result, path: Path) -> Path:
 def write_figure4(res: Figure4Result, command: str = "") -> Dict[str, str]:
     """figure4.csv / .md / .png (ours: top-1 and top-1 minus the SSL twin vs FD in the scorer's space,
     mean ± std over seeds; the paper: CIFAR-100 vs FID)."""
-    import csv
-
     res.out.mkdir(parents=True, exist_ok=True)
     csv_p, md_p, png_p = res.out / "figure4.csv", res.out / "figure4.md", res.out / "figure4.png"
     cols = ["snapshot", "status", "feature_space", "fd", "kid", "probe", "seeds", "top1", "top1_std", "twin",
@@ -321,8 +319,8 @@ def write_figure4(res: Figure4Result, command: str = "") -> Dict[str, str]:
     try:
         plot_figure4(res, png_p)
         backend = "matplotlib"
-    except ImportError:        # matplotlib is the optional extra `plot`
-        backend = "none (pip install 'gandistill[plot]')"
+    except MissingPlotExtra:   # the tables are written; only the PNG needs the optional extra
+        backend = f"none ({PLOT_HINT})"
         png_p = None
     return {"csv": str(csv_p), "md": str(md_p), "png": str(png_p) if png_p else "", "png_backend": backend}
 
@@ -338,8 +336,6 @@ def _f(v: Optional[float], nd: int = 2) -> str:
 
 
 def print_figure4(res: Figure4Result, console, command: str = "") -> None:
-    from rich.table import Table
-
     tab = Table(title=f"Figure 4 -- preset {res.preset}, seeds {', '.join(map(str, res.seeds))}"
                 + (" (dry run: snapshots to use)" if res.dry_run else "")
                 + (f"\nSSL twin ({res.twin_method}): {_pm(res.twin, res.twin_std)}" if res.twin is not None else ""))

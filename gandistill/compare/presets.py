@@ -1,7 +1,8 @@
 """Presets: how a table row becomes a concrete run on one dataset.
 
-``cifar10``, ``cifar100`` and ``stl10`` reproduce SnS's scripts (reference.md 1.2-1.7): ResNet-18
-(CIFAR stem on 32 px CIFAR, the standard stem at 64 px on STL-10), global batch 512, SGD momentum 0.9,
+``cifar10``, ``cifar100`` and ``stl10`` reproduce SnS's scripts (``sns.py`` defaults and its
+``scripts/`` overrides): ResNet-18 (CIFAR stem on 32 px CIFAR, the standard stem at 64 px on
+STL-10), global batch 512, SGD momentum 0.9,
 lr = base_lr x batch / 256 with cosine decay and no warm-up, T_phi in the student's optimizer,
 SyncBN under DDP, one augmentation per synthetic batch (SnS applies torchvision v1 transforms to the
 whole batch tensor), and the paper's linear protocol (frozen backbone in eval mode, 90 epochs).
@@ -100,7 +101,7 @@ PRESETS: Dict[str, Preset] = {p.name: p for p in (
            probe=ProbeSpec(batch=4096, base_lr=0.1, optimizer="lars"),
            d_probe=ProbeSpec(batch=4096, base_lr=0.1, optimizer="lars"),
            notes=("SimSiam on STL-10: 3 projector layers, lr 0.05 / wd 1e-4 (SimSiam's own values; SnS's "
-                  "simsiam STL-10 script is not in reference.md)",
+                  "SnS publishes no simsiam STL-10 script)",
                   "teacher: SnS's stl10u-my128-best-fid20.86.pkl (never published)")),
     Preset("digits", "digits", "cifar10", "embedded: bundled digits + teacher on CPU (beside the paper's CIFAR-10)",
            student=None, cifar_stem=None, img_size=None, batch=None, epochs=None, steps=DIGITS_STEPS,

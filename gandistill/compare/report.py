@@ -3,7 +3,8 @@
 Every report shows, per row: our figures (every probe metric), the headline figure beside the paper's
 number for the preset's column, the difference, both rankings (where the ordering differs from the
 paper's is what a cross-dataset comparison can honestly show) and the row's notes. Table 6 values are
-printed in the paper's unit (x 1e-5 or x 1e-3). The PNG uses matplotlib when installed, else PIL.
+printed in the paper's unit (x 1e-5 or x 1e-3). The PNG needs matplotlib (the optional
+extra ``plot``); without it the tables are still written.
 """
 from __future__ import annotations
 
@@ -14,9 +15,14 @@ import platform
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from gandistill.compare.plotting import MissingPlotExtra, PLOT_HINT, pyplot
 from gandistill.compare.runner import CompareResult, RowResult
 
-COLOURS = {"ours": (31, 119, 180), "paper": (190, 190, 190)}
+COLOURS = {"ours": "#1f77b4", "paper": "#bebebe"}
 
 
 def scale_of(res: CompareResult) -> float:
@@ -147,8 +153,6 @@ def ordering_summary(res: CompareResult) -> str:
 
 def machine() -> str:
     try:
-        import torch
-
         threads = torch.get_num_threads()
         dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     except Exception:
@@ -179,84 +183,27 @@ def write_markdown(res: CompareResult, path: Path, command: str = "") -> Path:
     return path
 
 
-def write_png(res: CompareResult, path: Path) -> Tuple[Path, str]:
-    """Grouped bars (ours vs paper) per row; returns (path, backend)."""
+def write_png(res: CompareResult, path: Path) -> Path:
+    """Grouped bars (ours vs paper) per row, drawn with matplotlib (``MissingPlotExtra`` without it)."""
     sc = scale_of(res)
     labels = [r.key for r in res.rows] + [r.key for r in res.baselines]
     ours_v = [ours(r, sc) for r in res.rows] + [ours(r, sc) for r in res.baselines]
     paper_v = [r.paper for r in res.rows] + [None] * len(res.baselines)
     title = f"Table {res.table.number} ({res.preset.name} preset) vs paper {res.preset.paper_column}"
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return bar_chart_pil(path, labels, ours_v, paper_v, title, unit_label(res)), "PIL"
-    return _bar_chart_mpl(path, labels, ours_v, paper_v, title, unit_label(res)), "matplotlib"
-
-
-def _bar_chart_mpl(path: Path, labels, ours_v, paper_v, title: str, ylabel: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     n = len(labels)
     fig, ax = plt.subplots(figsize=(max(6, 0.8 * n + 2), 4))
     xs = range(n)
-    ax.bar([x - 0.2 for x in xs], [v or 0 for v in ours_v], 0.4, label="ours", color="#1f77b4")
-    ax.bar([x + 0.2 for x in xs], [v or 0 for v in paper_v], 0.4, label="paper", color="#bebebe")
+    ax.bar([x - 0.2 for x in xs], [v or 0 for v in ours_v], 0.4, label="ours", color=COLOURS["ours"])
+    ax.bar([x + 0.2 for x in xs], [v or 0 for v in paper_v], 0.4, label="paper", color=COLOURS["paper"])
     ax.set_xticks(list(xs))
     ax.set_xticklabels(labels, rotation=45, ha="right")
-    ax.set_ylabel(ylabel)
+    ax.set_ylabel(unit_label(res))
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-    return path
-
-
-def bar_chart_pil(path: Path, labels: Sequence[str], ours_v: Sequence[Optional[float]],
-                  paper_v: Sequence[Optional[float]], title: str, ylabel: str) -> Path:
-    """A plain grouped bar chart drawn with PIL (no matplotlib needed)."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    font = ImageFont.load_default()
-    n = max(1, len(labels))
-    group_w, left, top, bottom, right = 64, 60, 40, 110, 80
-    w, h = max(360, left + group_w * n + right), 380
-    vals = [v for v in list(ours_v) + list(paper_v) if v is not None]
-    vmax = max(vals) if vals else 1.0
-    vmax = vmax * 1.1 if vmax > 0 else 1.0
-    img = Image.new("RGB", (w, h), "white")
-    d = ImageDraw.Draw(img)
-    d.text((left, 10), title, fill="black", font=font)
-    y0, y1 = h - bottom, top
-    d.line([(left, y0), (w - right, y0)], fill="black")  # x axis
-    d.line([(left, y0), (left, y1)], fill="black")
-    for k in range(5):
-        v = vmax * k / 4
-        y = y0 - (y0 - y1) * k / 4
-        d.line([(left - 4, y), (left, y)], fill="black")
-        d.text((4, y - 6), f"{v:.3g}", fill="black", font=font)
-    d.text((4, top - 14), ylabel, fill="black", font=font)
-    for i, lab in enumerate(labels):
-        x = left + i * group_w + 8
-        for j, (v, key) in enumerate(((ours_v[i], "ours"), (paper_v[i], "paper"))):
-            if v is None:
-                continue
-            bh = (y0 - y1) * max(v, 0) / vmax
-            d.rectangle([x + j * 24, y0 - bh, x + j * 24 + 22, y0], fill=COLOURS[key], outline="black")
-        # the label, rotated 90 degrees under its group
-        tw = int(d.textlength(lab, font=font)) + 4
-        lab_img = Image.new("RGB", (tw, 12), "white")
-        ImageDraw.Draw(lab_img).text((2, 0), lab, fill="black", font=font)
-        lab_img = lab_img.rotate(90, expand=True)
-        img.paste(lab_img, (x + 16, y0 + 4))
-    lx = w - right + 10
-    for j, key in enumerate(("ours", "paper")):
-        d.rectangle([lx, top + j * 16, lx + 10, top + 10 + j * 16], fill=COLOURS[key], outline="black")
-        d.text((lx + 14, top + j * 16), key, fill="black", font=font)
-    img.save(path)
     return path
 
 
@@ -267,8 +214,11 @@ def write_all(res: CompareResult, command: str = "") -> Dict[str, str]:
     out.mkdir(parents=True, exist_ok=True)
     csv_p = write_csv(res, out / f"table{n}.csv")
     md_p = write_markdown(res, out / f"table{n}.md", command)
-    png_p, backend = write_png(res, out / f"table{n}.png")
-    return {"csv": str(csv_p), "md": str(md_p), "png": str(png_p), "png_backend": backend}
+    try:
+        png, backend = str(write_png(res, out / f"table{n}.png")), "matplotlib"
+    except MissingPlotExtra:   # the tables are written; only the chart needs the optional extra
+        png, backend = "", f"none ({PLOT_HINT})"
+    return {"csv": str(csv_p), "md": str(md_p), "png": png, "png_backend": backend}
 
 
 def _short(cell: str, signed: bool = False) -> str:
@@ -288,9 +238,6 @@ def _short(cell: str, signed: bool = False) -> str:
 
 def print_rich(res: CompareResult, console=None) -> None:
     """A compact rich table (row, status, probes, ours vs paper, ranks) with the notes as footnotes."""
-    from rich.console import Console
-    from rich.table import Table
-
     console = console or Console()
     if not console.is_terminal and console.width < 140:     # logs and pipes: do not fold the numbers
         console = Console(width=140, file=console.file)
@@ -319,5 +266,5 @@ def print_rich(res: CompareResult, console=None) -> None:
     console.print(ordering_summary(res))
 
 
-__all__ = ["write_all", "write_csv", "write_markdown", "write_png", "bar_chart_pil", "print_rich", "table_rows",
+__all__ = ["write_all", "write_csv", "write_markdown", "write_png", "print_rich", "table_rows",
            "ranks", "kendall_tau", "ordering_summary"]

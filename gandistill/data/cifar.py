@@ -201,7 +201,7 @@ def _layout_hint(layout: CifarLayout, root: Path) -> str:
 
 
 def _download(layout: CifarLayout, root: Path) -> None:
-    import torchvision.datasets as tvd
+    import torchvision.datasets as tvd  # lazy: torchvision datasets, only to download
 
     root.mkdir(parents=True, exist_ok=True)
     for train in (True, False):

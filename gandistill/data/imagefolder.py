@@ -20,11 +20,10 @@ from typing import Optional
 import numpy as np
 import torch
 
-from gandistill.io.errors import GandistillError, UnsafeFileError
-from gandistill.io.files import is_regular, read_bytes
-
 from .base import ImageDataset, check_img_size
 from .stats import NORM_STATS
+from gandistill.io.errors import GandistillError, UnsafeFileError
+from gandistill.io.files import is_regular, read_bytes
 
 IMG_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 HINT = ("expected <root>/<class_name>/<image> (labelled) or <root>/<image> (unlabelled); "
@@ -46,7 +45,7 @@ def _is_image(p: Path, root: Optional[Path] = None) -> bool:
 
 
 def _open_rgb(path: Path):
-    from PIL import Image
+    from PIL import Image  # lazy: PIL only when a folder of images is read
 
     data = read_bytes(path, "image", kind="image")
     try:
@@ -64,7 +63,7 @@ def _open_rgb(path: Path):
 
 def square_resize(im, size: int):
     """Resize so the shorter side is ``size`` (bicubic), then centre-crop ``size x size``."""
-    from PIL import Image
+    from PIL import Image  # lazy: PIL only when a folder of images is read
 
     w, h = im.size
     if (w, h) != (size, size):

@@ -20,12 +20,11 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
+from .base import ArrayDataset, ConcatImageDataset, check_img_size
+from .stats import NORM_STATS
 from gandistill.io.errors import UnsafeFileError
 from gandistill.io.files import RegionReader
 from gandistill.io.safe_pickle import SafeLoadError, read_regular_file, regular_size
-
-from .base import ArrayDataset, ConcatImageDataset, check_img_size
-from .stats import NORM_STATS
 
 FOLDER = "stl10_binary"
 SIDE = 96
@@ -126,7 +125,7 @@ def load_stl10(root: Path, split: str = "train", download: bool = False,
     img_size = check_img_size(img_size)
     root = Path(root)
     if download:
-        import torchvision.datasets as tvd
+        import torchvision.datasets as tvd  # lazy: torchvision datasets, only to download
 
         root.mkdir(parents=True, exist_ok=True)
         tvd.STL10(str(root), split="train", download=True)  # allow-download: only when the user passed download=True

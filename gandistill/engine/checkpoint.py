@@ -10,11 +10,12 @@ import datetime as _dt
 import json
 import os
 import shutil
-from pathlib import Path
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, TYPE_CHECKING
 
 import torch
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from gandistill.io import files as _files
@@ -104,8 +105,6 @@ def save_checkpoint(run_dir: Path, step: int, student: nn.Module, head: Optional
     synced); only then are they moved over the live files. A failing write (disk full, a kill) leaves
     the previous checkpoint as it was and raises :class:`CheckpointWriteError`.
     """
-    from safetensors.torch import save_file
-
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     recover(run_dir)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Dict, IO, Iterable, List, Mapping, Optional, Sequence
 
 import torch
+from torchvision.utils import make_grid
 
 from gandistill.io.errors import ConfigError
 
@@ -54,8 +55,6 @@ def _numbers(values: Mapping[str, Any]) -> Dict[str, float]:
 
 def image_grid(images: torch.Tensor, nrow: Optional[int] = None) -> torch.Tensor:
     """A 3 x H x W grid in [0, 1] of ``images`` (N x C x H x W, any range; each image min-max scaled)."""
-    from torchvision.utils import make_grid
-
     x = images.detach().float().cpu()
     if x.shape[1] == 1:
         x = x.repeat(1, 3, 1, 1)

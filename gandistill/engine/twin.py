@@ -9,10 +9,15 @@ one is reused, never trained twice.
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
+import os
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
+
+import torch
 
 from gandistill.engine.config import FitConfig
 from gandistill.methods import get_method
@@ -88,11 +93,6 @@ def finished_twin(out: Path) -> Optional[Dict[str, Any]]:
 def _twin_process(cfg: FitConfig, threads: int, log_path: str, fit: Callable[..., Any]) -> None:
     """Entry point of the twin's process: train ``cfg`` by ``fit`` (``engine.run.fit``, handed in so this
     module does not import the run that imports it) with ``threads`` intra-op threads, log to a file."""
-    import os
-    import threading
-
-    import torch
-
     parent = os.getppid()
 
     def orphan_watch() -> None:             # the run was killed (not interrupted): stop, keep the checkpoint
@@ -114,10 +114,6 @@ def split_threads(device_type: str, world: int) -> int:
     on a CPU with >= 2 cores the twin trains at the same time in a second process and each takes
     half the cores (``GANDISTILL_TWIN_PARALLEL=0`` turns this off, ``=1`` forces it). GPUs and torchrun: afterwards.
     """
-    import os
-
-    import torch
-
     mode = os.environ.get("GANDISTILL_TWIN_PARALLEL", "auto")
     if device_type != "cpu" or world > 1 or mode == "0":
         return 0
@@ -145,9 +141,6 @@ class TwinRun:
             return
         if not self.threads:
             return
-        import multiprocessing as mp
-
-        import torch
 
         self.out.mkdir(parents=True, exist_ok=True)
         self._threads_before = torch.get_num_threads()
@@ -163,8 +156,6 @@ class TwinRun:
         """Wait for the twin (or train it now with ``train_here(cfg)``); its summary."""
         if self.state != "done":
             if self.proc is not None:
-                import torch
-
                 self.proc.join()
                 torch.set_num_threads(self._threads_before)
                 if self.proc.exitcode != 0:

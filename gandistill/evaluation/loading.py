@@ -21,6 +21,7 @@ from gandistill.io.files import inside, is_regular, user_path
 from gandistill.io.formats import EVAL_CHECKPOINT, RUN_CONFIG
 from gandistill.io.schema import ANY, Schema, load_json
 from gandistill.io.tensors import check_state, read_safetensors, read_safetensors_header
+from gandistill.students import create_student
 
 RANDOM_PREFIX = "random:"
 # keys under which the checkpoint JSON may hold create_student's kwargs (the engine writes the first)
@@ -171,8 +172,6 @@ def load_student(run_or_ckpt: Union[str, Path], *, img_size: Optional[int] = Non
     checkpoint JSON or its ``.safetensors`` rebuilds the named student with its saved kwargs
     (``student_kwargs`` of the engine's ``checkpoint.json``) and loads the weights strictly.
     """
-    from gandistill.students import create_student
-
     if isinstance(run_or_ckpt, str) and run_or_ckpt.startswith(RANDOM_PREFIX):
         name = run_or_ckpt[len(RANDOM_PREFIX):].strip()
         if not name:

@@ -20,6 +20,8 @@ The table holds the test top-1 per dataset and representation, and the average o
 """
 from __future__ import annotations
 
+import csv
+import inspect
 import json
 import math
 import time
@@ -27,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -91,8 +94,6 @@ class Resized(Dataset):
         return len(self.base)
 
     def __getitem__(self, i: int) -> Tuple[Tensor, int]:
-        import numpy as np
-
         im, y = self.base[i]
         im = square_resize(im.convert("RGB"), self.size)
         return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255.0), int(y)
@@ -100,8 +101,6 @@ class Resized(Dataset):
 
 def _torchvision_split(cls: Any, root: Path, split: str, download: bool) -> Optional[Dataset]:
     """``cls(root, split=...)`` or ``cls(root, train=...)``; None when the class has no such split."""
-    import inspect
-
     params = inspect.signature(cls.__init__).parameters
     try:
         if "split" in params:
@@ -291,8 +290,6 @@ def summary_table(res: TransferResult) -> Tuple[List[str], List[List[str]]]:
 
 def write_outputs(res: TransferResult, out: Path, command: str = "") -> Dict[str, Any]:
     """transfer.csv (one line per dataset and representation), transfer.md (the tables), transfer.png."""
-    import csv
-
     out.mkdir(parents=True, exist_ok=True)
     cols = ["dataset", "model", "top1", "l2", "val_top1", "n_train", "n_val", "n_test", "classes", "converged"]
     with open(out / "transfer.csv", "w", newline="") as fh:
@@ -322,7 +319,7 @@ def _write_png(res: TransferResult, path: Path) -> Optional[Path]:
     except ImportError:
         return None
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt            # lazy: optional plotting extra
 
     by = {(r["dataset"], r["model"]): r["top1"] for r in res.rows}
     names = res.datasets + ["average"]

@@ -145,7 +145,7 @@ def _preset(arch: str, **kw: Any) -> GanConfig:
 GAN_CONFIGS: Dict[str, GanConfig] = {
     # tests and the bundled digits teacher: 32 px, 32-64 channels
     "tiny": _preset("tiny", data="digits", kimg=50.0, snap_kimg=5.0, tick_kimg=0.5),
-    # the StyleGAN2-ADA paper's CIFAR-10 setting (reference.md 2.2)
+    # the StyleGAN2-ADA paper's CIFAR-10 setting (NVlabs stylegan2-ada-pytorch `--cfg=cifar`)
     "cifar": _preset("cifar", data="cifar10", kimg=100000.0, snap_kimg=200.0, tick_kimg=4.0,
                      augment_ops=("xflip",) + DEFAULT_ADA_OPS),
     # STL-10-like: 96 px images trained at 64 px (StyleGAN2 needs a power of two)

@@ -32,6 +32,12 @@ from torch import Tensor
 
 from gandistill.evaluation.fewshot import fewshot_probe
 from gandistill.evaluation.knn import DEFAULT_T, knn_features
+from gandistill.gan.judge import load_judge, predict
+from gandistill.gan.sample import bundled_teacher_path
+from gandistill.gan.snapshot import latest_snapshot
+from gandistill.teachers.discriminator import DiscriminatorTeacher
+from gandistill.teachers.generator import GeneratorTeacher
+from gandistill.teachers.stylegan2.checkpoint import available_nets, load_sg2
 
 PathLike = Union[str, Path]
 # labeller(images in [0, 1] [N, C, H, W], representations {name: [N, D]}) -> labels [N] (long)
@@ -41,9 +47,6 @@ REPRESENTATIONS = ("h^g", "w", "D", "raw pixels")
 
 def resolve_teacher_path(teacher_path: Optional[PathLike]) -> Path:
     """A checkpoint folder / ``.pkl``; a GAN run folder gives its latest snapshot; None: the bundled teacher."""
-    from gandistill.gan.sample import bundled_teacher_path
-    from gandistill.gan.snapshot import latest_snapshot
-
     p = Path(teacher_path) if teacher_path is not None else Path(bundled_teacher_path())
     if not p.exists():
         raise FileNotFoundError(f"teacher checkpoint not found: {p}")
@@ -57,8 +60,6 @@ def resolve_teacher_path(teacher_path: Optional[PathLike]) -> Path:
 
 def judge_labeller(path: Optional[PathLike] = None, batch: int = 500) -> Labeller:
     """The digits judge (shipped, or saved by ``scripts/train_digits_judge.py`` at ``path``) as a labeller."""
-    from gandistill.gan.judge import load_judge, predict
-
     model = load_judge(Path(path) if path is not None else None).model
 
     def label(images: Tensor, reps: Dict[str, Tensor]) -> Tensor:
@@ -71,9 +72,6 @@ def judge_labeller(path: Optional[PathLike] = None, batch: int = 500) -> Labelle
 def sample_representations(G: torch.nn.Module, D: Optional[torch.nn.Module], n: int, seed: int = 123,
                            batch: int = 250) -> Dict[str, Tensor]:
     """``images`` (in [0, 1]) and the representations of :data:`REPRESENTATIONS` for ``n`` samples of G."""
-    from gandistill.teachers.discriminator import DiscriminatorTeacher
-    from gandistill.teachers.generator import GeneratorTeacher
-
     gt = GeneratorTeacher(G=G)
     dt = DiscriminatorTeacher(D=D, mode="multi") if D is not None else None
     gen = torch.Generator().manual_seed(seed)
@@ -116,8 +114,6 @@ def teacher_diagnostics(teacher_path: Optional[PathLike] = None, n: int = 4000, 
         raise ValueError(f"fit_share must lie in (0, 1), got {fit_share}")
     source = "networks given"
     if G is None:
-        from gandistill.teachers.stylegan2.checkpoint import available_nets, load_sg2
-
         path = resolve_teacher_path(teacher_path)
         have = available_nets(path)
         nets = tuple(x for x in (("G_ema" if "G_ema" in have else "G"), "D") if x in have)

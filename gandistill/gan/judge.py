@@ -20,8 +20,10 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from gandistill.data import load_all, load_dataset
 from gandistill.io.files import atomic_write_json
 from gandistill.io.formats import JUDGE
 from gandistill.io.schema import load_json
@@ -85,8 +87,6 @@ def judge_features(model: DigitCNN, x: Tensor, batch: int = 500) -> Tensor:
 
 def train_judge(epochs: int = 8, seed: int = 0) -> Tuple[DigitCNN, float]:
     """Train the judge on digits/train; returns (model, top-1 on the real digits/test split)."""
-    from gandistill.data import load_all, load_dataset
-
     xtr, ytr = load_all(load_dataset("digits", split="train"))
     xte, yte = load_all(load_dataset("digits", split="test"))
     torch.manual_seed(seed)
@@ -123,8 +123,6 @@ class Judge:
 
 def save_judge(model: DigitCNN, out_dir: Path, meta: Dict[str, Any]) -> Path:
     """Write ``judge.safetensors`` (fp16) + ``judge.json``."""
-    from safetensors.torch import save_file
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().half().contiguous() for k, v in model.state_dict().items()},

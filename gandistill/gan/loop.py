@@ -19,6 +19,7 @@ import contextlib
 import copy
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,7 +27,9 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
+from torchvision.utils import save_image
 
 from gandistill.data import load_all, load_dataset
 from gandistill.gan.ada import AdaAugment, AdaController
@@ -147,8 +150,6 @@ def save_grid(G_ema: nn.Module, path: Path, n: int = 64, seed: int = 0, c_dim: i
               step: int = 0) -> Path:
     """A PNG grid of ``n`` G_ema samples from a private generator (the global RNG is untouched);
     also sent to the image loggers in ``logs``."""
-    from torchvision.utils import save_image
-
     img = grid_samples(G_ema, n, seed, c_dim, truncation_psi, device)
     if logs is not None:
         logs.log_images(step, "G_ema/samples", img)
@@ -156,7 +157,6 @@ def save_grid(G_ema: nn.Module, path: Path, n: int = 64, seed: int = 0, c_dim: i
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
     save_image(img.float().add(1).div(2).clamp(0, 1), tmp, nrow=int(math.ceil(math.sqrt(n))), padding=1)
-    import os
 
     os.replace(tmp, path)
     return path
@@ -171,8 +171,6 @@ class _Progress:
         self.enabled = sys.stdout.isatty() if enabled is None else enabled
         self.bar = None
         if self.enabled:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
             fmt = ".1f" if total_kimg >= 10 else ".3f"
             self.bar = Progress(TextColumn("[bold]gan train"), BarColumn(), TextColumn(f"{{task.completed:{fmt}}}/"
                                 f"{total_kimg:g} kimg"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))

@@ -26,10 +26,17 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+import torchvision
 from torch import Tensor
+
+from gandistill.data import load_all, load_dataset
+from gandistill.gan.judge import bundled_judge_path, judge_features, label_stats, load_judge, predict
+from gandistill.gan.sample import bundled_teacher_path, generate_images
+from gandistill.gan.snapshot import generator_checkpoint
 from gandistill.io.errors import GandistillError
 from gandistill.io.files import read_bytes
 from gandistill.io.tensors import read_safetensors
+from gandistill.teachers.stylegan2.checkpoint import load_sg2
 
 FEATURE_SPACES = ("auto", "digits-judge", "inception")
 
@@ -101,8 +108,6 @@ class InceptionFeatures:
     name = "inception"
 
     def __init__(self, weights: Union[str, Path], device: str = "cpu") -> None:
-        import torchvision
-
         p = Path(weights)
         if not p.is_file():
             raise ScoreError(f"Inception weights file not found: {p} (pass a torchvision inception_v3 state dict)")
@@ -146,14 +151,10 @@ class JudgeFeatures:
     name = "digits-judge"
 
     def __init__(self, path: Optional[Path] = None) -> None:
-        from gandistill.gan.judge import bundled_judge_path, load_judge
-
         self.judge = load_judge(path)
         self.source = str(path or bundled_judge_path())
 
     def __call__(self, x: Tensor) -> Tensor:
-        from gandistill.gan.judge import judge_features
-
         if tuple(x.shape[-2:]) != (32, 32):
             x = F.interpolate(x.float(), size=(32, 32), mode="bilinear", align_corners=False, antialias=True)
         return judge_features(self.judge.model, x)
@@ -182,8 +183,6 @@ def score_images(real: Tensor, fake: Tensor, space: str = "auto", inception: Opt
         "fd": round(fd_from_features(fr, ff), 4), "kid": round(k_mean, 6), "kid_std": round(k_std, 6),
     }
     if fs.name == "digits-judge":
-        from gandistill.gan.judge import label_stats, predict
-
         out["judge_test_accuracy"] = fs.judge.meta.get("test_accuracy")
         out["real_labels"] = label_stats(predict(fs.judge.model, _to32(real)))
         out["generated_labels"] = label_stats(predict(fs.judge.model, _to32(fake)))
@@ -202,11 +201,6 @@ def score_generator(ckpt: Optional[Union[str, Path]] = None, n: int = 2000, data
                     kid_subsets: int = 50, kid_subset_size: int = 1000, device: str = "cpu") -> Dict[str, Any]:
     """Score a generator (gandistill folder, NVlabs ``.pkl``, GAN run folder or snapshot; default the
     bundled teacher) against ``n`` real images of ``data``/``split`` (all of them if fewer)."""
-    from gandistill.data import load_all, load_dataset
-    from gandistill.gan.sample import bundled_teacher_path, generate_images
-    from gandistill.gan.snapshot import generator_checkpoint
-    from gandistill.teachers.stylegan2.checkpoint import load_sg2
-
     if n < 2:
         raise ScoreError(f"--n must be >= 2, got {n}")
     try:

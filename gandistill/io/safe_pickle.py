@@ -34,6 +34,8 @@ import errno
 import gc
 import mmap
 import os
+import pickle
+import pickletools
 import stat
 import struct
 import sys
@@ -958,8 +960,6 @@ class SafeUnpickler:
         self._persid(self._pop())
 
     def _forbidden(self) -> None:
-        import pickletools
-
         names = {op.code.encode("latin1")[0]: op.name for op in pickletools.opcodes}
         name = names.get(self.data[self._op_pos], "?")
         raise self._error(f"this file uses the pickle opcode {name}, which {self.fmt} never needs", forbidden=True)
@@ -968,8 +968,7 @@ class SafeUnpickler:
 
 
 def _init_dispatch() -> None:
-    import pickle as p
-
+    p = pickle
     U = SafeUnpickler
     table = {
         p.PROTO: U._proto, p.FRAME: U._frame, p.STOP: U._stop, p.MARK: U._mark, p.POP: U._pop_op,

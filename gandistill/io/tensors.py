@@ -25,6 +25,8 @@ import zipfile
 from typing import Any, Dict, Mapping, Optional, Tuple, Type
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
 
 from gandistill.io.errors import GandistillError, UnsafeFileError, one_line, show_path
 from gandistill.io.files import PathLike, open_regular, read_bytes
@@ -118,9 +120,6 @@ def read_safetensors_header(path: PathLike, what: str = "weights file",
 def read_safetensors(path: PathLike, what: str = "weights file", error: Type[GandistillError] = UnsafeFileError,
                      max_bytes: Optional[int] = None) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
     """``(tensors, metadata)`` of a safetensors file read into memory (never memory-mapped)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load as st_load
-
     try:
         raw = read_bytes(path, what, max_bytes, kind="weights")
     except UnsafeFileError as e:
@@ -136,23 +135,29 @@ def read_safetensors(path: PathLike, what: str = "weights file", error: Type[Gan
     return tensors, meta
 
 
+def mismatch_report(own: Mapping[str, torch.Tensor], stored: Mapping[str, torch.Tensor]) -> str:
+    """One line naming how ``stored`` (a file's tensors) does not fit ``own`` (a network's state dict):
+    missing keys, unexpected keys and shape mismatches, a few examples of each; ``""`` when keys and shapes fit."""
+    missing = [k for k in own if k not in stored]
+    unexpected = [k for k in stored if k not in own]
+    wrong = [f"{k} {tuple(stored[k].shape)} != {tuple(v.shape)}" for k, v in own.items()
+             if k in stored and tuple(stored[k].shape) != tuple(v.shape)]
+    parts = []
+    for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatch", wrong)):
+        if items:
+            more = ", ..." if len(items) > 3 else ""
+            parts.append(f"{len(items)} {label} (e.g. {', '.join(one_line(k, 120) for k in items[:3])}{more})")
+    return one_line("; ".join(parts))
+
+
 def check_state(state: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], path: PathLike = "",
                 error: Type[GandistillError] = UnsafeFileError, what: str = "weights") -> None:
     """Refuse ``state`` unless it has exactly ``expected``'s keys, shapes and dtypes, all values finite."""
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing keys (e.g. {', '.join(missing[:3])})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})")
-        raise error(f"the {what} do not fit the network: " + "; ".join(parts), path=path)
+    report = mismatch_report(expected, state)
+    if report:
+        raise error(f"the {what} do not fit the network: {report}", path=path)
     for k, want in expected.items():
         got = state[k]
-        if tuple(got.shape) != tuple(want.shape):
-            raise error(f"the {what} do not fit the network (shape mismatch): tensor {k!r} has shape {tuple(got.shape)}, "
-                        f"the network expects {tuple(want.shape)}", path=path)
         if got.dtype != want.dtype:
             raise error(f"the {what} do not fit the network: tensor {k!r} is {got.dtype}, the network expects "
                         f"{want.dtype} (refusing to cast)", path=path)
@@ -236,5 +241,5 @@ def read_train_state(path: PathLike, error: Type[GandistillError] = UnsafeFileEr
     return state
 
 
-__all__ = ["DTYPES", "MAX_ENTRIES", "MAX_HEADER", "check_state", "load_module_state", "parse_safetensors_header",
-           "read_safetensors", "read_safetensors_header", "read_train_state"]
+__all__ = ["DTYPES", "MAX_ENTRIES", "MAX_HEADER", "check_state", "load_module_state", "mismatch_report",
+           "parse_safetensors_header", "read_safetensors", "read_safetensors_header", "read_train_state"]

@@ -30,9 +30,12 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
+from safetensors.torch import load as st_load, save_file
 from torch import Tensor, nn
 from torch.nn import functional as F
+
 from gandistill.io.errors import GandistillError
+from gandistill.io.safe_pickle import SafeLoadError, read_regular_file
 
 PathLike = Union[str, Path]
 
@@ -56,8 +59,6 @@ class LPIPSWeightsError(GandistillError):
 
 def load_state_file(path: PathLike, what: str = "weights file") -> Dict[str, Tensor]:
     """A flat ``{name: tensor}`` from a ``.safetensors`` or ``torch.save`` file (no pickled code)."""
-    from gandistill.io.safe_pickle import SafeLoadError, read_regular_file
-
     p = Path(path)
     try:
         data = read_regular_file(p, MAX_FILE_BYTES, what=what)
@@ -67,8 +68,6 @@ def load_state_file(path: PathLike, what: str = "weights file") -> Dict[str, Ten
         raise LPIPSWeightsError(str(e)) from None
     try:
         if p.suffix == ".safetensors":
-            from safetensors.torch import load as st_load
-
             obj = st_load(data)
         else:
             obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
@@ -160,8 +159,6 @@ def combine_weights(lpips_weights: PathLike, alexnet_weights: PathLike, out: Pat
     sd.update({f"lin{l}.weight": w.contiguous() for l, w in enumerate(lins)})
     out = Path(out)
     if out.suffix == ".safetensors":
-        from safetensors.torch import save_file
-
         save_file(sd, str(out))
     else:
         torch.save(sd, out)

@@ -20,14 +20,20 @@ import datetime as _dt
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
+import timm
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
+from gandistill.data.stats import NORM_STATS
+from gandistill.evaluation.loading import CheckpointError, check_projector, load_student
 from gandistill.io.errors import GandistillError
 from gandistill.io.files import atomic_write_json, inside, user_path
 from gandistill.io.formats import BACKBONE, STUDENT_KWARGS, TIMM_KWARGS
 from gandistill.io.schema import check, load_json
 from gandistill.io.tensors import check_state, read_safetensors, read_safetensors_header
+from gandistill.students.cifar_stem import apply_cifar_stem
+from gandistill.students.projector import build_projector
 
 FORMAT = "gandistill-backbone"
 BACKBONE_FILE = "backbone.safetensors"
@@ -44,8 +50,6 @@ class ExportError(GandistillError):
 
 def _timm_kwargs(name: str, img_size: int, extra: Dict[str, Any]) -> Dict[str, Any]:
     """The create kwargs the student's backbone was built with (``img_size`` only for models that take it)."""
-    import timm
-
     kw = {k: v for k, v in extra.items() if k in TIMM_KWARGS}
     try:
         timm.create_model(name, pretrained=False, num_classes=0, img_size=img_size, **kw)
@@ -60,7 +64,6 @@ def _normalisation(run_config: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     res = run_config.get("resolved") or {}
     if res.get("normalise"):
         return res["normalise"]
-    from gandistill.data.stats import NORM_STATS
 
     stats = NORM_STATS.get(str((run_config.get("config") or {}).get("dataset", "")).lower())
     return {"mean": list(stats[0]), "std": list(stats[1])} if stats else None
@@ -68,10 +71,6 @@ def _normalisation(run_config: Dict[str, Any]) -> Optional[Dict[str, Any]]:
 
 def export_backbone(run: PathLike, out: PathLike, *, projector: bool = False, overwrite: bool = False) -> Path:
     """Write the bare backbone of ``run`` (a run folder or checkpoint) to ``out``; returns the JSON path."""
-    from safetensors.torch import save_file
-
-    from gandistill.evaluate import CheckpointError, load_student
-
     try:
         loaded = load_student(run)
     except CheckpointError as e:
@@ -146,8 +145,6 @@ def _load_strict(module: nn.Module, folder: Path, name: Any) -> None:
 
 def patch_backbone(model: nn.Module, export: Union[PathLike, Dict[str, Any]]) -> nn.Module:
     """Re-apply the patches an export recorded (e.g. the CIFAR stem) to a fresh timm model; returns it."""
-    from gandistill.students.cifar_stem import apply_cifar_stem
-
     meta = export if isinstance(export, dict) else read_export(export)
     for patch in meta.get("patches", []):
         if patch == "cifar_stem":
@@ -159,8 +156,6 @@ def patch_backbone(model: nn.Module, export: Union[PathLike, Dict[str, Any]]) ->
 
 def load_backbone(export: PathLike, device: Any = "cpu") -> nn.Module:
     """timm.create_model(name, num_classes=0) + the recorded patches + the weights (strict); eval mode."""
-    import timm
-
     folder = user_path(export, "export path")
     folder = folder if folder.is_dir() else folder.parent
     meta = read_export(folder)
@@ -173,8 +168,6 @@ def load_backbone(export: PathLike, device: Any = "cpu") -> nn.Module:
 
 def load_projector(export: PathLike, device: Any = "cpu") -> nn.Module:
     """The exported projector g (needs an export written with ``projector=True``); eval mode."""
-    from gandistill.students.projector import build_projector
-
     folder = user_path(export, "export path")
     folder = folder if folder.is_dir() else folder.parent
     p = read_export(folder).get("projector")
@@ -182,7 +175,6 @@ def load_projector(export: PathLike, device: Any = "cpu") -> nn.Module:
         raise ExportError(f"{folder} has no projector (export with --projector)")
     kw = {"final_bn": True} if p.get("final_bn") else {}
     if p.get("file"):  # widths checked against the weights' shapes before anything is allocated
-        from gandistill.evaluation.loading import check_projector
 
         wpath = inside(folder, p["file"], "projector file", where=folder / META_FILE)
         entries, _ = read_safetensors_header(wpath, "projector file", ExportError)

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from .cifar_stem import apply_cifar_stem, is_resnet_family
+from .grouped import forward_groups
 from .projector import build_projector
 
 CIFAR_STEM_MAX_SIZE = 64
@@ -67,8 +68,6 @@ class Student(nn.Module):
     def forward_groups(self, xs: List[torch.Tensor]) -> List[torch.Tensor]:
         """``[self(x) for x in xs]`` as one batched pass with per-pass BatchNorm statistics
         (:func:`gandistill.students.grouped.forward_groups`): faster, same maths."""
-        from .grouped import forward_groups
-
         return forward_groups(self, xs)
 
 

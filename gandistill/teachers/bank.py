@@ -46,7 +46,7 @@ from gandistill.io.files import CAPS, RegionReader, open_regular, user_path
 from gandistill.io.formats import BANK_HEADER
 from gandistill.io.jsonable import jsonable
 from gandistill.io.schema import check_raw
-from gandistill.teachers.base import Teacher, TeacherSample
+from gandistill.teachers.base import Teacher, TeacherSample, resolve_ckpt
 
 MAGIC = b"GDBANK01"
 FORMAT = "gandistill-bank"
@@ -107,7 +107,6 @@ def build_bank(teacher: Teacher, n: int, out: PathLike, *, teacher_name: str, ck
         raise BankError(f"a bank needs at least 2 items, got n={n}")
     if not getattr(teacher, "can_sample", True):
         raise BankError(f"teacher '{teacher_name}' does not sample images, so it has no bank")
-    from gandistill.teachers.base import resolve_ckpt
 
     ckpt_path = resolve_ckpt(ckpt)
     out = Path(out)
@@ -247,8 +246,6 @@ def check_bank(header: Dict[str, Any], want: BankExpectation, where: PathLike = 
     if want.teacher_kwargs is not None and header.get("teacher_kwargs", {}) != _jsonable(dict(want.teacher_kwargs)):
         bad.append(f"teacher settings {header.get('teacher_kwargs')} (the run's are {_jsonable(dict(want.teacher_kwargs))})")
     if want.check_ckpt:
-        from gandistill.teachers.base import resolve_ckpt
-
         path = resolve_ckpt(want.ckpt)
         if checkpoint_fingerprint(path) != header["teacher_fingerprint"]:
             bad.append(f"checkpoint {header['teacher_ckpt']} (the run's teacher checkpoint {path} has other weights)")

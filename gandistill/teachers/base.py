@@ -19,6 +19,8 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
+from gandistill.teachers.stylegan2.checkpoint import available_nets, load_sg2
+
 PathLike = Union[str, Path]
 
 
@@ -83,8 +85,7 @@ class Teacher(nn.Module):
 def resolve_ckpt(ckpt: Optional[PathLike]) -> Path:
     """``ckpt`` as a Path, or the bundled digits teacher when None."""
     if ckpt is None or str(ckpt) == "":
-        from gandistill.gan import bundled_teacher_path
-
+        from gandistill.gan import bundled_teacher_path  # lazy: import circle (gan imports teachers)
         path = Path(bundled_teacher_path())
         if not path.exists():
             raise FileNotFoundError(
@@ -104,8 +105,6 @@ def load_sg2_nets(ckpt: Optional[PathLike], want: Sequence[str]):
     A generator request (``"G_ema"``) falls back to ``G`` when the checkpoint has no ``G_ema``.
     Returns ``(SG2Checkpoint, path)``; a requested network the checkpoint lacks is ``None`` on it.
     """
-    from gandistill.teachers.stylegan2.checkpoint import available_nets, load_sg2
-
     path = resolve_ckpt(ckpt)
     have = set(available_nets(path))
     nets = []

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
 from gandistill.teachers.base import resolve_ckpt
+from gandistill.teachers.stylegan2.checkpoint import JSON_NAME, available_nets, load_sg2
 
 PathLike = Union[str, Path]
 NET_ORDER = ("G_ema", "G", "D")
@@ -19,8 +20,6 @@ NET_ORDER = ("G_ema", "G", "D")
 
 def _c_dim_of_ours(path: Path) -> Optional[int]:
     """c_dim from a gandistill SG2 folder's (or JSON file's) recorded constructor kwargs."""
-    from gandistill.teachers.stylegan2.checkpoint import JSON_NAME
-
     jpath = path / JSON_NAME if path.is_dir() else path
     try:
         nets = json.loads(jpath.read_text(encoding="utf-8")).get("nets") or {}
@@ -42,7 +41,6 @@ def checkpoint_c_dim(ckpt: Optional[PathLike]) -> Optional[int]:
         return None
     if path.is_dir() or path.suffix == ".json":
         return _c_dim_of_ours(path)
-    from gandistill.teachers.stylegan2.checkpoint import available_nets, load_sg2
 
     try:
         have = available_nets(path)

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from gandistill.teachers.base import Teacher, load_sg2_nets, pool, resolve_ckpt, use_fast_path
 from gandistill.teachers.registry import register_teacher
+from gandistill.teachers.stylegan2.checkpoint import available_nets
 
 MODES = ("single", "multi")
 
@@ -55,8 +56,6 @@ class DiscriminatorTeacher(Teacher):
             raise ValueError(f"discriminator mode must be one of {MODES}, got {mode!r}")
         self.ckpt_path = None
         if D is None:
-            from gandistill.teachers.stylegan2.checkpoint import available_nets
-
             if "D" not in available_nets(resolve_ckpt(ckpt)):
                 raise ValueError(
                     f"{resolve_ckpt(ckpt)} has no discriminator D (our bundled/converted teachers may keep only G_ema); "

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from gandistill.losses.lpips import MIN_SIZE
+from gandistill.losses.lpips import LPIPS, MIN_SIZE
 from gandistill.teachers.base import TeacherSample, load_sg2_nets
 from gandistill.teachers.generator import SG2SamplingTeacher
 from gandistill.teachers.registry import register_teacher
@@ -103,7 +103,6 @@ class LpipsAlexPerceptual(nn.Module):
 
     def __init__(self, lpips_weights: str, alexnet_weights: Optional[str] = None) -> None:
         super().__init__()
-        from gandistill.losses.lpips import LPIPS
 
         self.net = LPIPS.from_files(lpips_weights, alexnet_weights)
 

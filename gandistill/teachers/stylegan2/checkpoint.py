@@ -25,10 +25,12 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, Optional, Sequence, Union
 
 import torch
+from safetensors.torch import load, save_file
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from gandistill.io.safe_pickle import ForbiddenError, SafeLoadError, brief, read_regular_file, resolve_inside, summary
+from gandistill.io.tensors import mismatch_report
 
 from gandistill.teachers.stylegan3.networks import SG3Generator
 from gandistill.teachers.stylegan3.snapshot import check_stored_settings, network_plan, snapshot_variant
@@ -235,20 +237,10 @@ def _build(name: str, kwargs: dict, state: Dict[str, torch.Tensor], where: str,
     cap = 2 * sum(t.numel() for t in state.values()) + BUILD_SLACK
     net = _construct(name, kwargs, where, cap, cls=cls)
     own = net.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in own.items()
-             if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing {missing[:4]}{'...' if len(missing) > 4 else ''}")
-        if unexpected:
-            parts.append(f"unexpected {[summary(k, 80) for k in unexpected[:4]]}{'...' if len(unexpected) > 4 else ''}")
-        if wrong:
-            parts.append(f"shape mismatch {wrong[:3]}")
+    report = mismatch_report(own, state)
+    if report:
         raise SG2LoadError(f"{where}: {name} weights do not fit a StyleGAN2-ADA {cls.__name__} "
-                           f"(not an SG2-ADA network?): {'; '.join(parts)}")
+                           f"(not an SG2-ADA network?): {report}")
     if classes is not None:
         _check_classes(name, net, classes, where)
     checked = {k: _checked_tensor(name, k, state[k], v, where) for k, v in own.items()}
@@ -436,8 +428,6 @@ def _resolve_ours(path: Path) -> Path:
 
 def _read_weights(jpath: Path, fname: str) -> Dict[str, torch.Tensor]:
     """A network's safetensors file: a regular file inside the checkpoint folder, read under a size cap."""
-    from safetensors.torch import load
-
     wfile = jpath.parent / fname
     if not os.path.lexists(wfile):
         raise SG2LoadError(f"{jpath}: weights file {fname} is missing")
@@ -535,8 +525,6 @@ def save_sg2(out_dir: PathLike, *, G_ema: Optional[Generator] = None, G: Optiona
     ``half=True`` stores floating tensors as fp16 (loading casts back to fp32). The JSON is written last,
     so a folder with a JSON is always complete.
     """
-    from safetensors.torch import save_file
-
     nets = {"G_ema": G_ema, "G": G, "D": D}
     nets = {k: v for k, v in nets.items() if v is not None}
     if not nets:

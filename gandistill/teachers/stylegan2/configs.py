@@ -11,6 +11,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Tuple
 
+from gandistill.registry import close_matches
+
 
 @dataclass(frozen=True)
 class SG2Config:
@@ -88,8 +90,6 @@ SG2_CONFIGS: Dict[str, SG2Config] = {
 def get_sg2_config(name: str) -> SG2Config:
     """The config called ``name``; unknown names list the known ones."""
     if name not in SG2_CONFIGS:
-        from gandistill.registry import close_matches
-
         hint = close_matches(name, SG2_CONFIGS)
         raise KeyError(f"unknown sg2 config '{name}'." + (f" Did you mean: {', '.join(hint)}?" if hint else "")
                        + f" Known: {', '.join(SG2_CONFIGS)}")
