@@ -122,6 +122,7 @@ def test_a_failing_checkpoint_write_leaves_the_previous_checkpoint(tmp_path, mon
 
     monkeypatch.setattr(torch, "save", fake_save)
     monkeypatch.setattr(st, "save_file", fake_st)
+    monkeypatch.setattr(ckpt_mod, "save_file", fake_st)            # where the engine looks it up
     run = tmp_path / "r"
     with pytest.raises(CheckpointWriteError, match="previous checkpoint is intact") as info:
         fit(_toy(run), log=lambda s: None)
