@@ -70,149 +70,188 @@ def _student_run(tmp: Path, **kw) -> Path:
     return student_run(tmp / "srun", **kw)
 
 
-def case(name: str, tmp: Path, template: Path) -> dict:
+def _fifo_resume(tmp: Path, run: Path) -> dict:
     import io_attacks as A
     from test_hostile_io import resume_run
 
-    import timm  # noqa: F401 - imports are not the attack's cost
+    A.mkfifo(run / "checkpoint.json")
+    return measure(resume_run, run)
 
-    import gandistill.evaluate  # noqa: F401
-    import gandistill.students.export  # noqa: F401
 
-    run = tmp / "cut"
-    if template.exists():
-        shutil.copytree(template, run)
-    if name == "fifo_resume":
-        A.mkfifo(run / "checkpoint.json")
-        return measure(resume_run, run)
-    if name == "fifo_train_state":
-        from gandistill.io.tensors import read_train_state
+def _fifo_train_state(tmp: Path, run: Path) -> dict:
+    import io_attacks as A
+    from gandistill.io.tensors import read_train_state
 
-        A.mkfifo(run / "train_state.pt")
-        return measure(read_train_state, run / "train_state.pt")
-    if name == "resume_setup_baseline":        # what fit(resume) costs before it reads train_state.pt
-        (run / "train_state.pt").write_bytes(b"")
-        return measure(resume_run, run)
-    if name == "fifo_sibling_config":
-        from gandistill.engine.checkpoint import find_latest_run
+    A.mkfifo(run / "train_state.pt")
+    return measure(read_train_state, run / "train_state.pt")
 
-        rec = json.loads((run / "config.json").read_text())
-        A.mkfifo(run / "config.json")
-        return measure(find_latest_run, tmp, rec)
-    if name == "fifo_eval_weights":
-        from gandistill.evaluate import load_student
 
-        folder = _student_run(tmp)
-        A.mkfifo(folder / "student.safetensors")
-        return measure(load_student, folder)
-    if name == "fifo_backbone_json":
-        from gandistill.students.export import load_backbone
+def _resume_setup_baseline(tmp: Path, run: Path) -> dict:
+    """What fit(resume) costs before it reads train_state.pt."""
+    from test_hostile_io import resume_run
 
-        A.mkfifo(tmp / "exp" / "backbone.json")
-        return measure(load_backbone, tmp / "exp")
-    if name == "export_fifo_kwarg":
-        from gandistill.students.export import export_backbone
+    (run / "train_state.pt").write_bytes(b"")
+    return measure(resume_run, run)
 
-        folder = _student_run(tmp, config_kwargs={"checkpoint_path": str(A.mkfifo(tmp / "pipe"))})
-        return measure(export_backbone, folder, tmp / "out")
-    if name == "cifar_colliding_keys_60k":
-        from gandistill.data.cifar import read_batch
 
-        (tmp / "b").write_bytes(A.colliding_int_dict_pickle(60_000))
-        return measure(read_batch, tmp / "b")
-    if name == "bank_truncated_in_use":
-        from gandistill.teachers.bank import BankTeacher
+def _fifo_sibling_config(tmp: Path, run: Path) -> dict:
+    import io_attacks as A
+    from gandistill.engine.checkpoint import find_latest_run
 
-        A.write_bank(tmp / "bank", A.bank_header(n=4096, c=3, r=16, dims=(64,)))
-        bt = BankTeacher(tmp / "bank")
-        os.truncate(tmp / "bank" / "bank.bin", 8192)
-        return measure(bt.sample, 256)
-    if name == "stl10_truncated_in_use":
-        from gandistill.data import load_dataset
+    rec = json.loads((run / "config.json").read_text())
+    A.mkfifo(run / "config.json")
+    return measure(find_latest_run, tmp, rec)
 
-        ds = load_dataset("stl10", root=A.stl10_root(tmp / "stl", n=256))
-        os.truncate(tmp / "stl" / "stl10_binary" / "train_X.bin", 3 * 96 * 96)
-        return measure(ds.take, slice(0, 256))
-    if name == "safetensors_200k_empty":
-        from gandistill.evaluate import load_student
 
-        folder = _student_run(tmp)
-        (folder / "student.safetensors").write_bytes(A.empty_tensor_flood(200_000))
-        return measure(load_student, folder)
-    if name == "safetensors_20k_empty_allowed_count":
-        from gandistill.io.tensors import read_safetensors
+def _fifo_eval_weights(tmp: Path, run: Path) -> dict:
+    import io_attacks as A
+    from gandistill.evaluate import load_student
 
-        (tmp / "w.safetensors").write_bytes(A.empty_tensor_flood(20_000))
-        return measure(read_safetensors, tmp / "w.safetensors")
-    if name == "train_state_deflate_bomb":
-        import torch
+    folder = _student_run(tmp)
+    A.mkfifo(folder / "student.safetensors")
+    return measure(load_student, folder)
 
-        state = torch.load(run / "train_state.pt", weights_only=True)
-        (run / "train_state.pt").unlink()
-        A.deflate_bomb_state(run / "train_state.pt", state["step"], state["optimizer"], mb=1400,
-                             extra={k: v for k, v in state.items() if k not in ("step", "optimizer")})
-        from gandistill.io.tensors import read_train_state
 
-        return measure(read_train_state, run / "train_state.pt")
-    if name == "train_state_1mb_opcodes":
-        import io
-        import zipfile
+def _fifo_backbone_json(tmp: Path, run: Path) -> dict:
+    import io_attacks as A
+    from gandistill.students.export import load_backbone
 
-        import torch
+    A.mkfifo(tmp / "exp" / "backbone.json")
+    return measure(load_backbone, tmp / "exp")
 
-        buf = io.BytesIO()
-        torch.save({"step": 0}, buf)
-        zin = zipfile.ZipFile(io.BytesIO(buf.getvalue()))
-        with zipfile.ZipFile(tmp / "train_state.pt", "w", zipfile.ZIP_STORED) as z:
-            for info in zin.infolist():
-                data = zin.read(info)
-                if info.filename.endswith("data.pkl"):
-                    k = (2 ** 20 - 64) // 2     # a dict {"step": 0, "x": [0] * k}: the largest pickle allowed
-                    data = (b"\x80\x02}(X\x04\x00\x00\x00stepK\x00X\x01\x00\x00\x00x](" + b"K\x00" * k
-                            + b"eu.")
-                z.writestr(info.filename, data)
-        from gandistill.io.tensors import read_train_state
 
-        return measure(read_train_state, tmp / "train_state.pt")
-    if name == "checkpoint_widths_4gb":
-        from gandistill.evaluate import load_student
+def _export_fifo_kwarg(tmp: Path, run: Path) -> dict:
+    import io_attacks as A
+    from gandistill.students.export import export_backbone
 
-        folder = _student_run(tmp)
-        meta = json.loads((folder / "checkpoint.json").read_text())
-        meta["student_kwargs"].update(proj_layers=5, proj_hidden=20000, proj_out=20000)
-        (folder / "checkpoint.json").write_text(json.dumps(meta))
-        return measure(load_student, folder)
-    if name == "png_bomb_100mpx":
-        from gandistill.data.imagefolder import load_imagefolder
+    folder = _student_run(tmp, config_kwargs={"checkpoint_path": str(A.mkfifo(tmp / "pipe"))})
+    return measure(export_backbone, folder, tmp / "out")
 
-        (tmp / "imgs").mkdir()
-        A.png_bomb(tmp / "imgs" / "a.png", side=10_000)
-        return measure(load_imagefolder, tmp / "imgs")
-    if name == "bank_header_1mb_deep":
-        from gandistill.teachers.bank import read_header
 
-        A.write_bank(tmp / "bank", None, raw_header=b"[" * 2 ** 19 + b"]" * 2 ** 19, size=2 ** 21)
-        return measure(read_header, tmp / "bank")
-    if name == "bank_header_2e40_items":
-        from gandistill.teachers.bank import BankTeacher
+def _cifar_colliding_keys_60k(tmp: Path, run: Path) -> dict:
+    import io_attacks as A
+    from gandistill.data.cifar import read_batch
 
-        h = A.bank_header()
-        A.write_bank(tmp / "bank", {**h, "n": 2 ** 40, "img_channels": 0, "target_dims": [0]}, size=A.bank_size(h))
-        return measure(BankTeacher, tmp / "bank")
-    if name == "checkpoint_json_4mb":
-        from gandistill.evaluate import load_student
+    (tmp / "b").write_bytes(A.colliding_int_dict_pickle(60_000))
+    return measure(read_batch, tmp / "b")
 
-        folder = _student_run(tmp)
-        meta = json.loads((folder / "checkpoint.json").read_text())
-        meta["pad"] = [[0] * 10 for _ in range(19_000)]
-        text = json.dumps(meta)
-        (folder / "checkpoint.json").write_text(text + " " * max(0, 4 * 2 ** 20 - len(text) - 1))
-        return measure(load_student, folder)
-    if name == "read_vs_mmap_bank":
-        return bank_read_cost(tmp)
-    if name == "read_vs_mmap_stl10":
-        return stl_read_cost(tmp)
-    raise SystemExit(f"unknown case {name}")
+
+def _bank_truncated_in_use(tmp: Path, run: Path) -> dict:
+    import io_attacks as A
+    from gandistill.teachers.bank import BankTeacher
+
+    A.write_bank(tmp / "bank", A.bank_header(n=4096, c=3, r=16, dims=(64,)))
+    bt = BankTeacher(tmp / "bank")
+    os.truncate(tmp / "bank" / "bank.bin", 8192)
+    return measure(bt.sample, 256)
+
+
+def _stl10_truncated_in_use(tmp: Path, run: Path) -> dict:
+    import io_attacks as A
+    from gandistill.data import load_dataset
+
+    ds = load_dataset("stl10", root=A.stl10_root(tmp / "stl", n=256))
+    os.truncate(tmp / "stl" / "stl10_binary" / "train_X.bin", 3 * 96 * 96)
+    return measure(ds.take, slice(0, 256))
+
+
+def _safetensors_200k_empty(tmp: Path, run: Path) -> dict:
+    import io_attacks as A
+    from gandistill.evaluate import load_student
+
+    folder = _student_run(tmp)
+    (folder / "student.safetensors").write_bytes(A.empty_tensor_flood(200_000))
+    return measure(load_student, folder)
+
+
+def _safetensors_20k_empty_allowed_count(tmp: Path, run: Path) -> dict:
+    import io_attacks as A
+    from gandistill.io.tensors import read_safetensors
+
+    (tmp / "w.safetensors").write_bytes(A.empty_tensor_flood(20_000))
+    return measure(read_safetensors, tmp / "w.safetensors")
+
+
+def _train_state_deflate_bomb(tmp: Path, run: Path) -> dict:
+    import io_attacks as A
+    import torch
+
+    state = torch.load(run / "train_state.pt", weights_only=True)
+    (run / "train_state.pt").unlink()
+    A.deflate_bomb_state(run / "train_state.pt", state["step"], state["optimizer"], mb=1400,
+                         extra={k: v for k, v in state.items() if k not in ("step", "optimizer")})
+    from gandistill.io.tensors import read_train_state
+
+    return measure(read_train_state, run / "train_state.pt")
+
+
+def _train_state_1mb_opcodes(tmp: Path, run: Path) -> dict:
+    import io
+    import zipfile
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"step": 0}, buf)
+    zin = zipfile.ZipFile(io.BytesIO(buf.getvalue()))
+    with zipfile.ZipFile(tmp / "train_state.pt", "w", zipfile.ZIP_STORED) as z:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename.endswith("data.pkl"):
+                k = (2 ** 20 - 64) // 2     # a dict {"step": 0, "x": [0] * k}: the largest pickle allowed
+                data = (b"\x80\x02}(X\x04\x00\x00\x00stepK\x00X\x01\x00\x00\x00x](" + b"K\x00" * k
+                        + b"eu.")
+            z.writestr(info.filename, data)
+    from gandistill.io.tensors import read_train_state
+
+    return measure(read_train_state, tmp / "train_state.pt")
+
+
+def _checkpoint_widths_4gb(tmp: Path, run: Path) -> dict:
+    from gandistill.evaluate import load_student
+
+    folder = _student_run(tmp)
+    meta = json.loads((folder / "checkpoint.json").read_text())
+    meta["student_kwargs"].update(proj_layers=5, proj_hidden=20000, proj_out=20000)
+    (folder / "checkpoint.json").write_text(json.dumps(meta))
+    return measure(load_student, folder)
+
+
+def _png_bomb_100mpx(tmp: Path, run: Path) -> dict:
+    import io_attacks as A
+    from gandistill.data.imagefolder import load_imagefolder
+
+    (tmp / "imgs").mkdir()
+    A.png_bomb(tmp / "imgs" / "a.png", side=10_000)
+    return measure(load_imagefolder, tmp / "imgs")
+
+
+def _bank_header_1mb_deep(tmp: Path, run: Path) -> dict:
+    import io_attacks as A
+    from gandistill.teachers.bank import read_header
+
+    A.write_bank(tmp / "bank", None, raw_header=b"[" * 2 ** 19 + b"]" * 2 ** 19, size=2 ** 21)
+    return measure(read_header, tmp / "bank")
+
+
+def _bank_header_2e40_items(tmp: Path, run: Path) -> dict:
+    import io_attacks as A
+    from gandistill.teachers.bank import BankTeacher
+
+    h = A.bank_header()
+    A.write_bank(tmp / "bank", {**h, "n": 2 ** 40, "img_channels": 0, "target_dims": [0]}, size=A.bank_size(h))
+    return measure(BankTeacher, tmp / "bank")
+
+
+def _checkpoint_json_4mb(tmp: Path, run: Path) -> dict:
+    from gandistill.evaluate import load_student
+
+    folder = _student_run(tmp)
+    meta = json.loads((folder / "checkpoint.json").read_text())
+    meta["pad"] = [[0] * 10 for _ in range(19_000)]
+    text = json.dumps(meta)
+    (folder / "checkpoint.json").write_text(text + " " * max(0, 4 * 2 ** 20 - len(text) - 1))
+    return measure(load_student, folder)
 
 
 def bank_read_cost(tmp: Path) -> dict:
@@ -264,11 +303,47 @@ def stl_read_cost(tmp: Path) -> dict:
     return {"outcome": f"pread {read_ms:.2f} ms vs mmap {mmap_ms:.2f} ms per 256 images", "cpu_s": 0, "peak_mb": 0}
 
 
-CASES = ["resume_setup_baseline", "fifo_resume", "fifo_train_state", "fifo_sibling_config", "fifo_eval_weights", "fifo_backbone_json",
-         "export_fifo_kwarg", "cifar_colliding_keys_60k", "bank_truncated_in_use", "stl10_truncated_in_use",
-         "safetensors_200k_empty", "safetensors_20k_empty_allowed_count", "train_state_deflate_bomb",
-         "train_state_1mb_opcodes", "checkpoint_widths_4gb", "png_bomb_100mpx", "bank_header_1mb_deep",
-         "bank_header_2e40_items", "checkpoint_json_4mb", "read_vs_mmap_bank", "read_vs_mmap_stl10"]
+def _read_vs_mmap_bank(tmp: Path, run: Path) -> dict:
+    return bank_read_cost(tmp)
+
+
+def _read_vs_mmap_stl10(tmp: Path, run: Path) -> dict:
+    return stl_read_cost(tmp)
+
+
+# attack name -> builder and measurement, in the order the full benchmark runs them
+CASES = {"resume_setup_baseline": _resume_setup_baseline, "fifo_resume": _fifo_resume,
+         "fifo_train_state": _fifo_train_state, "fifo_sibling_config": _fifo_sibling_config,
+         "fifo_eval_weights": _fifo_eval_weights, "fifo_backbone_json": _fifo_backbone_json,
+         "export_fifo_kwarg": _export_fifo_kwarg, "cifar_colliding_keys_60k": _cifar_colliding_keys_60k,
+         "bank_truncated_in_use": _bank_truncated_in_use, "stl10_truncated_in_use": _stl10_truncated_in_use,
+         "safetensors_200k_empty": _safetensors_200k_empty,
+         "safetensors_20k_empty_allowed_count": _safetensors_20k_empty_allowed_count,
+         "train_state_deflate_bomb": _train_state_deflate_bomb, "train_state_1mb_opcodes": _train_state_1mb_opcodes,
+         "checkpoint_widths_4gb": _checkpoint_widths_4gb, "png_bomb_100mpx": _png_bomb_100mpx,
+         "bank_header_1mb_deep": _bank_header_1mb_deep, "bank_header_2e40_items": _bank_header_2e40_items,
+         "checkpoint_json_4mb": _checkpoint_json_4mb, "read_vs_mmap_bank": _read_vs_mmap_bank,
+         "read_vs_mmap_stl10": _read_vs_mmap_stl10}
+
+
+def case(name: str, tmp: Path, template: Path) -> dict:
+    """Build the hostile input of attack ``name`` in ``tmp`` (on a copy of ``template`` where the run
+    exists) and measure its reader."""
+    import io_attacks  # noqa: F401 - imported before every case, as the cases' helpers
+    import test_hostile_io  # noqa: F401
+    import timm  # noqa: F401 - imports are not the attack's cost
+
+    import gandistill.evaluate  # noqa: F401
+    import gandistill.students.export  # noqa: F401
+
+    if name not in CASES:
+        raise SystemExit(f"unknown case {name}")
+    run = tmp / "cut"
+    if template.exists():
+        shutil.copytree(template, run)
+    return CASES[name](tmp, run)
+
+
 NEEDS_RUN = {"resume_setup_baseline", "fifo_resume", "fifo_train_state", "fifo_sibling_config", "train_state_deflate_bomb"}
 
 
