@@ -91,6 +91,16 @@ def test_one_line_long_text_keeps_the_ends(n):
     assert out2 == _cut("\\x1b" * n, 400)
 
 
+def test_one_line_of_a_huge_text_is_cheap():
+    # the middle of a huge text is dropped before escaping (never escape megabytes to throw them away)
+    import time
+    s = "a" * 10_000_000 + "\x1b"
+    t0 = time.process_time()
+    out = one_line(s)
+    assert time.process_time() - t0 < 0.25
+    assert out == "a" * 198 + "..." + "a" * 195 + "\\x1b"
+
+
 def test_one_line_precut_keeps_mixed_ends_exactly():
     # ends that differ character by character: any wrong slice of the precut shows
     s = "".join(chr(33 + i % 90) for i in range(7000))
@@ -247,6 +257,19 @@ def test_one_of_and_opt():
     assert opt == S.OneOf((S.Null(), S.Int(lo=1)))
     assert S.check(None, opt) is None and S.check(1, opt) == 1
     assert _refused(opt, 0) == "f.json: JSON: the top level must be null, got 0 or must be in [1, None], got 0"
+    # a field of an object option keeps its key (config.student_kwargs.drop_rate, not config.student_kwargs)
+    cfg = S.Obj(required={"config": S.Obj(optional={"student_kwargs": S.Opt(S.Obj(optional={
+        "drop_rate": S.Num(lo=0, hi=1)}))})})
+    assert _refused(cfg, {"config": {"student_kwargs": {"drop_rate": 2}}}) == (
+        "f.json: JSON: 'config.student_kwargs' must be null, got a JSON object of 1 or "
+        "'config.student_kwargs.drop_rate' must be in [0, 1], got 2")
+    assert _refused(S.Opt(S.List(S.Int())), [1, "x"]) == (
+        "f.json: JSON: the top level must be null, got a list of 2 or '[1]' must be an integer, got 'x'")
+
+
+def test_schema_error_carries_key_and_message():
+    e = S.SchemaError("a.b", "is missing")
+    assert (e.key, e.message, str(e), e.args) == ("a.b", "is missing", "is missing", ("is missing",))
 
 
 def test_list():
@@ -292,6 +315,11 @@ def test_obj():
     long_key = "k" * 100
     assert _refused(r, {"z": 1, "a": 2, long_key: 0}) == (f"f.json: JSON: '{_cut(long_key, 60)}' is not a known "
                                                          "key (known: a, m, z)")
+    nested_opt = S.Obj(required={"cfg": S.Obj(optional={"drop_rate": S.Num(lo=0, hi=1)})})
+    assert _refused(nested_opt, {"cfg": {"drop_rate": -1}}) == "f.json: JSON: 'cfg.drop_rate' must be in [0, 1], got -1"
+    assert S.check({"cfg": {}}, nested_opt) == {"cfg": {}}
+    nested_extra = S.Obj(optional={"cfg": S.Obj(optional={"a": S.Int()}, extra="refuse")})
+    assert _refused(nested_extra, {"cfg": {"b": 1}}) == "f.json: JSON: 'cfg.b' is not a known key (known: a)"
     nested = S.Obj(required={"cfg": S.Obj(required={"drop_rate": S.Num(lo=0, hi=1)})})
     assert _refused(nested, {"cfg": {"drop_rate": 2}}) == "f.json: JSON: 'cfg.drop_rate' must be in [0, 1], got 2"
     assert _refused(nested, {"cfg": {}}) == "f.json: JSON: 'cfg.drop_rate' is missing"
@@ -568,6 +596,17 @@ def test_inside_rules(tmp_path):
             inside(root, bad, "weights", where=cfg)
         assert str(info.value) == (f"{cfg}: the weights {bad} resolves outside the folder {root.resolve()}; "
                                    "refusing to follow it")
+    # defaults: the thing is called "file" and the folder is named when no JSON is given
+    with pytest.raises(UnsafeFileError) as info:
+        inside(root, "/abs")
+    assert str(info.value) == (f"{root}: the file /abs must be a relative name inside the folder "
+                               "(absolute paths and '..' are refused)")
+    with pytest.raises(UnsafeFileError) as info:
+        inside(root, "")
+    assert str(info.value) == f"{root}: the file must be a file name inside the folder, got a bad value"
+    with pytest.raises(UnsafeFileError) as info:
+        inside(root, "link_out")
+    assert str(info.value).startswith("the file link_out resolves outside the folder ")
     # the prefix rule is by path components, not by characters: run2 is not inside run
     (tmp_path / "run2").mkdir()
     os.symlink(tmp_path / "run2", root / "sibling")

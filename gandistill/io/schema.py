@@ -115,8 +115,8 @@ class OneOf(Schema):
         for s in self.options:
             try:
                 return s.check(v, key)
-            except SchemaError as e:
-                errors.append(e.message)
+            except SchemaError as e:  # keep the key of a deeper failure (a field of an object option)
+                errors.append(e.message if e.key == key else f"'{e.key}' {e.message}")
         raise SchemaError(key, " or ".join(dict.fromkeys(errors)))
 
 
