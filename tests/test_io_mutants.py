@@ -615,3 +615,133 @@ def test_inside_rules(tmp_path):
     with pytest.raises(UnsafeFileError) as info:
         inside(root, "../run2/x")
     assert "must be a relative name" in str(info.value)
+
+
+# ------------------------------------------------------------------------------------------------ reading
+
+
+def _open_fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_kind_and_mb_names():
+    import stat
+    from gandistill.io.files import _kind, _mb
+    assert _kind(stat.S_IFDIR | 0o755) == "a directory"
+    assert _kind(stat.S_IFIFO | 0o644) == "a FIFO / named pipe"
+    assert _kind(stat.S_IFCHR | 0o666) == "a character device"
+    assert _kind(stat.S_IFBLK | 0o660) == "a block device"
+    assert _kind(stat.S_IFSOCK | 0o777) == "a socket"
+    assert _kind(0) == "not a regular file"
+    assert _mb(3 * 2 ** 19) == "1.5 MiB" and _mb(0) == "0.0 MiB" and _mb(2 ** 30) == "1024.0 MiB"
+
+
+def test_read_bytes_and_open_regular(tmp_path):
+    import errno as errno_
+    from gandistill.io.files import open_regular, read_bytes
+    f = tmp_path / "a.json"
+    f.write_bytes(b"12345")
+    assert read_bytes(f) == b"12345" and read_bytes(str(f), "x", 5) == b"12345"
+    fd, st = open_regular(f, "x", 5)
+    try:
+        assert st.st_size == 5 and os.read(fd, 10) == b"12345"
+    finally:
+        os.close(fd)
+    with pytest.raises(UnsafeFileError) as info:
+        read_bytes(f, "weights", 4)
+    assert str(info.value) == f"{f}: the weights is 0.0 MiB, over the 0.0 MiB limit; refusing to read it"
+    with pytest.raises(FileNotFoundError) as info:
+        read_bytes(tmp_path / "nope", "weights")
+    assert (info.value.errno, info.value.strerror, info.value.filename) == (
+        errno_.ENOENT, "missing weights", str(tmp_path / "nope"))
+    n0 = _open_fds()
+    with pytest.raises(UnsafeFileError) as info:
+        read_bytes(tmp_path, "run config")
+    assert str(info.value) == f"{tmp_path}: the run config is a directory, not a regular file; refusing to read it"
+    os.mkfifo(tmp_path / "fifo")                # no writer: a blocking open would hang here
+    with pytest.raises(UnsafeFileError) as info:
+        read_bytes(tmp_path / "fifo", "weights")
+    assert "the weights is a FIFO / named pipe, not a regular file" in str(info.value)
+    with pytest.raises(UnsafeFileError) as info:
+        read_bytes("/dev/null")
+    assert str(info.value) == "/dev/null: the file is a character device, not a regular file; refusing to read it"
+    assert _open_fds() == n0                    # refused files are closed
+    os.symlink("loop", tmp_path / "loop")
+    with pytest.raises(UnsafeFileError) as info:
+        read_bytes(tmp_path / "loop", "teacher")
+    assert str(info.value) == f"{tmp_path / 'loop'}: the teacher is a symbolic link loop or a refused link"
+    with pytest.raises(UnsafeFileError) as info:
+        read_bytes(f / "x", "teacher")
+    assert str(info.value) == f"{f / 'x'}: cannot open the teacher (Not a directory)"
+    # a file whose size says 0 but that yields bytes (as /proc files do): refused, not half-trusted
+    with pytest.raises(UnsafeFileError) as info:
+        read_bytes("/proc/self/status", "status")
+    assert str(info.value) == "/proc/self/status: the status changed size while being read; refusing"
+    assert _open_fds() == n0
+
+
+def test_read_caps_per_kind(tmp_path):
+    from gandistill.io.files import CAPS, read_bytes
+    assert CAPS["json"] == 4 * 2 ** 20 and CAPS["bank_header"] == 2 ** 20
+    f = tmp_path / "big"
+    f.write_bytes(b"x" * (4 * 2 ** 20))
+    assert len(read_bytes(f)) == 4 * 2 ** 20                 # exactly the json cap
+    with pytest.raises(UnsafeFileError) as info:
+        read_bytes(f, kind="bank_header")
+    assert "over the 1.0 MiB limit" in str(info.value)
+    with open(f, "ab") as fh:
+        fh.write(b"x")
+    with pytest.raises(UnsafeFileError) as info:
+        read_bytes(f)
+    assert "the file is 4.0 MiB, over the 4.0 MiB limit" in str(info.value)
+    assert len(read_bytes(f, max_bytes=4 * 2 ** 20 + 1)) == 4 * 2 ** 20 + 1
+
+
+def test_is_regular(tmp_path):
+    from gandistill.io.files import is_regular
+    f = tmp_path / "f"
+    f.write_bytes(b"")
+    os.mkfifo(tmp_path / "p")
+    os.symlink(f, tmp_path / "l")
+    assert is_regular(f) and is_regular(str(tmp_path / "l"))
+    assert not is_regular(tmp_path) and not is_regular(tmp_path / "p") and not is_regular(tmp_path / "missing")
+    assert not is_regular("a\0b") and not is_regular("/dev/null")
+
+
+def test_region_reader(tmp_path):
+    import pickle
+    from gandistill.io.files import RegionReader
+    f = tmp_path / "r.bin"
+    f.write_bytes(bytes(range(10)))
+    r = RegionReader(f, "bank", ConfigError)
+    assert r.size == 10 and r.path == f and (r.what, r.error_type) == ("bank", ConfigError)
+    assert r.read(0, 10) == bytes(range(10)) and r.read(3, 2) == b"\x03\x04" and r.read(9, 1) == b"\x09"
+    assert r.read(100, 0) == b""
+    with pytest.raises(ConfigError) as info:
+        r.read(8, 4)
+    assert str(info.value) == (f"{f}: the bank is shorter than expected (truncated while in use?): wanted 4 bytes "
+                               "at offset 8, got 2")
+    assert r.read_rows(1, 3, [2, 0]) == bytes([7, 8, 9, 1, 2, 3])
+    assert r.read_rows(0, 5, []) == b""
+    with pytest.raises(ConfigError) as info:
+        r.read_rows(1, 3, [0, 3])
+    assert str(info.value) == f"{f}: the bank is shorter than expected (truncated while in use?)"
+    r2 = pickle.loads(pickle.dumps(r))
+    assert (r2.path, r2.what, r2.error_type, r2.size) == (f, "bank", ConfigError, 10) and r2.read(5, 2) == b"\x05\x06"
+    r2.close()
+    r.close()
+    assert r.fd == -1
+    r.close()                                      # twice is fine
+    with pytest.raises(ConfigError) as info:
+        r.read(0, 1)
+    assert str(info.value) == f"{f}: cannot read the bank (Bad file descriptor)"
+    with pytest.raises(ConfigError) as info:
+        r.read_rows(0, 1, [0])
+    assert str(info.value) == f"{f}: cannot read the bank (Bad file descriptor)"
+    d = RegionReader(f)
+    assert (d.what, d.error_type) == ("file", UnsafeFileError)
+    with pytest.raises(UnsafeFileError):
+        d.read(9, 2)
+    d.close()
+    with pytest.raises(UnsafeFileError):
+        RegionReader(tmp_path)
