@@ -745,3 +745,25 @@ def test_region_reader(tmp_path):
     d.close()
     with pytest.raises(UnsafeFileError):
         RegionReader(tmp_path)
+
+
+def test_open_regular_defaults_and_names(tmp_path):
+    from gandistill.io.files import RegionReader, open_regular, read_bytes
+    with pytest.raises(UnsafeFileError) as info:
+        open_regular(tmp_path)
+    assert str(info.value) == f"{tmp_path}: the file is a directory, not a regular file; refusing to read it"
+    with pytest.raises(UnsafeFileError) as info:
+        read_bytes("a\0b", "weights")
+    assert str(info.value) == "a\\x00b: the weights contains a NUL byte"
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * (4 * 2 ** 20 + 1))
+    with pytest.raises(UnsafeFileError) as info:
+        open_regular(big)                                     # the default kind is json: 4 MiB
+    assert "the file is 4.0 MiB, over the 4.0 MiB limit" in str(info.value)
+    # a region reader has no size cap (it never loads the whole file)
+    r = RegionReader(big, "bank")
+    assert r.size == 4 * 2 ** 20 + 1 and r.read(4 * 2 ** 20, 1) == b"x"
+    r.close()
+    with pytest.raises(UnsafeFileError) as info:
+        RegionReader(tmp_path, "bank")
+    assert str(info.value) == f"{tmp_path}: the bank is a directory, not a regular file; refusing to read it"
