@@ -115,8 +115,8 @@ class OneOf(Schema):
         for s in self.options:
             try:
                 return s.check(v, key)
-            except SchemaError as e:
-                errors.append(e.message)
+            except SchemaError as e:  # keep the key of a deeper failure (a field of an object option)
+                errors.append(e.message if e.key == key else f"'{e.key}' {e.message}")
         raise SchemaError(key, " or ".join(dict.fromkeys(errors)))
 
 
@@ -212,8 +212,9 @@ def _refuse_constant(name: str) -> Any:
 
 
 def _parse_int(text: str) -> int:
-    if len(text) > MAX_INT_DIGITS + 1:
-        raise ValueError(f"an integer of {len(text)} digits (at most {MAX_INT_DIGITS})")
+    digits = len(text) - text.startswith("-")  # the sign is not a digit
+    if digits > MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {digits} digits (at most {MAX_INT_DIGITS})")
     return int(text)
 
 
