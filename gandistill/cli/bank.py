@@ -16,7 +16,7 @@ from gandistill.teachers.bank import build_bank, read_header
 from gandistill.cli.console import console, say
 from gandistill.teachers import create_teacher
 
-bank_app = typer.Typer(help="Teacher feature banks: generated images + targets, memory-mapped.",
+bank_app = typer.Typer(help="Teacher feature banks: generated images + targets, read by bounded positioned reads.",
                        no_args_is_help=True)
 
 

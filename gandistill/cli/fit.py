@@ -159,7 +159,7 @@ def fit_cmd(
         _print_result(res)
 
 
-fit_cmd.__doc__ = (fit_cmd.__doc__ or "").format(steps=DEFAULT_STEPS)     # the default stated once
+fit_cmd.__doc__ = " ".join((fit_cmd.__doc__ or "").split()).format(steps=DEFAULT_STEPS)  # one paragraph in --help     # the default stated once
 FIT_FLAGS_FIELDS = {name: (f.field or name) for name, f in FIT_FLAGS.items()}
 CONDITIONAL_BANNER = "label-conditioned teacher: not self-supervised"
 

@@ -29,8 +29,7 @@ def transfer_cmd(
     batch: int = typer.Option(256, help="feature extraction batch"),
     out: Optional[str] = typer.Option(None, help="folder for transfer.csv/.md/.png (default RUN/transfer)"),
 ) -> None:
-    """Linear transfer on your labelled images: frozen features, L-BFGS logistic regression with the L2
-    strength chosen on a validation split; a table per dataset plus the average, next to baselines."""
+    """Linear transfer on your labelled images (the paper's Table 3 protocol): frozen features, L-BFGS logistic regression, L2 chosen on a validation split; a table per dataset plus the average, next to baselines."""  # noqa: E501
     cfg = TransferConfig(run=run, datasets=tuple(dataset), img_size=img_size, baselines=baselines,
                          download=download, seed=seed, device=device, batch=batch, out=out)
     res = transfer(cfg, log=say)
