@@ -17,6 +17,7 @@ so a run killed at any moment leaves only complete snapshots behind.
 """
 from __future__ import annotations
 
+import io
 import os
 import shutil
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any, Dict, Optional, Union
 
 import torch
 
-from gandistill.io.files import atomic_write_json, inside
+from gandistill.io.files import atomic_write_json, inside, read_bytes
 from gandistill.io.schema import Obj, Str, load_json
 from gandistill.teachers.stylegan2.checkpoint import save_sg2
 
@@ -90,8 +91,10 @@ def resolve_snapshot(path: Union[str, Path]) -> Path:
 
 
 def load_state(snapshot: Union[str, Path]) -> Dict[str, Any]:
-    """The training state of a snapshot (``torch.load(weights_only=True)``)."""
-    return torch.load(Path(snapshot) / STATE_FILE, map_location="cpu", weights_only=True)
+    """The training state of a snapshot: read through the io layer (a regular file under the train-state cap;
+    a FIFO cannot hang it), then ``torch.load(weights_only=True)`` on those bytes."""
+    data = read_bytes(Path(snapshot) / STATE_FILE, "GAN training state", kind="train_state")
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
 def generator_checkpoint(path: Union[str, Path]) -> Path:
