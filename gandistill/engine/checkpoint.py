@@ -54,19 +54,6 @@ class CheckpointWriteError(OSError):
     """Writing a checkpoint failed (e.g. the disk is full); the previous checkpoint is intact."""
 
 
-def _fsync(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _commit(run_dir: Path) -> None:
     """Move a complete staged checkpoint over the live one, the JSON last (idempotent: :func:`recover`
     finishes a commit a crash interrupted)."""
@@ -77,7 +64,7 @@ def _commit(run_dir: Path) -> None:
     if (stage / CKPT_JSON).exists():
         os.replace(stage / CKPT_JSON, run_dir / CKPT_JSON)
     stage.rmdir()
-    _fsync(run_dir)
+    _files.fsync_path(run_dir)
 
 
 def recover(run_dir: Path) -> None:
@@ -127,7 +114,7 @@ def save_checkpoint(run_dir: Path, step: int, student: nn.Module, head: Optional
             torch.save(state, stage / state_file)
             written.append(state_file)
         for name in written:
-            _fsync(stage / name)
+            _files.fsync_path(stage / name)
         cfg = getattr(student, "config", None)
         skw = cfg.to_dict() if cfg is not None else {}
         name = skw.pop("name", None) or meta.get("student")
@@ -136,7 +123,7 @@ def save_checkpoint(run_dir: Path, step: int, student: nn.Module, head: Optional
                 "train_state": state_file, "step": step, "saved": _dt.datetime.now().isoformat(timespec="seconds"),
                 **meta}
         write_json(stage / CKPT_JSON, data)
-        _fsync(stage / CKPT_JSON)
+        _files.fsync_path(stage / CKPT_JSON)
     except BaseException as e:
         shutil.rmtree(stage, ignore_errors=True)
         if isinstance(e, OSError):

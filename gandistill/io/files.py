@@ -217,7 +217,8 @@ class RegionReader:
 # ------------------------------------------------------------------------------------------------ writing
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_path(folder: PathLike) -> None:
+    """fsync a file or folder by path, best effort (a failure to open or sync is ignored)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
@@ -249,7 +250,7 @@ def atomic_write(path: PathLike, write: Callable[[Path], None]) -> None:
         except OSError:
             pass
         raise
-    _fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:
