@@ -30,7 +30,7 @@ declare -A GROUPS_=(
   [tables]="gandistill/compare/tables.py | tests/test_compare_tables.py tests/test_maths_mutants_tables.py"
   [gan]="gandistill/gan/score.py gandistill/gan/loss.py gandistill/gan/ada.py | tests/test_gan_score.py tests/test_gan_loss.py tests/test_gan_ada.py tests/test_maths_mutants_gan.py | gandistill.gan.score.x__sqrtm_psd* gandistill.gan.score.x_gaussian_stats* gandistill.gan.score.x_frechet_distance* gandistill.gan.score.x_fd_from_features* gandistill.gan.score.x_mmd2_unbiased_poly* gandistill.gan.score.x_kid* gandistill.gan.loss.* gandistill.gan.ada.*"
 )
-GROUPS_[io]="gandistill/io/errors.py gandistill/io/schema.py gandistill/io/files.py | tests/test_io_mutants.py | gandistill.io.errors.* gandistill.io.schema.* gandistill.io.files.x_user_path* gandistill.io.files.x_inside* gandistill.io.files.x__kind* gandistill.io.files.x__mb* gandistill.io.files.x__open_error* gandistill.io.files.x_open_regular* gandistill.io.files.x_read_bytes* gandistill.io.files.x_is_regular* gandistill.io.files.xǁRegionReaderǁ*"
+GROUPS_[io]="gandistill/io/errors.py gandistill/io/schema.py gandistill/io/files.py | tests/test_io_mutants.py | gandistill.io.errors.* gandistill.io.schema.* gandistill.io.files.x_user_path* gandistill.io.files.x_inside* gandistill.io.files.x_file_kind* gandistill.io.files.x_mib* gandistill.io.files.x__open_error* gandistill.io.files.x_open_regular* gandistill.io.files.x_read_bytes* gandistill.io.files.x_is_regular* gandistill.io.files.xǁRegionReaderǁ*"
 ORDER=(losses squeeze evaluation tables gan io)
 [ $# -gt 0 ] && ORDER=("$@")
 

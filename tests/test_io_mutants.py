@@ -626,7 +626,7 @@ def _open_fds():
 
 def test_kind_and_mb_names():
     import stat
-    from gandistill.io.files import _kind, _mb
+    from gandistill.io.files import file_kind as _kind, mib as _mb
     assert _kind(stat.S_IFDIR | 0o755) == "a directory"
     assert _kind(stat.S_IFIFO | 0o644) == "a FIFO / named pipe"
     assert _kind(stat.S_IFCHR | 0o666) == "a character device"

@@ -43,7 +43,8 @@ MAX_PATH_CHARS = 4096
 MAX_NAME_BYTES = 255
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a non-regular ``st_mode`` is, for a refusal message ('a FIFO / named pipe', ...)."""
     for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO / named pipe"),
                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
                        (stat.S_ISSOCK, "a socket")):
@@ -52,7 +53,8 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def _mb(n: int) -> str:
+def mib(n: int) -> str:
+    """``n`` bytes as MiB for a message."""
     return f"{n / MiB:.1f} MiB"
 
 
@@ -105,9 +107,9 @@ def open_regular(path: PathLike, what: str = "file", max_bytes: Optional[int] = 
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise UnsafeFileError(f"the {what} is {_kind(st.st_mode)}, not a regular file; refusing to read it", path=p)
+            raise UnsafeFileError(f"the {what} is {file_kind(st.st_mode)}, not a regular file; refusing to read it", path=p)
         if st.st_size > cap:
-            raise UnsafeFileError(f"the {what} is {_mb(st.st_size)}, over the {_mb(cap)} limit; refusing to read it",
+            raise UnsafeFileError(f"the {what} is {mib(st.st_size)}, over the {mib(cap)} limit; refusing to read it",
                                   path=p)
     except BaseException:
         os.close(fd)

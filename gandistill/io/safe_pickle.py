@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from gandistill.io.errors import UnsafeFileError
+from gandistill.io.files import file_kind, mib
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -127,19 +128,6 @@ def brief(e: BaseException, limit: int = 200) -> str:
 # ------------------------------------------------------------------------------------------------ files
 
 
-def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO / named pipe"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
-def _mb(n: int) -> str:
-    return f"{n / 2 ** 20:.1f} MiB"
-
-
 def read_regular_file(path: PathLike, max_bytes: int, *, what: str = "file", follow_symlinks: bool = True,
                       mutable: bool = False) -> Union[bytes, bytearray, mmap.mmap]:
     """The bytes of ``path`` if it is a regular file of at most ``max_bytes``; else ``SafeLoadError``.
@@ -165,9 +153,9 @@ def read_regular_file(path: PathLike, max_bytes: int, *, what: str = "file", fol
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise SafeLoadError(f"{path}: the {what} is {_kind(st.st_mode)}, not a regular file; refusing to read it")
+            raise SafeLoadError(f"{path}: the {what} is {file_kind(st.st_mode)}, not a regular file; refusing to read it")
         if st.st_size > max_bytes:
-            raise SafeLoadError(f"{path}: the {what} is {_mb(st.st_size)}, over the {_mb(max_bytes)} limit; "
+            raise SafeLoadError(f"{path}: the {what} is {mib(st.st_size)}, over the {mib(max_bytes)} limit; "
                                 "refusing to read it")
         with os.fdopen(fd, "rb", closefd=True) as f:
             fd = -1
@@ -201,7 +189,7 @@ def regular_size(path: PathLike, what: str = "file") -> int:
     """``os.stat(path).st_size`` if ``path`` (after symlinks) is a regular file, else ``SafeLoadError``."""
     st = os.stat(path)
     if not stat.S_ISREG(st.st_mode):
-        raise SafeLoadError(f"{path}: the {what} is {_kind(st.st_mode)}, not a regular file; refusing to read it")
+        raise SafeLoadError(f"{path}: the {what} is {file_kind(st.st_mode)}, not a regular file; refusing to read it")
     return st.st_size
 
 
