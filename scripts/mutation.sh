@@ -21,25 +21,18 @@ MUTMUT="$(dirname "$PY")/mutmut"
 MUT_DIR="${MUT_DIR:-/tmp/gandistill-mutation}"
 JOBS="${MUT_JOBS:-2}"
 
-# group -> "modules | tests [| mutant-name patterns]" (paths relative to the repository root; the optional
-# patterns (fnmatch, as `mutmut run` takes them) restrict a group to the functions it is about)
-declare -A GROUPS_=(
-  [losses]="gandistill/losses/vicreg.py gandistill/losses/distill.py gandistill/losses/gather.py | tests/test_losses.py tests/test_maths_mutants_losses.py"
-  [squeeze]="gandistill/squeeze.py | tests/test_squeeze.py"
-  [evaluation]="gandistill/evaluation/mmd.py gandistill/evaluation/fewshot.py gandistill/evaluation/knn.py gandistill/evaluation/lars.py gandistill/evaluation/linear.py gandistill/evaluation/features.py | tests/test_mmd.py tests/test_fewshot.py tests/test_lars.py tests/test_evaluate.py tests/test_maths_mutants_evaluation.py | gandistill.evaluation.mmd.* gandistill.evaluation.knn.x_default_knn_k* gandistill.evaluation.knn.x_resolve_knn_k* gandistill.evaluation.knn.x_knn_features* gandistill.evaluation.lars.* gandistill.evaluation.fewshot.x_history_size* gandistill.evaluation.fewshot.x_zscore* gandistill.evaluation.fewshot.x_logreg_objective* gandistill.evaluation.fewshot.x_fit_logreg* gandistill.evaluation.fewshot.x_span_basis* gandistill.evaluation.fewshot.x_sample_shots* gandistill.evaluation.fewshot.x__draw_generator* gandistill.evaluation.linear.x_cosine_lr* gandistill.evaluation.linear.x_standardise* gandistill.evaluation.linear.x_new_head* gandistill.evaluation.linear.x_check_optimizer* gandistill.evaluation.linear.x_build_optimizer* gandistill.evaluation.linear.x__check_hparams* gandistill.evaluation.features.x_check_labels* gandistill.evaluation.features.x_normaliser*"
-  [tables]="gandistill/compare/tables.py | tests/test_compare_tables.py tests/test_maths_mutants_tables.py"
-  [gan]="gandistill/gan/score.py gandistill/gan/loss.py gandistill/gan/ada.py | tests/test_gan_score.py tests/test_gan_loss.py tests/test_gan_ada.py tests/test_maths_mutants_gan.py | gandistill.gan.score.x__sqrtm_psd* gandistill.gan.score.x_gaussian_stats* gandistill.gan.score.x_frechet_distance* gandistill.gan.score.x_fd_from_features* gandistill.gan.score.x_mmd2_unbiased_poly* gandistill.gan.score.x_kid* gandistill.gan.loss.* gandistill.gan.ada.*"
-)
-GROUPS_[io]="gandistill/io/errors.py gandistill/io/schema.py gandistill/io/files.py | tests/test_io_mutants.py | gandistill.io.errors.* gandistill.io.schema.* gandistill.io.files.x_user_path* gandistill.io.files.x_inside* gandistill.io.files.x_file_kind* gandistill.io.files.x_mib* gandistill.io.files.x__open_error* gandistill.io.files.x_open_regular* gandistill.io.files.x_read_bytes* gandistill.io.files.x_is_regular* gandistill.io.files.xǁRegionReaderǁ*"
-ORDER=(losses squeeze evaluation tables gan io)
+# One file per group: scripts/mutation_groups/<group>.txt, whose non-comment lines are the modules to mutate,
+# the targeted tests and (optional) mutant-name patterns that restrict the group to some functions.
+GDIR="$ROOT/scripts/mutation_groups"
+mapfile -t ORDER < <(ls "$GDIR" | sed -n 's/\.txt$//p')
 [ $# -gt 0 ] && ORDER=("$@")
 
 toml_list() { local out="" x; for x in "$@"; do out+="\"$x\", "; done; echo "[${out%, }]"; }
 
 for g in "${ORDER[@]}"; do
-  spec="${GROUPS_[$g]:-}"
-  [ -n "$spec" ] || { echo "unknown group '$g' (one of: ${!GROUPS_[*]})" >&2; exit 2; }
-  IFS='|' read -r f_mods f_tests f_pats <<<"$spec"
+  [ -f "$GDIR/$g.txt" ] || { echo "unknown group '$g' (one of: ${ORDER[*]})" >&2; exit 2; }
+  mapfile -t spec < <(grep -v '^#' "$GDIR/$g.txt")
+  f_mods="${spec[0]:-}"; f_tests="${spec[1]:-}"; f_pats="${spec[2]:-}"
   read -r -a mods <<<"$f_mods"
   read -r -a tests_all <<<"$f_tests"
   read -r -a pats <<<"${f_pats:-}"
