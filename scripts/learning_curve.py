@@ -82,9 +82,10 @@ def main() -> None:
     methods = [m.strip() for m in (a.methods or a.method or "sns").split(",") if m.strip()]
     seeds = [int(x) for x in a.seeds.split(",") if x.strip()]
     if not a.plot_only:
-        for method in methods:
-            for seed in seeds:
-                run_points(a, out, log, cands, method, seed)
+        for steps in (int(x) for x in a.steps.split(",")):   # breadth first: every method and seed at a
+            for method in methods:                             # budget before the next budget, so that an
+                for seed in seeds:                             # unfinished curve has error bars where it stops
+                    run_points(a, out, log, cands, method, seed, steps)
     plot(_read(log), Path(a.png) if a.png else out / "learning_curve.png")
 
 
@@ -95,8 +96,9 @@ def _key(cand: str, steps: int, method: str, batch: int, seed: int) -> Dict[str,
     return key
 
 
-def run_points(a: Any, out: Path, log: Path, cands: List[str], method: str, seed: int) -> None:
-    """Every missing (candidate, steps) point of ``method`` at ``seed`` (baselines once per candidate and seed)."""
+def run_points(a: Any, out: Path, log: Path, cands: List[str], method: str, seed: int, steps: int) -> None:
+    """The missing ``steps`` point of ``method`` at ``seed`` for every candidate (baselines once per candidate
+    and seed)."""
     done = {json.dumps(r["key"]) for r in _read(log)}
     from gandistill.engine import FitConfig, fit
     from gandistill.evaluation.loading import load_student
@@ -114,10 +116,8 @@ def run_points(a: Any, out: Path, log: Path, cands: List[str], method: str, seed
             rnd = load_student(f"random:{name}", img_size=size, student_kwargs={"cifar_stem": cifar}, seed=seed).model
             res = _probe({"random init": rnd, "raw pixels": RAW_PIXELS}, size, seed, a.probes)
             _append(log, {"key": key, "train_s": 0.0, "probes": res})
-        for steps in (int(s) for s in a.steps.split(",")):
-            key = _key(cand, steps, method, a.batch, seed)
-            if json.dumps(key) in done:
-                continue
+        key = _key(cand, steps, method, a.batch, seed)
+        if json.dumps(key) not in done:
             run = out / (f"{name}-{size}-{stem}{'-lr' + parts[3] if base_lr else ''}-{method}-b{a.batch}-s{steps}"
                          + (f"-seed{seed}" if seed else ""))
             t0 = time.perf_counter()
