@@ -144,3 +144,17 @@ def test_figure4_cli_takes_seeds_and_a_snapshot_folder():
     r = CliRunner().invoke(app, ["compare", "--figure", "4", "--seeds", "0,1,2", "--snapshots", str(snaps), "--dry-run"])
     assert r.exit_code == 0, r.output
     assert "seeds 0, 1, 2" in r.output and r.output.count("planned") == 3
+
+
+def test_figure4_csv_records_portable_snapshot_paths(tmp_path, monkeypatch):
+    """The CSV names a snapshot relative to the working folder or the package, never by this machine's
+    absolute path when a portable one exists."""
+    from gandistill.compare.figure4 import shown_path
+    from gandistill.gan import bundled_teacher_path
+
+    monkeypatch.chdir(tmp_path)
+    snap = Path(bundled_teacher_path()).resolve() / "snapshots" / "snapshot-000016000"
+    assert shown_path(str(snap)) == "gandistill/assets/digits-sg2/snapshots/snapshot-000016000"
+    assert shown_path(str(tmp_path / "runs" / "s1")) == str(Path("runs") / "s1")
+    assert shown_path("rel/s2") == "rel/s2"
+    assert shown_path("/nowhere/else/s3") == "/nowhere/else/s3"

@@ -295,7 +295,7 @@ def write_figure4(res: Figure4Result, command: str = "") -> Dict[str, str]:
         w = csv.writer(f)
         w.writerow(cols)
         for p in res.points:
-            w.writerow([p.snapshot, p.status, p.feature_space, p.fd, p.kid, p.metric, " ".join(map(str, p.seeds)),
+            w.writerow([shown_path(p.snapshot), p.status, p.feature_space, p.fd, p.kid, p.metric, " ".join(map(str, p.seeds)),
                         p.top1, p.top1_std, p.twin, p.twin_std, p.delta, p.delta_std,
                         " ".join(_f(x) for x in p.top1_seeds), " ".join(_f(x) for x in p.twin_seeds), "; ".join(p.notes)])
     spaces = sorted({p.feature_space for p in res.points if p.feature_space}) or ["?"]
@@ -323,6 +323,22 @@ def write_figure4(res: Figure4Result, command: str = "") -> Dict[str, str]:
         backend = f"none ({PLOT_HINT})"
         png_p = None
     return {"csv": str(csv_p), "md": str(md_p), "png": str(png_p) if png_p else "", "png_backend": backend}
+
+
+def shown_path(path: str) -> str:
+    """``path`` as a result file should record it: relative to the working folder when inside it, else
+    ``gandistill/...`` inside the installed package (the bundled snapshots), else as given -- never a
+    machine's absolute home folder when a portable name exists."""
+    p = Path(path)
+    if not p.is_absolute():
+        return str(p)
+    pkg = Path(__file__).resolve().parents[1]
+    for base, prefix in ((Path.cwd().resolve(), ""), (pkg, "gandistill")):
+        try:
+            return str(Path(prefix) / p.resolve().relative_to(base))
+        except ValueError:
+            continue
+    return str(p)
 
 
 def _pm(m: Optional[float], s: Optional[float], sign: bool = False) -> str:
