@@ -997,3 +997,64 @@ def test_atomic_write_json_mkdir(tmp_path):
     assert json.loads(deep.read_text()) == {"k": 1}
     F.atomic_write_json(str(deep), {"k": 2}, mkdir=True)   # the folder exists already
     assert json.loads(deep.read_text()) == {"k": 2}
+
+
+# ------------------------------------------------------------------------------------------------ caps and loading
+
+
+def test_size_caps():
+    assert F.CAPS["weights"] == 8 * 2 ** 30 and F.CAPS["train_state"] == 8 * 2 ** 30 and F.CAPS["json"] == 4 * 2 ** 20
+
+
+def test_weights_are_read_under_the_weights_cap_not_the_json_one(tmp_path, monkeypatch):
+    monkeypatch.setitem(F.CAPS, "json", 16)
+    monkeypatch.setitem(F.CAPS, "train_state", 16)
+    raw = blob({"w": ent("U8", (40,), (0, 40))}, b"x" * 40)
+    p = write(tmp_path, raw)
+    assert T.read_safetensors_header(p)[0]["w"]["shape"] == [40]
+    assert T.read_safetensors(p)[0]["w"].numel() == 40
+    monkeypatch.setitem(F.CAPS, "weights", len(raw) - 1)
+    with pytest.raises(UnsafeFileError, match="over the"):
+        T.read_safetensors_header(p)
+    with pytest.raises(UnsafeFileError, match="over the"):
+        T.read_safetensors(p)
+
+
+def test_train_state_is_read_under_its_own_cap(tmp_path, monkeypatch):
+    raw = saved({"step": 1})
+    monkeypatch.setitem(F.CAPS, "json", 16)
+    monkeypatch.setitem(F.CAPS, "weights", 16)
+    p = ts(tmp_path, raw)
+    assert T.read_train_state(p) == {"step": 1}
+    monkeypatch.setitem(F.CAPS, "train_state", len(raw) - 1)
+    assert "over the" in read_refused(p)
+
+
+def _relocated(raw, location):
+    """``raw`` (a torch.save zip) with every storage's location string replaced (same length as 'cpu')."""
+    src = zipfile.ZipFile(io.BytesIO(raw))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename.endswith("/data.pkl"):
+                data = data.replace(b"X\x03\x00\x00\x00cpu", b"X\x03\x00\x00\x00" + location)
+            z.writestr(info.filename, data)
+    return out.getvalue()
+
+
+def test_train_state_saved_on_another_device_is_mapped_to_the_cpu(tmp_path):
+    # a state saved on an accelerator names its device; the reader maps every storage to the CPU
+    p = ts(tmp_path, _relocated(saved({"t": torch.ones(2)}), b"mps"))
+    got = T.read_train_state(p)
+    assert got["t"].device.type == "cpu" and torch.equal(got["t"], torch.ones(2))
+
+
+def test_train_state_asks_torch_for_weights_only_explicitly(tmp_path, monkeypatch):
+    # torch's own default for weights_only changed (False before 2.6; pyproject allows torch>=2.1), so the
+    # reader must pass it, and the CPU map, itself
+    seen = []
+    real = torch.load
+    monkeypatch.setattr(torch, "load", lambda f, **kw: seen.append(kw) or real(f, **kw))
+    T.read_train_state(ts(tmp_path, saved({"step": 1})))
+    assert seen == [{"map_location": "cpu", "weights_only": True}]
