@@ -968,3 +968,72 @@ def test_resume_needs_the_train_state(tmp_path):
     s2, h2 = student(seed=7), nn.Linear(2, 2)
     with pytest.raises(C.ResumeError, match="has no optimizer state"):
         C.resume(Plan(run_dir=tmp_path), parts_of(s2, h2, sgd(s2, h2)))
+
+
+# ------------------------------------------------------------------------------------------------ survivors of the first pass
+
+
+def test_a_head_with_a_single_tensor_is_saved(tmp_path):
+    head = nn.Linear(2, 2, bias=False)            # one entry in its state dict
+    save(tmp_path, 1, student(), head, "predictor", None)
+    assert ck(tmp_path)["head"] == "predictor.safetensors"
+    assert torch.equal(load_file(tmp_path / "predictor.safetensors")["weight"], head.weight.detach())
+
+
+def test_a_student_without_a_config_attribute(tmp_path):
+    torch.manual_seed(0)
+    plain = nn.Linear(2, 2)                       # no .config at all
+    save(tmp_path, 1, plain, meta={"student": "resnet18"})
+    d = ck(tmp_path)
+    assert (d["student"], d["student_kwargs"]) == ("resnet18", {})
+    assert set(load_file(tmp_path / "student.safetensors")) == {"weight", "bias"}
+
+
+def test_train_state_of_a_cuda_run_keeps_its_device_generator(monkeypatch):
+    seen = []
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": seen.append(device) or torch.tensor([7]))
+    dev = SimpleNamespace(type="cuda", index=1)
+    parts = SimpleNamespace(z_gen=torch.Generator(), stream=None, scaler=None)
+    out = C.train_state(parts, dev)
+    assert set(out) == {"rng_cpu", "z_gen", "stream", "scaler", "rng_cuda"}
+    assert torch.equal(out["rng_cuda"], torch.tensor([7]))
+    assert seen == [dev]
+
+
+def test_load_weights_names_the_file(tmp_path):
+    p = tmp_path / "w.safetensors"
+    save_file({"weight": torch.zeros(2, 2), "bias": torch.full((2,), float("inf"))}, str(p))
+    with pytest.raises(UnsafeFileError) as ei:
+        C.load_weights(nn.Linear(2, 2), p)
+    assert str(ei.value) == f"{show_path(p)}: the weights hold non-finite values (NaN or inf) in tensor 'bias'"
+    assert ei.value.path == str(p)
+
+
+def test_load_safetensors_names_the_file(tmp_path):
+    p = tmp_path / "student.safetensors"
+    save_file({"weight": torch.zeros(3, 2), "bias": torch.zeros(2)}, str(p), metadata={"step": "1"})
+    with pytest.raises(C.ResumeError) as ei:
+        C._load_safetensors(nn.Linear(2, 2), tmp_path, "student.safetensors", 1)
+    assert str(ei.value) == (f"{show_path(p.resolve())}: the --resume: weights do not fit the network: "
+                             "1 shape mismatch (e.g. weight (3, 2) != (2, 2))")
+
+
+def test_read_state_refuses_names_outside_naming_the_checkpoint(tmp_path):
+    with pytest.raises(UnsafeFileError) as ei:
+        C._read_state(tmp_path, {"train_state": "/etc/passwd"}, 1)
+    assert str(ei.value) == (f"{show_path(tmp_path / 'checkpoint.json')}: the training state /etc/passwd must be "
+                             "a relative name inside the folder (absolute paths and '..' are refused)")
+
+
+def test_resolve_resume_without_an_earlier_run_does_not_resume(tmp_path):
+    plan = Plan(run_dir=tmp_path / "fresh", resume=True, resume_auto=True, config={})
+    out = C.resolve_resume(plan, record())
+    assert (out.resume, out.resume_auto) == (False, False)
+
+
+def test_resume_keeps_the_new_runs_fused_flag(tmp_path):
+    saved_run(tmp_path, foreach=None)             # saved groups: fused None
+    s2, h2 = student(seed=7), nn.Linear(2, 2)
+    opt2 = torch.optim.SGD(list(s2.parameters()) + list(h2.parameters()), lr=0.1, momentum=0.9, fused=True)
+    assert C.resume(Plan(run_dir=tmp_path), parts_of(s2, h2, opt2)) == 6
+    assert [g["fused"] for g in opt2.param_groups] == [True]
