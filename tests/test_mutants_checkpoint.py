@@ -10,7 +10,7 @@ import os
 import re
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import pytest
 import torch
@@ -951,13 +951,11 @@ def test_resume_step_comes_from_the_json(tmp_path):
 
 def test_resume_head_step_is_checked(tmp_path):
     saved_run(tmp_path)
-    s = student()
     save_file({k: v.contiguous() for k, v in nn.Linear(2, 2).state_dict().items()},
               str(tmp_path / "squeeze.safetensors"), metadata={"step": "5"})
     s2, h2 = student(seed=7), nn.Linear(2, 2)
     with pytest.raises(C.ResumeError, match="squeeze.safetensors: --resume: holds step 5 but"):
         C.resume(Plan(run_dir=tmp_path), parts_of(s2, h2, sgd(s2, h2)))
-    del s
 
 
 def test_resume_needs_the_train_state(tmp_path):

@@ -437,9 +437,6 @@ def test_read_safetensors_converts_file_refusals_to_the_callers_type(tmp_path):
 
 
 def test_read_safetensors_keeps_a_refusal_already_of_the_callers_type(tmp_path):
-    class Sub(UnsafeFileError):
-        pass
-
     # UnsafeFileError is a subtype of what the caller asked for: re-raised unchanged (same object type)
     with pytest.raises(UnsafeFileError) as ei:
         T.read_safetensors(tmp_path, error=UnsafeFileError)
