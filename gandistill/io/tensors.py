@@ -190,10 +190,11 @@ def _check_pickle(data: bytes, path: PathLike, error: Type[GandistillError]) -> 
             if op.name in _FLOATY:
                 floaty += 1
                 if floaty > MAX_PICKLE_FLOATS:
-                    raise error(f"the training state holds more than {MAX_PICKLE_FLOATS} float / long values",
-                                path=path)
+                    break
     except (ValueError, struct.error) as e:
         raise error(f"the training state's pickle is corrupt ({one_line(e, 120)})", path=path) from None
+    if floaty > MAX_PICKLE_FLOATS:  # raised outside the try: a GandistillError is a ValueError too
+        raise error(f"the training state holds more than {MAX_PICKLE_FLOATS} float / long values", path=path)
 
 
 def read_train_state(path: PathLike, error: Type[GandistillError] = UnsafeFileError,
