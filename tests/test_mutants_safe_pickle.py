@@ -1591,3 +1591,35 @@ def test_numpy_dtype_strips_only_byte_order_marks():
     for code in ["Xf8", "XXf8", "X<f8"]:
         with pytest.raises(ForbiddenError, match="unsupported numpy dtype"):
             NumpyDType(code)
+
+
+def test_read_regular_file_opens_close_on_exec(tmp_path, monkeypatch):
+    """The descriptor is never inheritable (a child exec'd meanwhile by another thread cannot keep it)."""
+    p = tmp_path / "x"
+    p.write_bytes(b"x")
+    seen = []
+    real = os.fstat
+
+    def fstat(fd):
+        seen.append(os.get_inheritable(fd))
+        return real(fd)
+
+    monkeypatch.setattr(os, "fstat", fstat)
+    assert read_regular_file(p, 1) == b"x"
+    with pytest.raises(SafeLoadError):
+        read_regular_file(tmp_path, 1)
+    assert seen == [False, False]
+
+
+def test_read_regular_file_closes_descriptor_zero(tmp_path):
+    """In a process whose stdin is closed the file may be opened as descriptor 0: it is closed all the same."""
+    saved = os.dup(0)
+    try:
+        os.close(0)
+        with pytest.raises(SafeLoadError, match="is a directory"):
+            read_regular_file(tmp_path, 1)
+        with pytest.raises(OSError):
+            os.fstat(0)
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
