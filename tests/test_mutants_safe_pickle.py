@@ -50,6 +50,8 @@ MB = 1 << 20
 OBJ = {"list": 56, "tuple": 40, "dict": 64, "set": 216, "frozenset": 216, "bytearray": 57, "str": 49,
        "bytes": 33, "int": 28, "float": 24}
 TRACKED, OTHER, NUMBER, MARK = 120, 96, 32, 56 + 8
+# /proc/self/fd, FIFOs, glibc error texts, descriptor 0 tricks
+linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux-only file checks")
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -239,6 +241,7 @@ def test_read_regular_file_mutable_is_a_writable_buffer(tmp_path):
     assert p.read_bytes() == b"abcdef"
 
 
+@linux
 def test_read_regular_file_refuses_non_regular_files(tmp_path):
     with pytest.raises(SafeLoadError, match=r"the folder is a directory, not a regular file; refusing to read it"):
         read_regular_file(tmp_path, 10 ** 9, what="folder")
@@ -248,6 +251,7 @@ def test_read_regular_file_refuses_non_regular_files(tmp_path):
         read_regular_file(fifo, 10)
 
 
+@linux
 def test_read_regular_file_closes_what_it_opens(tmp_path):
     before = len(os.listdir("/proc/self/fd"))
     for _ in range(3):
@@ -258,6 +262,7 @@ def test_read_regular_file_closes_what_it_opens(tmp_path):
     assert len(os.listdir("/proc/self/fd")) == before
 
 
+@linux
 def test_read_regular_file_links(tmp_path):
     target = tmp_path / "t"
     target.write_bytes(b"x")
@@ -274,6 +279,7 @@ def test_read_regular_file_links(tmp_path):
         read_regular_file(tmp_path / "a", 1)
 
 
+@linux
 def test_read_regular_file_open_errors(tmp_path):
     f = tmp_path / "file"
     f.write_bytes(b"x")
@@ -1428,6 +1434,7 @@ def test_brief_summarises_with_its_own_limit():
     assert len(b) == len("KeyError: ") + 100 and b.endswith(", 25, 26, 2")
 
 
+@linux
 def test_read_regular_file_closes_after_success(tmp_path):
     p = tmp_path / "ok"
     p.write_bytes(b"abc")
@@ -1445,6 +1452,7 @@ def test_read_regular_file_one_byte_mutable(tmp_path):
     assert len(got) == 1 and bytes(got) == b"z"
 
 
+@linux
 def test_read_regular_file_without_following_links_still_never_blocks(tmp_path):
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)  # O_NOFOLLOW is added to the other flags (O_NONBLOCK), not instead of them
@@ -1611,6 +1619,7 @@ def test_read_regular_file_opens_close_on_exec(tmp_path, monkeypatch):
     assert seen == [False, False]
 
 
+@linux
 def test_read_regular_file_closes_descriptor_zero(tmp_path):
     """In a process whose stdin is closed the file may be opened as descriptor 0: it is closed all the same."""
     saved = os.dup(0)
