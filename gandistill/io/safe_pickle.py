@@ -334,10 +334,6 @@ class _Stop(Exception):
     pass
 
 
-def _op(code: bytes) -> int:
-    return code[0]
-
-
 class SafeUnpickler:
     """Run one pickle from ``data[pos:]`` under the rules in the module docstring; ``load()`` -> the object.
 
@@ -621,9 +617,6 @@ class SafeUnpickler:
         self.stack.append(self._top())
 
     # ------------------------------------------------------------------ opcodes: primitives
-    def _push(self, v: Any) -> None:
-        self.stack.append(v)
-
     def _none(self) -> None:
         self.stack.append(None)
 
