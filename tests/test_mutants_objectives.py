@@ -6,10 +6,11 @@ here in float64. Tiny tensors, tiny modules, one forward each: no training, no r
 """
 from types import SimpleNamespace
 
+import numpy as np
+
 import pytest
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 import gandistill.objectives.distill as distill_mod
 import gandistill.objectives.vicreg as vicreg_mod
@@ -192,7 +193,9 @@ def _mse(a, b):
 
 
 def _close(a, b):
-    torch.testing.assert_close(a.double(), torch.as_tensor(b, dtype=torch.float64), rtol=1e-5, atol=1e-6)
+    # numpy, not torch.testing: its first call imports torch.distributed (seconds per mutant)
+    a, b = np.asarray(torch.as_tensor(a).detach().double()), np.asarray(torch.as_tensor(b).detach().double())
+    assert a.shape == b.shape and np.allclose(a, b, rtol=1e-5, atol=1e-6), (a, b)
 
 
 def _z(*shape, seed):
@@ -314,7 +317,7 @@ def test_simsiam_predictor_layout():
     assert q.out_dim == 6 and q.net[0].out_features == 3
     q.eval()
     x = _z(4, 6, seed=50)
-    torch.testing.assert_close(q(x), q.net(x))
+    _close(q(x), q.net(x))
 
 
 class _EncTeacher:
@@ -468,10 +471,10 @@ def test_distill_forward_separate_and_grouped_passes():
         s = _Student(groups)
         out = d.forward(s, _head, x_syn=xs, targets=tg, v1=v1, v2=v2)
         assert set(out) == {"z_syn", "z_target", "z_real1", "z_real2"}
-        torch.testing.assert_close(out["z_syn"], xs.flatten(1)[:, :3] * 2.0)
-        torch.testing.assert_close(out["z_real1"], v1.flatten(1)[:, :3] * 2.0)
-        torch.testing.assert_close(out["z_real2"], v2.flatten(1)[:, :3] * 2.0)
-        torch.testing.assert_close(out["z_target"], tg[0] * 5.0)
+        _close(out["z_syn"], xs.flatten(1)[:, :3] * 2.0)
+        _close(out["z_real1"], v1.flatten(1)[:, :3] * 2.0)
+        _close(out["z_real2"], v2.flatten(1)[:, :3] * 2.0)
+        _close(out["z_target"], tg[0] * 5.0)
         assert (s.calls, s.group_calls) == (([], [[2, 3, 3]]) if groups else ([2, 3, 3], []))
     # other image shapes (e.g. a teacher at another resolution): separate passes even with forward_groups
     s = _Student(True)
@@ -489,22 +492,22 @@ def test_vicreg_and_simsiam_forward():
         s = _Student(groups)
         out = get_objective("vicreg").forward(s, None, v1=v1, v2=v2)
         assert set(out) == {"z1", "z2"}
-        torch.testing.assert_close(out["z1"], v1.flatten(1)[:, :3] * 2.0)
-        torch.testing.assert_close(out["z2"], v2.flatten(1)[:, :3] * 2.0)
+        _close(out["z1"], v1.flatten(1)[:, :3] * 2.0)
+        _close(out["z2"], v2.flatten(1)[:, :3] * 2.0)
         assert (s.calls, s.group_calls) == (([], [[3, 3]]) if groups else ([3, 3], []))
         assert set(two_passes(_Student(groups), v1, v2)) == {"z1", "z2"}
     out = get_objective("simsiam").forward(_Student(), lambda z: z + 1.0, v1=v1, v2=v2)
     assert set(out) == {"z1", "z2", "p1", "p2"}
-    torch.testing.assert_close(out["p1"], out["z1"] + 1.0)
-    torch.testing.assert_close(out["p2"], out["z2"] + 1.0)
+    _close(out["p1"], out["z1"] + 1.0)
+    _close(out["p2"], out["z2"] + 1.0)
 
 
 def test_encoder_forward():
     s = _Student()
     xs, xr = _z(2, 1, 2, 2, seed=80), _z(3, 1, 2, 2, seed=81)
     out = get_objective("encoder").forward(s, None, x_syn=xs, x_real=xr)
-    torch.testing.assert_close(out["e_syn"], xs.flatten(1)[:, :3] * 2.0)
-    torch.testing.assert_close(out["e_real"], xr.flatten(1)[:, :3] * 2.0)
+    _close(out["e_syn"], xs.flatten(1)[:, :3] * 2.0)
+    _close(out["e_real"], xr.flatten(1)[:, :3] * 2.0)
     assert set(get_objective("encoder").forward(_Student(), None, x_real=xr)) == {"e_real"}
     assert set(get_objective("encoder").forward(_Student(), None, x_syn=xs)) == {"e_syn"}
 
