@@ -47,6 +47,11 @@ GROUPS = {
     "gan": (["gandistill/gan/score.py", "gandistill/gan/loss.py", "gandistill/gan/ada.py"],
             ["tests/test_gan_score.py", "tests/test_gan_loss.py", "tests/test_gan_ada.py",
              "tests/test_maths_mutants_gan.py"]),
+    "bank": (["gandistill/teachers/bank.py"], ["tests/test_bank.py", "tests/test_mutants_bank.py"]),
+    "objectives": (["gandistill/methods.py", "gandistill/objectives/base.py", "gandistill/objectives/distill.py",
+                    "gandistill/objectives/encoder.py", "gandistill/objectives/probe.py",
+                    "gandistill/objectives/simsiam.py", "gandistill/objectives/vicreg.py"],
+                   ["tests/test_mutants_objectives.py"]),
 }
 PROSE_KWARGS = {"note", "caption", "title", "help", "description"}
 

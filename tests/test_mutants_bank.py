@@ -5,6 +5,7 @@ layout, the header checks, the teacher-settings match (every setting one by one)
 are checked against the format as the module docstring states it, written out here independently
 (hashlib, struct, numpy), never by calling the module twice.
 """
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -99,6 +100,13 @@ def test_fingerprint_of_a_file_is_sha256_of_its_name_and_bytes(tmp_path):
     g = tmp_path / "other.pt"
     g.write_bytes(data)
     assert checkpoint_fingerprint(g) != checkpoint_fingerprint(f)          # the name counts
+
+
+def test_fingerprint_reads_checkpoints_of_any_size(tmp_path):
+    f = tmp_path / "big.pt"
+    with open(f, "wb") as fh:                      # 5 MiB of zeros, over the 4 MiB cap of small JSON files
+        fh.truncate(5 * 2 ** 20)
+    assert checkpoint_fingerprint(f) == hashlib.sha256(b"big.pt" + bytes(5 * 2 ** 20)).hexdigest()
 
 
 def test_fingerprint_of_a_folder_covers_weights_and_its_json_only(tmp_path):
@@ -211,6 +219,22 @@ def test_build_bank_big_header_moves_the_data_to_the_next_4096_bound(tmp_path, c
     assert len(raw) == 8192 + 2 * 4 + 2 * 10
 
 
+def test_build_bank_any_header_length_fits_its_reserved_space(tmp_path, ckpt):
+    """Header lengths around the first 4096 bound: the data always starts at the first aligned offset that
+    leaves room for the header (never an internal error, never a header overlapping the images)."""
+    out, _ = _build(tmp_path, ckpt, name="probe", n=2, batch=2, teacher_kwargs={"p": ""})
+    base = 16 + struct.unpack("<Q", (out / BANK_FILE).read_bytes()[8:16])[0]
+    seen = set()
+    for extra in range(4096 - base - 45, 4096 - base + 5):     # every length: the probe and the header differ by 36
+        out, _ = _build(tmp_path, ckpt, name=f"s{extra}", n=2, batch=2, teacher_kwargs={"p": "x" * extra})
+        h = read_header(out)
+        end = 16 + struct.unpack("<Q", (out / BANK_FILE).read_bytes()[8:16])[0]
+        off = h["offsets"]["images"]
+        assert off % 4096 == 0 and end <= off < end + 4096 + 64
+        seen.add(off)
+    assert seen == {4096, 8192}
+
+
 def test_build_bank_refusals_and_cleanup(tmp_path, ckpt):
     with pytest.raises(BankError, match="a bank needs at least 2 items, got n=1"):
         build_bank(FakeTeacher(), 1, tmp_path / "x", teacher_name="fake", ckpt=ckpt)
@@ -268,6 +292,13 @@ def test_read_header_accepts_the_exact_layout(tmp_path):
         _write(tmp_path / "short", _header(), total=4096 + 5)
         read_header(tmp_path / "short")
     assert _fds() == n0
+
+
+def test_read_header_accepts_a_bank_of_any_size(tmp_path):
+    path = _write(tmp_path / "big", _header(), total=4096 + 6)
+    with open(path, "r+b") as f:                  # sparse: 16 GiB on paper, nothing on disk
+        f.truncate(16 * 2 ** 30)
+    assert read_header(tmp_path / "big")["n"] == 2
 
 
 def test_read_header_layout_boundaries(tmp_path):
@@ -468,6 +499,8 @@ def test_check_bank_checkpoint_weights(ckpt, tmp_path):
     _ok(h, ckpt=other, check_ckpt=False)                     # the run asked not to compare weights
     assert BankExpectation().check_ckpt is True
     assert BankExpectation() == BankExpectation(None, None, None, None, True)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        BankExpectation().check_ckpt = False
 
 
 def test_check_bank_names_every_mismatch_in_one_line(ckpt, tmp_path, monkeypatch):
@@ -505,6 +538,14 @@ def test_bank_teacher_c_dim_without_describe(tmp_path, ckpt):
         t = FakeTeacher(describe=desc)
         build_bank(t, 2, tmp_path / f"d{i}", teacher_name="fake", ckpt=ckpt)
         assert BankTeacher(tmp_path / f"d{i}").c_dim == 0
+
+
+def test_bank_teacher_of_a_minimal_header(tmp_path):
+    # only the required fields: no describe (c_dim 0), no labels, no settings
+    _write(tmp_path / "m", _header(), total=4096 + 6)
+    bt = BankTeacher(tmp_path / "m")
+    assert bt.c_dim == 0 and bt.stored_labels() is None and bt.n == 2 and bt.target_dims == (1,)
+    assert bt.sample(3).images.tolist() == [[[[-1.0]]]] * 3                  # zero bytes: code 0 is -1
 
 
 def test_bank_teacher_checks_only_when_asked(tmp_path, ckpt):
@@ -578,7 +619,7 @@ def test_bank_truncated_while_in_use_is_a_clean_error(tmp_path, ckpt):
     assert bt.sample(4).images.shape[0] == 4
     with open(out / BANK_FILE, "r+b") as f:
         f.truncate(4096 + 10)
-    with pytest.raises(BankError, match="shorter than expected"):
+    with pytest.raises(BankError, match="the feature bank is shorter than expected"):
         bt.sample(32, generator=torch.Generator().manual_seed(0))
     with pytest.raises(BankError, match="shorter than expected"):
         bt.stored_labels()

@@ -4,6 +4,7 @@ Every number below is stated independently: the method table against the paper (
 2, 5; SnS's scripts as summarised in /work/shared/reference.md), the losses against formulas written out
 here in float64. Tiny tensors, tiny modules, one forward each: no training, no runs.
 """
+import dataclasses
 from types import SimpleNamespace
 
 import numpy as np
@@ -108,6 +109,8 @@ def test_spec_defaults_are_snss():
     assert (s.base_lr, s.weight_decay, s.fixed_head_lr, s.paper, s.twin) == (0.03, 5e-4, False, "", None)
     w = LossWeights(1.0, 2.0, 3.0, 0.5)
     assert (w.var_cov_on, w.gather) == ("student", False)
+    with pytest.raises(dataclasses.FrozenInstanceError):      # a registered spec cannot be changed in place
+        s.alpha = 0.5
 
 
 def test_twins_pair_each_teacher_method_with_plain_ssl_on_the_same_images():
