@@ -259,6 +259,9 @@ def test_build_bank_refusals_and_cleanup(tmp_path, ckpt):
     u8, _, _ = _reference(7, 256, 0)
     raw = (tmp_path / "d" / BANK_FILE).read_bytes()
     assert np.array_equal(np.frombuffer(raw, np.uint8, 28, 4096).reshape(7, 1, 2, 2), u8)
+    t = FakeTeacher()                                          # the default batch is 256 items a call
+    build_bank(t, 300, tmp_path / "b", teacher_name="fake", ckpt=ckpt)
+    assert t.calls == [256, 44]
 
 
 # --- reading the header --------------------------------------------------------------------------------
