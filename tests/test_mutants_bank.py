@@ -109,6 +109,14 @@ def test_fingerprint_reads_checkpoints_of_any_size(tmp_path):
     assert checkpoint_fingerprint(f) == hashlib.sha256(b"big.pt" + bytes(5 * 2 ** 20)).hexdigest()
 
 
+def test_fingerprint_refuses_a_checkpoint_over_a_tebibyte(tmp_path):
+    f = tmp_path / "huge.pkl"
+    with open(f, "wb") as fh:                      # sparse: nothing is written, nothing is read
+        fh.truncate(2 ** 40 + 1)
+    with pytest.raises(GandistillError, match=r"the teacher checkpoint file is .*over the 1048576\.0 MiB limit"):
+        checkpoint_fingerprint(f)
+
+
 def test_fingerprint_of_a_folder_covers_weights_and_its_json_only(tmp_path):
     d = tmp_path / "teacher"
     d.mkdir()
@@ -362,8 +370,9 @@ def test_read_header_labels_declared_and_offsets(tmp_path):
 
 def test_read_header_names_and_widths_must_pair(tmp_path):
     _write(tmp_path / "x", _header(target_names=["a", "b"], target_dims=[1]), total=5000)
-    with pytest.raises(BankError, match="2 target names for 1 target widths"):
+    with pytest.raises(BankError, match="2 target names for 1 target widths") as e:
         read_header(tmp_path / "x")
+    assert e.value.path == str(tmp_path / "x" / BANK_FILE)
 
 
 def test_read_header_refuses_what_is_not_a_bank(tmp_path):
@@ -382,8 +391,12 @@ def test_read_header_refuses_what_is_not_a_bank(tmp_path):
     with pytest.raises(BankError, match=r"implausible header length 1048577 \(at most 1048576\)"):
         read_header(tmp_path / "huge")
     _write(tmp_path / "json", None, raw=b"{not json", total=5000)
-    with pytest.raises(BankError, match="bank header"):
+    with pytest.raises(BankError, match="bank header") as e:
         read_header(tmp_path / "json")
+    assert e.value.path == str(tmp_path / "json" / BANK_FILE)                   # the refusal names the file
+    _write(tmp_path / "neg", _header(), size=2 ** 64 - 1, raw=b"{}")         # the length is unsigned
+    with pytest.raises(BankError, match="implausible header length 18446744073709551615"):
+        read_header(tmp_path / "neg")
     _write(tmp_path / "schema", _header(n=1), total=5000)
     with pytest.raises(BankError, match="n"):
         read_header(tmp_path / "schema")
@@ -402,7 +415,7 @@ def test_read_header_format_and_version(tmp_path):
 def test_read_header_refuses_special_files_without_blocking(tmp_path):
     (tmp_path / "fifo").mkdir()
     os.mkfifo(tmp_path / "fifo" / BANK_FILE)
-    with pytest.raises(BankError, match="not a regular file"):
+    with pytest.raises(BankError, match="the feature bank is a FIFO / named pipe, not a regular file"):
         read_header(tmp_path / "fifo")
     os.symlink("/dev/null", tmp_path / "null.bin")
     with pytest.raises(BankError, match="not a regular file"):
@@ -423,6 +436,8 @@ def test_bank_file_resolves_folder_file_and_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"no feature bank at .*nowhere \(expected .*nowhere/bank.bin; "
                                                 "build one with `gandistill bank build"):
         bank_file(tmp_path / "nowhere")
+    with pytest.raises(GandistillError, match="the bank path contains a NUL byte"):
+        bank_file("a\0b")
     (tmp_path / "emptydir").mkdir()
     with pytest.raises(FileNotFoundError, match="emptydir/bank.bin"):
         bank_file(tmp_path / "emptydir")
@@ -490,6 +505,12 @@ def test_check_bank_teacher_settings_one_by_one(ckpt):
              ckpt=ckpt)
 
 
+def test_check_bank_without_a_bank_name(ckpt):
+    with pytest.raises(BankError) as e:
+        check_bank(_hdr(ckpt), BankExpectation(teacher="x", check_ckpt=False))
+    assert str(e.value).startswith("feature bank  was built from another teacher than this run's: teacher ")
+
+
 def test_check_bank_checkpoint_weights(ckpt, tmp_path):
     h = _hdr(ckpt)
     _ok(h, ckpt=ckpt)
@@ -555,7 +576,7 @@ def test_bank_teacher_checks_only_when_asked(tmp_path, ckpt):
     out, _ = _build(tmp_path, ckpt, n=3)
     assert BankTeacher(out).teacher_name == "fake"                             # no expectation: no check
     assert BankTeacher(out, BankExpectation("fake", ckpt, 2, {})).n == 3
-    with pytest.raises(BankError, match="resolution 2 px"):
+    with pytest.raises(BankError, match=r"feature bank \S*/bank\.bin was built .*: resolution 2 px"):
         BankTeacher(out, BankExpectation("fake", ckpt, 4))
     with pytest.raises(BankError, match="teacher settings"):
         BankTeacher(out, BankExpectation("fake", ckpt, 2, {"mode": "x"}))
