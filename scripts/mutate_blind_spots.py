@@ -210,6 +210,11 @@ def main() -> int:
     # heavy imports once in the parent, so each forked child only imports gandistill and the tests
     import pytest  # noqa: F401
     import torch  # noqa: F401
+    for heavy in ("numpy", "timm", "kornia"):   # third-party, never mutated: import once, not in every child
+        try:
+            __import__(heavy)
+        except ImportError:
+            pass
 
     if run_tests(scratch, tests, args.timeout) != 0:
         print("the tests fail without any mutant; fix them first", file=sys.stderr)
