@@ -197,6 +197,8 @@ def main() -> int:
     ap.add_argument("--scratch", default="/tmp/gandistill-blindmut")
     ap.add_argument("--list", action="store_true", help="only list the mutants")
     ap.add_argument("--timeout", type=float, default=600.0)
+    ap.add_argument("--range", default=":", help="only the mutants A:B of the group (numbered across its modules "
+                    "as --list prints them), to split a slow group over several processes")
     args = ap.parse_args()
     modules, tests = GROUPS[args.group]
     tests = [t for t in tests if (ROOT / t).exists()]
@@ -219,10 +221,14 @@ def main() -> int:
     if run_tests(scratch, tests, args.timeout) != 0:
         print("the tests fail without any mutant; fix them first", file=sys.stderr)
         return 1
-    total = killed = 0
+    first, _, last = args.range.partition(":")
+    lo, hi = int(first or 0), int(last) if last else None
+    total = killed = index = 0
     for mod in modules:
         src = (ROOT / mod).read_text(encoding="utf-8")
-        ms = mutants_of(src, SKIP_FUNCS.get(args.group, set()))
+        every = mutants_of(src, SKIP_FUNCS.get(args.group, set()))
+        ms = [m for i, m in enumerate(every, index) if i >= lo and (hi is None or i < hi)]
+        index += len(every)
         mod_killed = 0
         for label, mutated in ms:
             label = f"{mod}:{label}"
