@@ -391,7 +391,7 @@ def test_read_header_refuses_what_is_not_a_bank(tmp_path):
     with pytest.raises(BankError, match=r"implausible header length 1048577 \(at most 1048576\)"):
         read_header(tmp_path / "huge")
     _write(tmp_path / "json", None, raw=b"{not json", total=5000)
-    with pytest.raises(BankError, match="bank header") as e:
+    with pytest.raises(BankError, match=r"bank\.bin: bank header: ") as e:       # what was refused, exactly
         read_header(tmp_path / "json")
     assert e.value.path == str(tmp_path / "json" / BANK_FILE)                   # the refusal names the file
     _write(tmp_path / "neg", _header(), size=2 ** 64 - 1, raw=b"{}")         # the length is unsigned
