@@ -47,6 +47,11 @@ GROUPS = {
     "gan": (["gandistill/gan/score.py", "gandistill/gan/loss.py", "gandistill/gan/ada.py"],
             ["tests/test_gan_score.py", "tests/test_gan_loss.py", "tests/test_gan_ada.py",
              "tests/test_maths_mutants_gan.py"]),
+    "bank": (["gandistill/teachers/bank.py"], ["tests/test_bank.py", "tests/test_mutants_bank.py"]),
+    "objectives": (["gandistill/methods.py", "gandistill/objectives/base.py", "gandistill/objectives/distill.py",
+                    "gandistill/objectives/encoder.py", "gandistill/objectives/probe.py",
+                    "gandistill/objectives/simsiam.py", "gandistill/objectives/vicreg.py"],
+                   ["tests/test_mutants_objectives.py"]),
 }
 PROSE_KWARGS = {"note", "caption", "title", "help", "description"}
 
@@ -192,6 +197,8 @@ def main() -> int:
     ap.add_argument("--scratch", default="/tmp/gandistill-blindmut")
     ap.add_argument("--list", action="store_true", help="only list the mutants")
     ap.add_argument("--timeout", type=float, default=600.0)
+    ap.add_argument("--range", default=":", help="only the mutants A:B of the group (numbered across its modules "
+                    "as --list prints them), to split a slow group over several processes")
     args = ap.parse_args()
     modules, tests = GROUPS[args.group]
     tests = [t for t in tests if (ROOT / t).exists()]
@@ -205,14 +212,23 @@ def main() -> int:
     # heavy imports once in the parent, so each forked child only imports gandistill and the tests
     import pytest  # noqa: F401
     import torch  # noqa: F401
+    for heavy in ("numpy", "timm", "kornia"):   # third-party, never mutated: import once, not in every child
+        try:
+            __import__(heavy)
+        except ImportError:
+            pass
 
     if run_tests(scratch, tests, args.timeout) != 0:
         print("the tests fail without any mutant; fix them first", file=sys.stderr)
         return 1
-    total = killed = 0
+    first, _, last = args.range.partition(":")
+    lo, hi = int(first or 0), int(last) if last else None
+    total = killed = index = 0
     for mod in modules:
         src = (ROOT / mod).read_text(encoding="utf-8")
-        ms = mutants_of(src, SKIP_FUNCS.get(args.group, set()))
+        every = mutants_of(src, SKIP_FUNCS.get(args.group, set()))
+        ms = [m for i, m in enumerate(every, index) if i >= lo and (hi is None or i < hi)]
+        index += len(every)
         mod_killed = 0
         for label, mutated in ms:
             label = f"{mod}:{label}"

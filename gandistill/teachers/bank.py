@@ -71,6 +71,8 @@ def checkpoint_fingerprint(path: PathLike) -> str:
     p = Path(path)
     if p.is_file() and p.suffix == ".json":  # our format given by its gandistill_sg2.json
         p = p.parent
+    if not p.is_file() and not p.is_dir():   # a FIFO, socket or device: one clean refusal, not iterdir's OSError
+        raise BankError(f"teacher checkpoint {p} is neither a file nor a folder")
     h = hashlib.sha256()
     files = [p] if p.is_file() else sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith(".")
                                            and (f.suffix in _WEIGHT_SUFFIXES or f.name == "gandistill_sg2.json"))
