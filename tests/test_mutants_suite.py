@@ -531,3 +531,100 @@ def test_rich_table_by_hand():
     buf = io.StringIO()
     Console(file=buf, width=60, color_system=None).print(S.render_probe_table(plain))
     assert BANNER in buf.getvalue()                               # never wrapped
+
+
+# ----------------------------------------------------------------------------- gaps found by the first mutation pass
+def test_private_names_and_a_bare_row_are_never_probe_lookups():
+    r = ProbeRow("a", results={"_hidden": {"top1": 1.0}})
+    with pytest.raises(AttributeError):
+        r._hidden                                                  # a private name is never a probe's result
+    bare = ProbeRow.__new__(ProbeRow)                              # as copy/pickle make it, before __dict__ is set
+    assert not hasattr(bare, "anything") and not hasattr(bare, "results")
+    import copy
+    import pickle
+    r2 = ProbeRow("b", results={"knn": {"top1": 3.0, "k": 1}})
+    assert copy.copy(r2) == r2 and pickle.loads(pickle.dumps(r2)).knn == {"top1": 3.0, "k": 1}
+
+
+def test_table_from_dict_without_a_config_uses_the_defaults():
+    t = ProbeTable.from_dict({"rows": [{"name": "x"}]})
+    assert t.config == ProbeConfig() and [r.name for r in t.rows] == ["x"]
+
+
+def test_labels_are_read_once_per_suite(spy, monkeypatch):
+    calls = []
+    real = S._labels_of
+
+    def count(data, batch):
+        calls.append(len(data))
+        return real(data, batch)
+
+    monkeypatch.setattr(S, "_labels_of", count)
+    S.probe_suite({"a": (torch.zeros(6, 2), torch.zeros(3, 2)), "b": (torch.ones(6, 2), torch.ones(3, 2))},
+                  Tiny(6), Tiny(3), ProbeConfig(probes=("knn",)))
+    assert calls == [6, 3]
+
+
+def test_precomputed_shape_errors_name_the_split(spy):
+    train, test = Tiny(6), Tiny(3)
+    with pytest.raises(EvalDataError, match=r"^precomputed train features \(5, 2\) do not match 6 labels"):
+        S.probe_suite({"x": (torch.zeros(5, 2), torch.zeros(3, 2))}, train, test)
+    with pytest.raises(EvalDataError, match=r"^precomputed test features \(3,\) do not match 3 labels"):
+        S.probe_suite({"x": (torch.zeros(6, 2), torch.zeros(3))}, train, test)
+
+
+def test_features_are_extracted_on_the_configured_device(spy, monkeypatch):
+    seen = []
+
+    def fake_extract(rep, data, batch, device):
+        seen.append((len(data), batch, device))
+        return torch.zeros(len(data), 2), torch.arange(len(data)) % 3
+
+    monkeypatch.setattr(S, "extract_features", fake_extract)
+    S.probe_suite({"a": RAW_PIXELS}, Tiny(6), Tiny(3), ProbeConfig(probes=("knn",), batch=5, device="meta"))
+    assert seen == [(6, 5, "meta"), (3, 5, "meta")]
+
+
+def test_data_errors_name_the_split(spy):
+    x, y = torch.zeros(3, 1, 2, 2), torch.zeros(2)
+    with pytest.raises(EvalDataError, match=r"^train set: x has 3 rows but y has 2"):
+        S.probe_suite({"a": RAW_PIXELS}, (x, y), Tiny(3))
+    with pytest.raises(EvalDataError, match=r"^test set: x has 3 rows but y has 2"):
+        S.probe_suite({"a": RAW_PIXELS}, Tiny(6), (x, y))
+    with pytest.raises(EvalDataError, match=r"^train set 'tiny' has no labels"):
+        S.probe_suite({"a": RAW_PIXELS}, Tiny(6, num_classes=0), Tiny(3))
+    with pytest.raises(EvalDataError, match=r"^test set 'tiny' has no labels"):
+        S.probe_suite({"a": RAW_PIXELS}, Tiny(6), Tiny(3, num_classes=0))
+    with pytest.raises(EvalDataError, match=r"^train set has label 2 but num_classes=2"):
+        S.probe_suite({"a": RAW_PIXELS}, Tiny(6, num_classes=2), Tiny(3, num_classes=2))
+    yte = torch.tensor([0, 1, 3])
+    with pytest.raises(EvalDataError, match=r"^test set has label 3 but num_classes=3"):
+        S.probe_suite({"a": Precomputed(torch.zeros(6, 2), torch.zeros(3, 2), None, yte)}, Tiny(6), Tiny(3))
+
+
+def test_number_of_classes_from_the_train_set_first(spy):
+    t = S.probe_suite({"a": RAW_PIXELS}, Tiny(6, num_classes=5), Tiny(3, num_classes=4), probes=("knn",))
+    assert t.num_classes == 5 and spy.calls[-1][1].num_classes == 5
+    t = S.probe_suite({"a": RAW_PIXELS}, (Tiny(6).x, Tiny(6).y), Tiny(3, num_classes=5), probes=("knn",))
+    assert t.num_classes == 5
+
+
+def test_times_are_measured(spy):
+    t = S.probe_suite({"a": RAW_PIXELS}, Tiny(6), Tiny(3), probes=("knn",))
+    assert 0.0 < t.rows[0].extract_s <= t.rows[0].time_s <= t.time_s < 60.0
+
+
+def test_closing_probes_default_twin_name(spy):
+    t = S.closing_probes(lambda x: x.flatten(1), None, Tiny(6), Tiny(3), ProbeConfig(probes=("knn",)),
+                         twin=lambda x: x.flatten(1)[:, :2])
+    assert [r.name for r in t.rows] == ["distilled", "SSL twin", "raw pixels"]
+    assert t.difference["subtrahend"] == "SSL twin"
+
+
+def test_a_plugin_column_key_may_hold_colons():
+    register_probe("zz_silent")(Silent)
+    try:
+        row = ProbeRow("r", results={"zz_silent": {"top1": 2.0}})
+        assert S._cell(row, "zz_silent:a:b") == "2.0"
+    finally:
+        PROBES.unregister("zz_silent")
