@@ -669,3 +669,150 @@ def test_baselines_failure_is_context_not_a_crash(tmp_path, monkeypatch):
     monkeypatch.setenv("GANDISTILL_DEBUG", "1")
     with pytest.raises(RuntimeError):
         R.baselines(cfg_for(tmp_path, None), DIGITS, plans, out, f.say)
+
+
+# ----------------------------------------------------------------------------- gaps found by the first mutation pass
+def test_other_settings_message_shows_old_and_new(tmp_path):
+    R._check_out(tmp_path, CompareConfig(budget=0.5))
+    with pytest.raises(ValueError, match=r"\{'budget': \(0\.5, 1\.0\)\} \(old, new\)"):
+        R._check_out(tmp_path, CompareConfig(budget=1.0))
+
+
+def test_compare_progress_lines_for_rows_without_a_value_or_time(tmp_path, monkeypatch):
+    f = Fakes(monkeypatch)
+
+    def fake_run_row(table, row, plan, cfg, preset, out, say):
+        if row.key == "g-sns":
+            return RowResult(1, row.key, row.group, row.label, row.run, "failed", time_s=0.0)
+        return RowResult(1, row.key, row.group, row.label, row.run, "ok", metrics={"top1": 12.345}, headline="top1",
+                         time_s=0.0)
+
+    monkeypatch.setattr(R, "run_row", fake_run_row)
+    R.compare(cfg_for(tmp_path, "g-squeeze,g-sns"), log=f.say)
+    assert f.said[1] == "    -> ok, top1 = 12.35" and f.said[3] == "    -> failed"
+
+
+def test_compare_measures_its_time(tmp_path, monkeypatch):
+    f = Fakes(monkeypatch)
+    res = R.compare(cfg_for(tmp_path, "g-sns"), log=f.say)
+    assert 0.0 < res.rows[0].time_s <= res.wall_s < 60.0
+    st = read(tmp_path / "cmp" / "runs" / "g-sns" / "compare_run.json")
+    assert 0.0 <= st["time_s"] < 60.0
+    f2 = Fakes(monkeypatch, stop={"vicreg-real": "collapse"})
+    R.compare(cfg_for(tmp_path, "real-vicreg", table=2), log=f2.say)
+    assert 0.0 <= read(tmp_path / "cmp" / "runs" / "vicreg-real" / "compare_run.json")["time_s"] < 60.0
+
+
+def test_compare_finds_the_twin_trained_for_another_table(tmp_path, monkeypatch):
+    f = Fakes(monkeypatch)
+    cfg2 = cfg_for(tmp_path, "real-vicreg", table=2, probe_epochs=1)
+    vic = R.compare(cfg2, log=f.say).rows[0]
+    cfg1 = cfg_for(tmp_path, "g-sns", table=1, probe_epochs=1)
+    sns = R.compare(cfg1, log=f.say).rows[0]
+    assert sns.twin == {"run": "vicreg-real", "metrics": vic.metrics,
+                        "difference": {"shot10": -6.0, "knn20": 0.0}}
+    assert len(f.fits) == 2 and [p[0] for p in f.probes] == ["vicreg-real", "g-sns"]     # scored from its cache
+
+
+def test_compare_baselines_from_the_trained_rows(tmp_path, monkeypatch):
+    f = Fakes(monkeypatch)
+    seen = []
+
+    def probe_baselines(student, kwargs, probe, **kw):
+        seen.append((student, kwargs, probe, kw["seed"], kw["epochs"]))
+        return {"raw pixels": ({"shot10": 30.0}, [])}
+
+    monkeypatch.setattr(probing, "probe_baselines", probe_baselines)
+    res = R.compare(cfg_for(tmp_path, "g-sns", baselines=True, seed=3, probe_epochs=2), log=f.say)
+    assert seen == [("test_resnet", {"proj_final_bn": True}, SUITE, 3, 2)]
+    assert [(b.key, b.value) for b in res.baselines] == [("raw pixels", 30.0)]
+    assert f.said[-1] == "baselines: raw pixels and a random-init student, same probes ..."
+    assert "3" in "".join(read(tmp_path / "cmp" / "results" / "baselines.json"))
+
+
+def test_collapse_at_chance_of_the_presets_dataset(tmp_path, monkeypatch):
+    f = Fakes(monkeypatch, stop={"g-squeeze-novarcov": "collapse"})
+    seen = []
+
+    class DS:
+        num_classes = 5
+
+    monkeypatch.setattr(R, "load_dataset", lambda name, root=None, split=None: seen.append((name, root)) or DS())
+    t5 = get_table(5)
+    cfg = cfg_for(tmp_path, None, data_root="dr")
+    c = R.run_row(t5, t5.rows[2], plan_of("g-squeeze-novarcov"), cfg, get_preset("cifar100"), tmp_path, f.say)
+    assert c.metrics == {"chance": 20.0} and seen == [("cifar100", "dr")]
+
+
+def test_a_crash_before_the_folder_exists_is_still_logged(tmp_path, monkeypatch):
+    f = Fakes(monkeypatch)
+
+    def boom(cfg, log=None):
+        raise OSError("no disk")
+
+    monkeypatch.setattr(engine, "fit", boom)
+    out = tmp_path / "a" / "b"
+    t1 = get_table(1)
+    res = R.run_row(t1, t1.rows[-1], plan_of("g-sns"), cfg_for(tmp_path, None), DIGITS, out, f.say)
+    assert res.status == "failed" and "no disk" in (out / "results" / "errors.log").read_text()
+    assert 0.0 < res.time_s < 60.0
+
+
+def test_headline_mmd2_only_for_the_mmd_table(tmp_path, monkeypatch):
+    f = Fakes(monkeypatch, metrics=lambda d: {"zz": 1.0, "mmd2": 3.0, "shot10": 2.0})
+    monkeypatch.setattr(probing, "representation_mmd", lambda run_dir, **kw: ({"zz": 2.0, "mmd2": 0.25}, []))
+    t6, t1 = get_table(6), get_table(1)
+    assert R.run_row(t6, t6.rows[3], plan_of("g-sns"), cfg_for(tmp_path, None), DIGITS, tmp_path,
+                     f.say).headline == "mmd2"
+    assert R.run_row(t1, t1.rows[-1], plan_of("g-sns"), cfg_for(tmp_path, None), DIGITS, tmp_path,
+                     f.say).headline == "shot10"
+
+
+def test_run_state_of_another_shape_is_not_trusted(tmp_path, monkeypatch):
+    f = Fakes(monkeypatch)
+    out = tmp_path / "cmp"
+    run_dir = out / "runs" / "g-sns"
+    write(run_dir / "compare_run.json", {"status": "collapsed", "message": 5})
+    assert R.ensure_trained(plan_of("g-sns"), cfg_for(tmp_path, None), out, f.say)[1] == "ok" and len(f.fits) == 1
+    # a finished run whose summary is gone is still finished: not trained again, its record kept
+    (run_dir / "summary.json").unlink()
+    before = (run_dir / "compare_run.json").read_text()
+    assert R.ensure_trained(plan_of("g-sns"), cfg_for(tmp_path, None), out, f.say) == (run_dir, "ok", "")
+    assert len(f.fits) == 1 and (run_dir / "compare_run.json").read_text() == before
+    # the twin lookup trusts the same record only
+    write(out / "runs" / "vicreg-real" / "compare_run.json", {"status": "ok", "message": 5})
+    sns = _row("g-sns", metrics={"shot10": 70.0})
+    R.attach_twins([sns], get_table(1), cfg_for(tmp_path, None), DIGITS, out)
+    assert sns.twin is None and f.probes == []
+
+
+def test_twin_without_a_run_in_the_comparison(monkeypatch):
+    monkeypatch.setattr(R, "RUNS", {"g-sns": RUNS["g-sns"]})
+    assert R.twin_run_id("g-sns") is None
+
+
+def test_run_notes_conditional_by_any_positive_c_dim_and_checkpoints_not_ours(tmp_path):
+    run = tmp_path / "run"
+    for c_dim in (1, 0.5):
+        write(run / "config.json", {"config": {}, "teacher": {"c_dim": c_dim}})
+        assert R._run_notes(run, plan_of("g-sns")) == ["label-conditioned teacher: not self-supervised"]
+    ss = plan_of("simsiam-real")
+    (run / "config.json").unlink()
+    write(run / "checkpoint.json", {"student": "s", "student_kwargs": ["proj_final_bn"]})
+    assert len(R._run_notes(run, ss)) == 1                                # no crash: not a checkpoint of ours
+    write(run / "checkpoint.json", {"student_kwargs": {"proj_final_bn": True}})
+    assert len(R._run_notes(run, ss)) == 1
+
+
+def test_baselines_pass_over_a_checkpoint_of_another_shape(tmp_path, monkeypatch):
+    f = Fakes(monkeypatch)
+    out = tmp_path / "cmp"
+    write(out / "runs" / "g-squeeze" / "checkpoint.json", {"student": 5})
+    write(out / "runs" / "g-sns" / "checkpoint.json",
+          {"format": "gandistill-student", "student": "test_resnet", "weights": "w"})
+    seen = []
+    monkeypatch.setattr(probing, "probe_baselines",
+                        lambda student, kwargs, probe, **kw: seen.append(student) or {"raw pixels": ({"a": 1.0}, [])})
+    R.baselines(cfg_for(tmp_path, None), DIGITS, {"g-squeeze": plan_of("g-squeeze"), "g-sns": plan_of("g-sns")}, out,
+                f.say)
+    assert seen == ["test_resnet"]
