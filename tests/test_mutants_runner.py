@@ -712,6 +712,10 @@ def test_compare_finds_the_twin_trained_for_another_table(tmp_path, monkeypatch)
     assert sns.twin == {"run": "vicreg-real", "metrics": vic.metrics,
                         "difference": {"shot10": -6.0, "knn20": 0.0}}
     assert len(f.fits) == 2 and [p[0] for p in f.probes] == ["vicreg-real", "g-sns"]     # scored from its cache
+    # without its probe cache the twin is probed again (never trained again), on the preset's dataset
+    (tmp_path / "cmp" / "runs" / "vicreg-real" / "compare_probe.json").unlink()
+    assert R.compare(cfg1, log=f.say).rows[0].twin == sns.twin
+    assert len(f.fits) == 2 and f.probes[-1][0] == "vicreg-real" and f.probes[-1][2]["dataset"] == "digits"
 
 
 def test_compare_baselines_from_the_trained_rows(tmp_path, monkeypatch):
