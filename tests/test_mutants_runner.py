@@ -820,3 +820,16 @@ def test_baselines_pass_over_a_checkpoint_of_another_shape(tmp_path, monkeypatch
     R.baselines(cfg_for(tmp_path, None), DIGITS, {"g-squeeze": plan_of("g-squeeze"), "g-sns": plan_of("g-sns")}, out,
                 f.say)
     assert seen == ["test_resnet"]
+
+
+def test_a_row_file_of_another_row_is_recomputed(tmp_path, monkeypatch):
+    f = Fakes(monkeypatch)
+    cfg = cfg_for(tmp_path, "g-squeeze,g-sns")
+    first = R.compare(cfg, log=f.say)
+    rows = tmp_path / "cmp" / "results" / "table1"
+    (rows / "g-squeeze.json").write_text((rows / "g-sns.json").read_text())          # copied over by hand
+    again = R.compare(cfg, log=f.say)
+    assert again.skipped == ["g-sns"] and again.rows[0].key == "g-squeeze"
+    assert again.rows[0].metrics == first.rows[0].metrics
+    write(rows / "g-sns.json", dict(read(rows / "g-sns.json"), table=2))
+    assert R.compare(cfg, log=f.say).skipped == ["g-squeeze"]

@@ -185,7 +185,7 @@ def compare(cfg: CompareConfig, log: Optional[Callable[[str], None]] = None) -> 
     for i, row in enumerate(rows, 1):
         path = out / "results" / f"table{table.number}" / f"{row.key}.json"
         old = _read_json(path, ROW_JSON)
-        if old is not None:
+        if old is not None and (old["table"], old["key"]) == (table.number, row.key):   # not another row's file
             results.append(RowResult.from_dict(old))
             skipped.append(row.key)
             say(f"[{i}/{len(rows)}] {row.key}: done before ({old.get('status')}), skipped")
