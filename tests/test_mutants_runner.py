@@ -344,8 +344,12 @@ def test_run_notes_from_the_runs_own_record(tmp_path):
     assert R._run_notes(run, enc)[0].startswith("perceptual term: mse")
     write(run / "config.json", dict(cfgj, resolved=None, teacher="sg2-encoder"))
     assert R._run_notes(run, enc) == []
-    write(run / "config.json", {"resolved": {"perceptual": "x"}, "teacher_conditional": True})   # no "config": not ours
-    assert R._run_notes(run, enc) == []
+    for bad in ({"resolved": [1], "teacher_conditional": True}, {"teacher_conditional": "no"}, [1]):   # not ours
+        write(run / "config.json", bad)
+        assert R._run_notes(run, enc) == [], bad
+    write(run / "config.json", {"resolved": {"perceptual": "x"}, "teacher_conditional": True})   # a minimal record
+    assert len(R._run_notes(run, enc)) == 2
+    (run / "config.json").unlink()
     ck = {"format": "gandistill-student", "student": "s", "weights": "w"}
     write(run / "checkpoint.json", dict(ck, student_kwargs={"proj_final_bn": True}))
     assert R._run_notes(run, ss) == []

@@ -37,8 +37,8 @@ from gandistill.methods import get_method
 from gandistill.teachers.conditioning import conditional_warning
 from gandistill.io.errors import GandistillError
 from gandistill.io.files import atomic_write_json
-from gandistill.io.formats import CHECKPOINT, RUN_CONFIG
-from gandistill.io.schema import Int, Map, Num, Obj, Opt, Schema, Str, load_json
+from gandistill.io.formats import CHECKPOINT
+from gandistill.io.schema import Bool, Int, Map, Num, Obj, Opt, Schema, Str, load_json
 from gandistill.io.schema import List as JList
 
 STATUSES = ("ok", "collapsed", "failed")
@@ -51,6 +51,7 @@ ROW_JSON = Obj(required={"table": Int(), "key": Str(256), "group": Str(), "label
                optional={"metrics": Map(Num()), "headline": Opt(Str(256)), "paper": Opt(Num()),
                          "notes": JList(Str()), "time_s": Num(), "run_dir": Opt(Str()), "twin": Opt(Obj())})
 RUN_STATE = Obj(optional={"status": Str(64), "message": Str()})
+RUN_RECORD = Obj(optional={"teacher_conditional": Opt(Bool()), "resolved": Opt(Obj())})   # a run's config.json
 PROBE_CACHE = Map(_SCORED)
 BASELINE_CACHE = Map(Map(_SCORED))
 
@@ -342,7 +343,7 @@ def attach_twins(results: List[RowResult], table: TableSpec, cfg: CompareConfig,
 def _run_notes(run_dir: Path, plan: RowPlan) -> List[str]:
     """Where the finished run knowingly differs from the paper's row (read from its own record)."""
     notes: List[str] = []
-    info = _read_json(run_dir / "config.json", RUN_CONFIG) or {}
+    info = _read_json(run_dir / "config.json", RUN_RECORD) or {}
     teacher = info.get("teacher") or {}
     c_dim = teacher.get("c_dim") if isinstance(teacher, dict) else None
     if info.get("teacher_conditional") or (isinstance(c_dim, (int, float)) and c_dim > 0):
