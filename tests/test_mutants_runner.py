@@ -42,6 +42,8 @@ class Fakes:
         self.stop = stop or {}
         monkeypatch.setattr(engine, "fit", self.fit)
         monkeypatch.setattr(probing, "probe_student", self.probe_student)
+        for name in ("probe_discriminator", "representation_mmd", "probe_baselines"):   # a test that expects one
+            monkeypatch.setattr(probing, name, self.unexpected(name))                      # sets its own fake
         monkeypatch.setattr(R, "conditional_warning", lambda teacher, ckpt: None)
         monkeypatch.delenv("GANDISTILL_DEBUG", raising=False)
 
@@ -56,6 +58,12 @@ class Fakes:
         write(run / "checkpoint.json", {"format": "gandistill-student", "student": "test_resnet",
                                         "weights": "w.safetensors", "student_kwargs": {"proj_final_bn": True}})
         write(run / "summary.json", {})
+
+    @staticmethod
+    def unexpected(name):
+        def fail(*a, **k):
+            raise AssertionError(f"probing.{name} called")
+        return fail
 
     def probe_student(self, run_dir, p, **kw):
         self.probes.append((Path(run_dir).name, p, kw))
