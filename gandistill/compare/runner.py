@@ -37,9 +37,23 @@ from gandistill.methods import get_method
 from gandistill.teachers.conditioning import conditional_warning
 from gandistill.io.errors import GandistillError
 from gandistill.io.files import atomic_write_json
-from gandistill.io.schema import load_json
+from gandistill.io.formats import CHECKPOINT
+from gandistill.io.schema import Bool, Int, Map, Num, Obj, Opt, Schema, Str, load_json
+from gandistill.io.schema import List as JList
 
 STATUSES = ("ok", "collapsed", "failed")
+
+# What the runner reads back from its own folder (anyone may have edited it): a file that does not fit is
+# recomputed, as a missing or corrupt one is.
+_SCORED = Obj(required={"metrics": Map(Num()), "notes": JList(Str())})
+ROW_JSON = Obj(required={"table": Int(), "key": Str(256), "group": Str(), "label": Str(), "run": Str(256),
+                         "status": Str(64, choices=STATUSES)},
+               optional={"metrics": Map(Num()), "headline": Opt(Str(256)), "paper": Opt(Num()),
+                         "notes": JList(Str()), "time_s": Num(), "run_dir": Opt(Str()), "twin": Opt(Obj())})
+RUN_STATE = Obj(optional={"status": Str(64), "message": Str()})
+RUN_RECORD = Obj(optional={"teacher_conditional": Opt(Bool()), "resolved": Opt(Obj())})   # a run's config.json
+PROBE_CACHE = Map(_SCORED)
+BASELINE_CACHE = Map(Map(_SCORED))
 
 
 @dataclass
@@ -112,12 +126,13 @@ def _write_json(path: Path, data: Any) -> None:
     atomic_write_json(path, data, indent=1, default=str, mkdir=True)
 
 
-def _read_json(path: Path) -> Optional[Dict[str, Any]]:
+def _read_json(path: Path, schema: Schema = Obj()) -> Optional[Dict[str, Any]]:
+    """The JSON object at ``path`` if it fits ``schema``, else None (missing, a FIFO, corrupt, another
+    shape: recompute)."""
     try:
-        data = load_json(path, what="cached result")
-    except (OSError, GandistillError):          # missing, a FIFO, corrupt: recompute
+        return load_json(path, schema, what="cached result")
+    except (OSError, GandistillError):
         return None
-    return data
 
 
 def plans_for(table: TableSpec, cfg: CompareConfig, rows: Optional[List[RowSpec]] = None) -> Dict[str, RowPlan]:
@@ -170,8 +185,8 @@ def compare(cfg: CompareConfig, log: Optional[Callable[[str], None]] = None) -> 
     results, skipped = [], []
     for i, row in enumerate(rows, 1):
         path = out / "results" / f"table{table.number}" / f"{row.key}.json"
-        old = _read_json(path)
-        if old is not None:
+        old = _read_json(path, ROW_JSON)
+        if old is not None and (old["table"], old["key"]) == (table.number, row.key):   # not another row's file
             results.append(RowResult.from_dict(old))
             skipped.append(row.key)
             say(f"[{i}/{len(rows)}] {row.key}: done before ({old.get('status')}), skipped")
@@ -263,7 +278,7 @@ def _fit_config(plan: RowPlan, cfg: CompareConfig, run_dir: Path, resume: bool):
 def ensure_trained(plan: RowPlan, cfg: CompareConfig, out: Path, say: Callable[[str], None]):
     """(run_dir, status, message): reuse a finished run, continue an interrupted one, or train it."""
     run_dir = out / "runs" / plan.run.id
-    st = _read_json(run_dir / "compare_run.json")
+    st = _read_json(run_dir / "compare_run.json", RUN_STATE)
     if st is not None and st.get("status") in ("ok", "collapsed"):
         return run_dir, st["status"], st.get("message", "")
     resume = (run_dir / "checkpoint.json").exists() and not (run_dir / "summary.json").exists()
@@ -308,7 +323,7 @@ def attach_twins(results: List[RowResult], table: TableSpec, cfg: CompareConfig,
             continue
         twin_metrics = by_run[tid].metrics if tid in by_run else None
         run_dir = out / "runs" / tid
-        if twin_metrics is None and (_read_json(run_dir / "compare_run.json") or {}).get("status") == "ok":
+        if twin_metrics is None and (_read_json(run_dir / "compare_run.json", RUN_STATE) or {}).get("status") == "ok":
             plan = resolve(RUNS[tid], get_preset(cfg.preset), cfg.budget, lpips_weights=cfg.lpips_weights,
                            seed=cfg.seed, device=cfg.device)
             twin_metrics, _ = score(run_dir, table, plan, cfg, preset)
@@ -328,16 +343,17 @@ def attach_twins(results: List[RowResult], table: TableSpec, cfg: CompareConfig,
 def _run_notes(run_dir: Path, plan: RowPlan) -> List[str]:
     """Where the finished run knowingly differs from the paper's row (read from its own record)."""
     notes: List[str] = []
-    info = _read_json(run_dir / "config.json") or {}
+    info = _read_json(run_dir / "config.json", RUN_RECORD) or {}
     teacher = info.get("teacher") or {}
-    if info.get("teacher_conditional") or (isinstance(teacher, dict) and (teacher.get("c_dim") or 0) > 0):
+    c_dim = teacher.get("c_dim") if isinstance(teacher, dict) else None
+    if info.get("teacher_conditional") or (isinstance(c_dim, (int, float)) and c_dim > 0):
         notes.append("label-conditioned teacher: not self-supervised")
     perceptual = (info.get("resolved") or {}).get("perceptual") or (teacher.get("perceptual")
                                                                     if isinstance(teacher, dict) else None)
     if plan.run.method.startswith("encoder") and perceptual and perceptual not in ("lpips", "lpips-alex"):
         notes.append(f"perceptual term: {perceptual}, not LPIPS (pass --lpips-weights for the paper's loss)")
     if plan.run.method.startswith("simsiam"):
-        ck = _read_json(run_dir / "checkpoint.json") or {}
+        ck = _read_json(run_dir / "checkpoint.json", CHECKPOINT) or {}
         if not (ck.get("student_kwargs") or {}).get("proj_final_bn"):
             notes.append("SimSiam projector without its final BatchNorm1d (the engine/student lack proj_final_bn)")
     return notes
@@ -359,7 +375,7 @@ def score(run_dir: Path, table: TableSpec, plan: RowPlan, cfg: CompareConfig, pr
             str(run_dir), p, dataset=preset.dataset, data_root=cfg.data_root, device=cfg.device, seed=cfg.seed,
             epochs=cfg.probe_epochs, max_train=cfg.probe_max_train, max_test=cfg.probe_max_test)
     cache_path = run_dir / "compare_probe.json"
-    cache = _read_json(cache_path) or {}
+    cache = _read_json(cache_path, PROBE_CACHE) or {}
     if key in cache:
         return cache[key]["metrics"], cache[key]["notes"]
     metrics, notes = fn()
@@ -373,12 +389,12 @@ def baselines(cfg: CompareConfig, preset: Preset, plans: Dict[str, RowPlan], out
     """Raw pixels and a random-init student of the rows' architecture, under the same probes (cached)."""
     path = out / "results" / "baselines.json"
     key = f"{cfg.probe_epochs}:{cfg.probe_max_train}:{cfg.probe_max_test}:{cfg.seed}:True"   # as older caches
-    cache = _read_json(path) or {}
+    cache = _read_json(path, BASELINE_CACHE) or {}
     if key not in cache:
         trained = [p for p in plans.values() if p.trains]
         ckpt = None
         for p in trained:
-            ck = _read_json(out / "runs" / p.run.id / "checkpoint.json")
+            ck = _read_json(out / "runs" / p.run.id / "checkpoint.json", CHECKPOINT)
             if ck:
                 ckpt = ck
                 break
