@@ -176,12 +176,12 @@ def test_fit_logreg_lbfgs_settings(spy):
 
 
 def test_fit_logreg_history_follows_the_parameter_count(spy, monkeypatch):
-    # 2^30 // (16 * (C * D + C)): with C = 2, D = 2^20 - 1 there are exactly 2^21 parameters -> 32 pairs
-    monkeypatch.setattr(fewshot, "HISTORY_BYTES", 2 ** 30 // 2 ** 10)       # the same rule at 1/1024 of the size
-    x = torch.zeros(2, 1023, dtype=torch.float64)
-    x[0, 0] = 1.0
-    fit_logreg(x, torch.tensor([0, 1]), 2, max_iter=1)
-    assert spy[-1]["kw"]["history_size"] == (2 ** 20) // (16 * 2048) == 32
+    # history_size(C * D + C) pairs: the rule at a tiny scale, HISTORY_BYTES = 16 * 8 * 20 -> with
+    # C = 2, D = 3 (8 parameters) 20 pairs (6 weights alone would give 26, 4 = C*D - C would give 40)
+    monkeypatch.setattr(fewshot, "HISTORY_BYTES", 16 * 8 * 20)
+    x = torch.tensor([[1.0, 0.0, 2.0], [0.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.5, 1.0]], dtype=torch.float64)
+    fit_logreg(x, torch.tensor([0, 1, 0, 1]), 2, max_iter=1)
+    assert spy[-1]["kw"]["history_size"] == 20
 
 
 def test_fit_logreg_l2_penalises_the_weights_only():
@@ -249,9 +249,18 @@ def test_sample_shots_k_per_class_in_class_order():
         sample_shots(labels, 4, 3, torch.Generator().manual_seed(1))
     with pytest.raises(EvalDataError, match=r"^class 3 has 0 train items, fewer than k=1$"):
         sample_shots(labels, 1, 4, torch.Generator().manual_seed(1))
-    # the draw is the generator's: a shuffle of every member of the class, not always the first k
+    # the draw is the generator's: a shuffle of every member of the class, not always the first k ...
     firsts = {tuple(sample_shots(labels, 1, 3, torch.Generator().manual_seed(s)).tolist()) for s in range(12)}
     assert len(firsts) > 3
+    # ... and only the generator's: the same seed gives the same draw, the global RNG is not used
+    state = torch.get_rng_state()
+    a = [sample_shots(labels, 2, 3, torch.Generator().manual_seed(9)).tolist() for _ in range(2)]
+    torch.manual_seed(123)
+    b = sample_shots(labels, 2, 3, torch.Generator().manual_seed(9)).tolist()
+    torch.manual_seed(456)
+    c = sample_shots(labels, 2, 3, torch.Generator().manual_seed(9)).tolist()
+    assert a[0] == a[1] == b == c
+    torch.set_rng_state(state)
 
 
 def test_draw_generators_differ_by_seed_and_draw():
@@ -303,6 +312,47 @@ def test_probe_optimizer_names_and_defaults():
         _check_hparams(1, 1, 0.1, 1, "sgd", momentum=0.5, wd=float("nan"))
 
 
+def test_standardise_small_spreads_and_the_constant_threshold():
+    from gandistill.evaluation.linear import standardise
+
+    # column 0: unbiased std 0.5 (below 1, divided by, not clamped); column 1: std exactly 1e-6 = constant
+    train = torch.tensor([[0.0, -1e-6], [0.5, 0.0], [1.0, 1e-6]], dtype=torch.float64)
+    (tr,) = standardise(train)
+    want = torch.tensor([[-1.0, 0.0], [0.0, 0.0], [1.0, 0.0]], dtype=torch.float64) / math.sqrt(2)
+    assert torch.allclose(tr, want, rtol=1e-14, atol=0)
+    # just above the threshold the column is kept: std 2e-6 -> values -1, 0, 1 (/ sqrt(2))
+    (tr,) = standardise(train * torch.tensor([1.0, 2.0], dtype=torch.float64))
+    assert torch.allclose(tr[:, 1], torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64) / math.sqrt(2), rtol=1e-9)
+
+
+def test_zscore_constant_threshold():
+    from gandistill.evaluation.fewshot import zscore
+
+    # biased std exactly 1e-8 counts as constant (-> 0); 2e-8 is a spread (-> -1, 1)
+    t = torch.tensor([[-1e-8, -2e-8], [1e-8, 2e-8]], dtype=torch.float64)
+    (z,) = zscore(t)
+    assert torch.equal(z[:, 0], torch.zeros(2, dtype=torch.float64))
+    assert torch.allclose(z[:, 1], torch.tensor([-1.0, 1.0], dtype=torch.float64), rtol=1e-12)
+
+
+def test_normaliser_keeps_float32_whatever_the_statistics_type():
+    from gandistill.evaluation.features import check_labels, normaliser
+
+    x = torch.rand(2, 3, 2, 2)
+    for mean, std in ((np.array([0.5, 0.25, 0.0]), np.array([0.5, 2.0, 1.0])),
+                      (torch.tensor([0.5, 0.25, 0.0], dtype=torch.float64), (0.5, 2.0, 1.0)),
+                      ((0.5, 0.25, 0.0), torch.tensor([0.5, 2.0, 1.0], dtype=torch.float64))):
+        out = normaliser(mean, std)(x)
+        assert out.dtype == torch.float32
+        want = (x.double() - torch.tensor([0.5, 0.25, 0.0], dtype=torch.float64).view(1, 3, 1, 1)) / \
+            torch.tensor([0.5, 2.0, 1.0], dtype=torch.float64).view(1, 3, 1, 1)
+        assert torch.allclose(out.double(), want, atol=1e-6)
+    # one class is a class count like any other: a label 1 does not fit num_classes=1
+    assert check_labels(torch.tensor([0, 0]), 1, "x") == 1
+    with pytest.raises(EvalDataError, match=r"^x has label 1 but num_classes=1$"):
+        check_labels(torch.tensor([0, 1]), 1, "x")
+
+
 # ------------------------------------------------------------------------------------------- LARS parts
 def test_trust_ratio_by_hand():
     w = torch.tensor([3.0, 4.0], dtype=torch.float64)                       # ||w|| = 5
@@ -312,6 +362,10 @@ def test_trust_ratio_by_hand():
     # either norm zero: 1 (not 0, not a division by zero)
     assert float(trust_ratio(torch.zeros(2), g.float(), 0.1, 0.5, 1e-3)) == 1.0
     assert float(trust_ratio(w, torch.zeros(2, dtype=torch.float64), 0.1, 0.5, 1e-3)) == 1.0
+    # norms below 1 are norms like any other: (0.3, 0.4) has 0.5, (0.6, 0) has 0.6
+    small_w, small_g = torch.tensor([0.3, 0.4], dtype=torch.float64), torch.tensor([0.6, 0.0], dtype=torch.float64)
+    assert float(trust_ratio(small_w, g, 0.1, 0.0, 0.0)) == pytest.approx(0.1 * 0.5 / 2, rel=1e-14)
+    assert float(trust_ratio(w, small_g, 0.1, 0.0, 0.0)) == pytest.approx(0.1 * 5 / 0.6, rel=1e-14)
     r = trust_ratio(w.view(1, 2), g.view(1, 2), 0.1, 0.0, 0.0)
     assert r.shape == () and r.dtype == torch.float64
 
