@@ -293,3 +293,31 @@ def test_standardise_two_rows():
 
     (tr,) = standardise(torch.tensor([[1.0, 10.0], [3.0, 10.0]]))     # std (unbiased) sqrt(2); column 2 constant
     assert torch.allclose(tr, torch.tensor([[-1.0, 0.0], [1.0, 0.0]]) / math.sqrt(2) / math.sqrt(2))
+
+
+# ------------------------------------------------------------------------------------------- documented defaults
+def test_documented_probe_defaults():
+    """Module-level settings (mutmut cannot mutate them; scripts/mutate_blind_spots.py does)."""
+    from gandistill.evaluation import fewshot, linear
+
+    # few-shot protocol (fewshot.py docstring): k in {1, 10, 100}, 5 seeded draws, l2 = 1e-2, L-BFGS to
+    # max|grad| <= 1e-6 or 1000 iterations, 100 history pairs capped at 1 GiB
+    assert fewshot.DEFAULT_SHOTS == (1, 10, 100) and fewshot.DEFAULT_DRAWS == 5
+    assert (fewshot.DEFAULT_L2, fewshot.DEFAULT_TOL, fewshot.DEFAULT_MAX_ITER) == (1e-2, 1e-6, 1000)
+    assert (fewshot.DEFAULT_HISTORY, fewshot.HISTORY_BYTES) == (100, 2 ** 30)
+    # linear probe: SGD at lr 30, LARS at 0.1 with trust coefficient 0.001 (both at batch 256)
+    assert (linear.PAPER_LR, linear.LARS_LR, linear.LARS_TRUST) == (30.0, 0.1, 0.001)
+    assert linear.OPTIMIZERS == ("sgd", "lars") and linear.DEFAULT_LR == {"sgd": 30.0, "lars": 0.1}
+    assert linear.LINEAR_VIEWS == {"digits": "linear-digits"}
+
+
+def test_lars_step_with_weight_decay_one():
+    from gandistill.evaluation.lars import LARS
+
+    # wd = 1: d = lambda (g + w), lambda = eta ||w|| / (||g|| + ||w||); w = (3, 4), g = (0, 2), eta = 0.1
+    w = torch.tensor([[3.0, 4.0]], dtype=torch.float64, requires_grad=True)
+    opt = LARS([w], lr=1.0, momentum=0.0, weight_decay=1.0, trust_coefficient=0.1, eps=0.0)
+    w.grad = torch.tensor([[0.0, 2.0]], dtype=torch.float64)
+    opt.step()
+    lam = 0.1 * 5 / (2 + 5)
+    assert w.detach().flatten().tolist() == pytest.approx([3.0 - lam * 3.0, 4.0 - lam * 6.0], rel=1e-14)
