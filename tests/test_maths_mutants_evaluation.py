@@ -321,3 +321,17 @@ def test_lars_step_with_weight_decay_one():
     opt.step()
     lam = 0.1 * 5 / (2 + 5)
     assert w.detach().flatten().tolist() == pytest.approx([3.0 - lam * 3.0, 4.0 - lam * 6.0], rel=1e-14)
+
+
+def test_knn_predict_default_k_follows_the_train_size():
+    # 10_000 train items in 2-D: the default k is 200 (from N, not from the width D = 2, which would give 20).
+    # 30 items of class 1 at cosine 1 with the query, the rest of class 0 at cosine ~0.99995: the 20 nearest
+    # are all class 1, but 200 neighbours are mostly class 0 with nearly the same weight
+    train = torch.tensor([1.0, 0.01]).repeat(10_000, 1)
+    train[:30] = torch.tensor([1.0, 0.0])
+    labels = torch.zeros(10_000, dtype=torch.long)
+    labels[:30] = 1
+    q = torch.tensor([[1.0, 0.0]])
+    assert knn_predict(train, labels, q, k=20).item() == 1 and knn_predict(train, labels, q, k=200).item() == 0
+    assert knn_predict(train, labels, q).item() == 0
+    assert knn_predict(train[:9_999], labels[:9_999], q).item() == 1          # below 10_000 items: k = 20
