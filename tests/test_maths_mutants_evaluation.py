@@ -335,3 +335,18 @@ def test_knn_predict_default_k_follows_the_train_size():
     assert knn_predict(train, labels, q, k=20).item() == 1 and knn_predict(train, labels, q, k=200).item() == 0
     assert knn_predict(train, labels, q).item() == 0
     assert knn_predict(train[:9_999], labels[:9_999], q).item() == 1          # below 10_000 items: k = 20
+
+
+def test_probe_accuracy_counts_every_chunk():
+    from gandistill.evaluation.linear import accuracy
+
+    # a 1-D feature, two classes: the head predicts class 1 iff x > 0 (logits (0, x))
+    head = torch.nn.Linear(1, 2)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[0.0], [1.0]]))
+        head.bias.zero_()
+    feats = torch.tensor([[1.0], [-1.0], [2.0], [-3.0], [0.5]])     # predictions 1 0 1 0 1
+    labels = torch.tensor([1, 0, 0, 0, 0])                          # right: items 0, 1, 3 -> 60 %
+    for chunk in (1, 2, 3, 4096):
+        assert accuracy(head, feats, labels, chunk=chunk) == pytest.approx(60.0)
+    assert accuracy(head, feats[:4], labels[:4], chunk=3) == pytest.approx(75.0)
