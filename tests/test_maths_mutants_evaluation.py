@@ -350,3 +350,18 @@ def test_probe_accuracy_counts_every_chunk():
     for chunk in (1, 2, 3, 4096):
         assert accuracy(head, feats, labels, chunk=chunk) == pytest.approx(60.0)
     assert accuracy(head, feats[:4], labels[:4], chunk=3) == pytest.approx(75.0)
+
+
+def test_extract_features_flattens_image_shaped_outputs():
+    from gandistill.evaluation.features import extract_features
+
+    x = torch.arange(5 * 3 * 2 * 2, dtype=torch.float32).view(5, 3, 2, 2) / 60.0
+    y = torch.tensor([0, 1, 2, 1, 0])
+    mean, std = (0.5, 0.25, 0.0), (0.5, 2.0, 1.0)
+    want = ((x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)).flatten(1)
+    f, labels = extract_features(lambda v: v, (x, y), 2, "cpu", mean, std)          # [N, 3, 2, 2] -> [N, 12]
+    assert f.shape == (5, 12) and torch.allclose(f, want) and torch.equal(labels, y)
+    f, _ = extract_features(lambda v: v[:, 0], (x, y), 3, "cpu", mean, std)         # [N, 2, 2] -> [N, 4]
+    assert f.shape == (5, 4) and torch.allclose(f, want[:, :4])
+    f, _ = extract_features(lambda v: v.mean((2, 3)), (x, y), 4, "cpu", mean, std)  # already [N, D]
+    assert f.shape == (5, 3) and torch.allclose(f, want.view(5, 3, 4).mean(2))
