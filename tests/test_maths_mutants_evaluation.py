@@ -293,3 +293,75 @@ def test_standardise_two_rows():
 
     (tr,) = standardise(torch.tensor([[1.0, 10.0], [3.0, 10.0]]))     # std (unbiased) sqrt(2); column 2 constant
     assert torch.allclose(tr, torch.tensor([[-1.0, 0.0], [1.0, 0.0]]) / math.sqrt(2) / math.sqrt(2))
+
+
+# ------------------------------------------------------------------------------------------- documented defaults
+def test_documented_probe_defaults():
+    """Module-level settings (mutmut cannot mutate them; scripts/mutate_blind_spots.py does)."""
+    from gandistill.evaluation import fewshot, linear
+
+    # few-shot protocol (fewshot.py docstring): k in {1, 10, 100}, 5 seeded draws, l2 = 1e-2, L-BFGS to
+    # max|grad| <= 1e-6 or 1000 iterations, 100 history pairs capped at 1 GiB
+    assert fewshot.DEFAULT_SHOTS == (1, 10, 100) and fewshot.DEFAULT_DRAWS == 5
+    assert (fewshot.DEFAULT_L2, fewshot.DEFAULT_TOL, fewshot.DEFAULT_MAX_ITER) == (1e-2, 1e-6, 1000)
+    assert (fewshot.DEFAULT_HISTORY, fewshot.HISTORY_BYTES) == (100, 2 ** 30)
+    # linear probe: SGD at lr 30, LARS at 0.1 with trust coefficient 0.001 (both at batch 256)
+    assert (linear.PAPER_LR, linear.LARS_LR, linear.LARS_TRUST) == (30.0, 0.1, 0.001)
+    assert linear.OPTIMIZERS == ("sgd", "lars") and linear.DEFAULT_LR == {"sgd": 30.0, "lars": 0.1}
+    assert linear.LINEAR_VIEWS == {"digits": "linear-digits"}
+
+
+def test_lars_step_with_weight_decay_one():
+    from gandistill.evaluation.lars import LARS
+
+    # wd = 1: d = lambda (g + w), lambda = eta ||w|| / (||g|| + ||w||); w = (3, 4), g = (0, 2), eta = 0.1
+    w = torch.tensor([[3.0, 4.0]], dtype=torch.float64, requires_grad=True)
+    opt = LARS([w], lr=1.0, momentum=0.0, weight_decay=1.0, trust_coefficient=0.1, eps=0.0)
+    w.grad = torch.tensor([[0.0, 2.0]], dtype=torch.float64)
+    opt.step()
+    lam = 0.1 * 5 / (2 + 5)
+    assert w.detach().flatten().tolist() == pytest.approx([3.0 - lam * 3.0, 4.0 - lam * 6.0], rel=1e-14)
+
+
+def test_knn_predict_default_k_follows_the_train_size():
+    # 10_000 train items in 2-D: the default k is 200 (from N, not from the width D = 2, which would give 20).
+    # 30 items of class 1 at cosine 1 with the query, the rest of class 0 at cosine ~0.99995: the 20 nearest
+    # are all class 1, but 200 neighbours are mostly class 0 with nearly the same weight
+    train = torch.tensor([1.0, 0.01]).repeat(10_000, 1)
+    train[:30] = torch.tensor([1.0, 0.0])
+    labels = torch.zeros(10_000, dtype=torch.long)
+    labels[:30] = 1
+    q = torch.tensor([[1.0, 0.0]])
+    assert knn_predict(train, labels, q, k=20).item() == 1 and knn_predict(train, labels, q, k=200).item() == 0
+    assert knn_predict(train, labels, q).item() == 0
+    assert knn_predict(train[:9_999], labels[:9_999], q).item() == 1          # below 10_000 items: k = 20
+
+
+def test_probe_accuracy_counts_every_chunk():
+    from gandistill.evaluation.linear import accuracy
+
+    # a 1-D feature, two classes: the head predicts class 1 iff x > 0 (logits (0, x))
+    head = torch.nn.Linear(1, 2)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[0.0], [1.0]]))
+        head.bias.zero_()
+    feats = torch.tensor([[1.0], [-1.0], [2.0], [-3.0], [0.5]])     # predictions 1 0 1 0 1
+    labels = torch.tensor([1, 0, 0, 0, 0])                          # right: items 0, 1, 3 -> 60 %
+    for chunk in (1, 2, 3, 4096):
+        assert accuracy(head, feats, labels, chunk=chunk) == pytest.approx(60.0)
+    assert accuracy(head, feats[:4], labels[:4], chunk=3) == pytest.approx(75.0)
+
+
+def test_extract_features_flattens_image_shaped_outputs():
+    from gandistill.evaluation.features import extract_features
+
+    x = torch.arange(5 * 3 * 2 * 2, dtype=torch.float32).view(5, 3, 2, 2) / 60.0
+    y = torch.tensor([0, 1, 2, 1, 0])
+    mean, std = (0.5, 0.25, 0.0), (0.5, 2.0, 1.0)
+    want = ((x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)).flatten(1)
+    f, labels = extract_features(lambda v: v, (x, y), 2, "cpu", mean, std)          # [N, 3, 2, 2] -> [N, 12]
+    assert f.shape == (5, 12) and torch.allclose(f, want) and torch.equal(labels, y)
+    f, _ = extract_features(lambda v: v[:, 0], (x, y), 3, "cpu", mean, std)         # [N, 2, 2] -> [N, 4]
+    assert f.shape == (5, 4) and torch.allclose(f, want[:, :4])
+    f, _ = extract_features(lambda v: v.mean((2, 3)), (x, y), 4, "cpu", mean, std)  # already [N, D]
+    assert f.shape == (5, 3) and torch.allclose(f, want.view(5, 3, 4).mean(2))

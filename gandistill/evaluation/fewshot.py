@@ -54,7 +54,7 @@ def history_size(num_params: int, wanted: int = DEFAULT_HISTORY) -> int:
 
 def zscore(train: Tensor, *others: Tensor) -> Tuple[Tensor, ...]:
     """Standardise every tensor with the per-dimension mean/std of ``train`` (biased std, as a
-    standard scaler); dimensions constant on ``train`` become 0 everywhere."""
+    standard scaler); dimensions constant on ``train`` (std at most 1e-8) become 0 everywhere."""
     mu = train.mean(0, keepdim=True)
     sd = train.std(0, unbiased=False, keepdim=True)
     inv = torch.where(sd > 1e-8, 1.0 / sd.clamp_min(1e-8), torch.zeros_like(sd))

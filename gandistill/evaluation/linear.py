@@ -96,7 +96,8 @@ def cosine_lr(base_lr: float, epoch: int, epochs: int) -> float:
 def standardise(train: Tensor, *others: Tensor) -> Tuple[Tensor, ...]:
     """Per-dimension standardisation with the train statistics, scaled by ``1/sqrt(D)``.
 
-    Dimensions that are constant on the train set are set to 0 (not blown up on the test set).
+    Dimensions that are constant on the train set (unbiased std at most 1e-6) are set to 0 (not blown
+    up on the test set).
     """
     mu = train.mean(0, keepdim=True)
     sd = train.std(0, keepdim=True) if train.shape[0] > 1 else torch.ones_like(mu)
