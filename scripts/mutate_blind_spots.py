@@ -40,8 +40,8 @@ GROUPS = {
     "evaluation": (["gandistill/evaluation/mmd.py", "gandistill/evaluation/fewshot.py",
                     "gandistill/evaluation/knn.py", "gandistill/evaluation/lars.py",
                     "gandistill/evaluation/linear.py", "gandistill/evaluation/features.py"],
-                   ["tests/test_mmd.py", "tests/test_fewshot.py", "tests/test_lars.py", "tests/test_evaluate.py",
-                    "tests/test_maths_mutants_evaluation.py"]),
+                   ["tests/test_mmd.py", "tests/test_maths_mutants_evaluation.py", "tests/test_mutants_evaluation.py",
+                    "tests/test_fewshot.py", "tests/test_lars.py", "tests/test_evaluate.py"]),   # fast files first
     "tables": (["gandistill/compare/tables.py"],
                ["tests/test_compare_tables.py", "tests/test_maths_mutants_tables.py"]),
     "gan": (["gandistill/gan/score.py", "gandistill/gan/loss.py", "gandistill/gan/ada.py"],
