@@ -540,14 +540,17 @@ def test_blob_header_cache(monkeypatch):
 
 
 def test_blob_budget_is_used():
-    v = torch.arange(4, dtype=torch.float32)
-    blob = legacy_blob(v)
-    spent = Budget(len(blob), Limits())
-    spent.work = 0 if hasattr(spent, "work") else None
+    """The blob's pickles are charged to the context's budget if there is one, else to the given one."""
+    blob = legacy_blob(torch.arange(4, dtype=torch.float32))
     b = Budget(len(blob))
     load_storage_blob(blob, b)
-    fresh = Budget(len(blob))
-    assert vars(b) != vars(fresh) if hasattr(b, "__dict__") else True
+    assert b.ops < b.max_ops and b.mem < b.max_mem
+    given, ctx = Budget(len(blob)), NP.BlobContext(Budget(len(blob)))
+    load_storage_blob(memoryview(bytearray(blob)), given, ctx)
+    assert given.ops == given.max_ops and ctx.budget.ops < ctx.budget.max_ops
+    tiny = Budget(0, Limits(ops_floor=3))
+    with pytest.raises(SafeLoadError):
+        load_storage_blob(blob, tiny)
 
 
 # ------------------------------------------------------------------------------------------------ tensor records
@@ -989,3 +992,29 @@ def test_record_kwargs_and_describe():
         NP.record_kwargs(PersistentRecord("Gen", {}, init_args=(1,)))
     assert NP.describe_record(None) == "nothing"
     assert NP.describe_record(PersistentRecord("Gen", {})) == "a 'Gen'"
+
+
+# ------------------------------------------------------------------------------------------------ survivors of pass 1
+
+
+def test_plain_other_keys_are_summarised():
+    k = tuple(range(100))
+    assert NP.plain({k: 1}) == {repr(k)[:80] + "...": 1}  # a bounded repr, not str(k)
+    assert NP.plain({None: 1, 2: 3, "s": 4, False: 5}) == {"None": 1, "2": 3, "s": 4, "False": 5}
+
+
+def test_plain_sets_of_tuples_and_mixed_types():
+    assert NP.plain({(1, 2)}) == [[1, 2]]
+    assert NP.plain(frozenset({(3, (4,))})) == [[3, [4]]]
+    assert NP.plain({1, "a"}) == ["a", 1]  # ordered by their repr: "'a'" < "1"
+    with pytest.raises(SG2LoadError, match=r"^s is nan; refusing"):
+        NP.plain({"s": {float("nan")}}, finite=True)
+
+
+def test_plain_sets_are_sorted_on_200_characters():
+    items = ["x" * 100 + chr(ord("a") + i) for i in range(10)]
+    assert NP.plain(set(reversed(items))) == items
+
+
+def test_describe_record_is_bounded():
+    assert NP.describe_record(PersistentRecord("C" * 100, {})) == "a '" + "C" * 59 + "..."
