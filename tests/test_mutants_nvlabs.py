@@ -1018,3 +1018,27 @@ def test_plain_sets_are_sorted_on_200_characters():
 
 def test_describe_record_is_bounded():
     assert NP.describe_record(PersistentRecord("C" * 100, {})) == "a '" + "C" * 59 + "..."
+
+
+def test_empty_storage_blob_ends_after_its_count():
+    blob = legacy_blob(torch.zeros(0))
+    s = load_storage_blob(blob)
+    assert s.data.numel() == 0 and s.data.dtype == torch.float32
+    with pytest.raises(SG2LoadError, match="tensor blob is truncated"):
+        load_storage_blob(blob[:-1])
+
+
+def test_storage_data_moves_onto_the_blob_start():
+    """Data at ``pos`` whose misalignment equals ``pos`` moves exactly to the blob's first byte."""
+    raw = bytes(range(100, 132))
+    big = bytearray(256)
+    off = -torch.frombuffer(big, dtype=torch.uint8).data_ptr() % 64
+    for pos in (0, 1, 8, 63):
+        big[:] = bytes(256)
+        blob = memoryview(big)[off:off + 128]
+        blob[pos:pos + 32] = raw
+        start = torch.frombuffer(blob, dtype=torch.uint8).data_ptr()
+        assert start % 64 == 0
+        t = NP._storage_data(blob, pos, 8, torch.int32, NP.BlobContext(Budget(100)))
+        assert t.data_ptr() == start and t.numpy().tobytes() == raw, pos
+        assert bytes(blob[:32]) == raw
