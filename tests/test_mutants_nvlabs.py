@@ -1045,3 +1045,34 @@ def test_storage_data_moves_onto_the_blob_start():
         t = NP._storage_data(blob, pos, 8, torch.int32, NP.BlobContext(Budget(100)))
         assert t.data_ptr() == start and t.numpy().tobytes() == raw, pos
         assert bytes(blob[:32]) == raw
+
+
+def test_read_snapshot_charges_one_budget_per_file(monkeypatch):
+    """One budget of the file's size and the module's limits, charged by the outer pickle and every blob."""
+    import pickletools
+
+    made = []
+
+    class Recording(Budget):
+        def __init__(self, size, limits=Limits()):
+            super().__init__(size, limits)
+            made.append((self, size, limits))
+
+    monkeypatch.setattr(NP, "Budget", Recording)
+    net, data = tiny_snapshot(4)
+    NP.read_snapshot(data)
+    assert len(made) == 1 and made[0][1] == len(data) and made[0][2] is NP.LIMITS
+    outer = sum(1 for _ in pickletools.genops(data))
+    used = made[0][0].max_ops - made[0][0].ops
+    assert used > outer + 3 * 5, (used, outer)  # the outer opcodes and at least 5 per blob (3 blobs)
+    monkeypatch.setattr(NP, "LIMITS", Limits(ops_floor=outer, bytes_per_op=10 ** 9))
+    with pytest.raises(SG2LoadError, match=rf"more than {outer} opcodes"):
+        NP.read_snapshot(data)
+
+
+def test_read_snapshot_builds_numpy_scalars_and_names_the_format():
+    snap = NP.read_snapshot(W.dumps(W.snapshot(G_ema=nn.Linear(1, 1), augment_p=0.25), 4))
+    pipe = snap["augment_pipe"]
+    assert pipe.class_name == "AugmentPipe" and pipe.state["xflip"] == 1.0 and type(pipe.state["xflip"]) is float
+    with pytest.raises(UnsafePickleError, match="persistent ids, which the StyleGAN2-ADA snapshot format does not"):
+        NP.read_snapshot(HEAD + P.NONE + P.BINPERSID + P.STOP)
