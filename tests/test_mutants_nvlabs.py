@@ -1076,3 +1076,16 @@ def test_read_snapshot_builds_numpy_scalars_and_names_the_format():
     assert pipe.class_name == "AugmentPipe" and pipe.state["xflip"] == 1.0 and type(pipe.state["xflip"]) is float
     with pytest.raises(UnsafePickleError, match="persistent ids, which the StyleGAN2-ADA snapshot format does not"):
         NP.read_snapshot(HEAD + P.NONE + P.BINPERSID + P.STOP)
+
+
+def test_read_snapshot_uses_the_module_limits(monkeypatch):
+    monkeypatch.setattr(NP, "LIMITS", Limits(max_depth=3))
+    with pytest.raises(SG2LoadError, match="nests deeper than 3 levels"):
+        NP.read_snapshot(HEAD + P.EMPTY_LIST * 6 + P.APPEND * 5 + P.STOP)
+
+
+def test_read_snapshot_names_keys_briefly():
+    with pytest.raises(SG2LoadError) as info:
+        NP.read_snapshot(pickle.dumps({"k" * 50: 1}, protocol=4))
+    msg = str(info.value)
+    assert "k" * 29 + "..." in msg and "k" * 30 not in msg
