@@ -1089,3 +1089,8 @@ def test_read_snapshot_names_keys_briefly():
         NP.read_snapshot(pickle.dumps({"k" * 50: 1}, protocol=4))
     msg = str(info.value)
     assert "k" * 29 + "..." in msg and "k" * 30 not in msg
+
+
+def test_child_name_where_keeps_the_prefix_letters():
+    with pytest.raises(SG2LoadError, match=r"^convX \('C'\) has a parameter"):
+        NP._child_name("", "convX.", R("C"), set())
