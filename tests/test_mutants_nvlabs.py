@@ -1094,3 +1094,42 @@ def test_read_snapshot_names_keys_briefly():
 def test_child_name_where_keeps_the_prefix_letters():
     with pytest.raises(SG2LoadError, match=r"^convX \('C'\) has a parameter"):
         NP._child_name("", "convX.", R("C"), set())
+
+
+def test_persistent_obj_names_in_messages():
+    with pytest.raises(SG2LoadError, match=r"^persistent object 'XGenX' has type 'x'"):
+        NP._reconstruct_persistent_obj(meta(class_name="XGenX", type="x"))
+    with pytest.raises(SG2LoadError) as info:
+        NP._reconstruct_persistent_obj(meta(class_name="N" * 100, type="x"))
+    assert str(info.value).startswith("persistent object '" + "N" * 79 + "...' has type 'x'")
+
+
+def test_persistent_obj_keeps_a_long_args_tuple():
+    args = tuple(range(100))
+    assert NP._reconstruct_persistent_obj(meta(state={"_init_args": args})).init_args is args
+
+
+def test_storage_data_never_views_immutable_bytes():
+    raw = struct.pack("<4f", 1, 2, 3, 4)
+    for pre in range(0, 70, 3):
+        blob = b"\x00" * pre + raw
+        keep = bytes(bytearray(blob))
+        t = NP._storage_data(blob, pre, 4, torch.float32, NP.BlobContext(Budget(100)))
+        assert t.tolist() == [1, 2, 3, 4]
+        t.add_(10)
+        assert blob == keep
+
+
+def test_child_name_where_bounds_the_class_name():
+    with pytest.raises(SG2LoadError) as info:
+        NP._child_name("", "", R("C" * 100), set())
+    assert str(info.value).startswith("<root> ('" + "C" * 59 + "...) has a parameter")
+
+
+def test_flatten_state_module_paths():
+    x = torch.zeros(1)
+    classes = {}
+    NP.flatten_state(R("R", _modules={"convX": R("C", _modules={"aX": R("D")})}), classes=classes)
+    assert classes == {"": "R", "convX": "C", "convX.aX": "D"}
+    with pytest.raises(SG2LoadError, match=r"^a \('X'\) has two parameters, buffers or submodules named 'm'"):
+        NP.flatten_state(R("R", _modules={"a": R("X", _parameters={"m": x}, _modules={"m": R("C")})}))
