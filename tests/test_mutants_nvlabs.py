@@ -1133,3 +1133,35 @@ def test_flatten_state_module_paths():
     assert classes == {"": "R", "convX": "C", "convX.aX": "D"}
     with pytest.raises(SG2LoadError, match=r"^a \('X'\) has two parameters, buffers or submodules named 'm'"):
         NP.flatten_state(R("R", _modules={"a": R("X", _parameters={"m": x}, _modules={"m": R("C")})}))
+
+
+def test_blob_count_is_signed():
+    with pytest.raises(SG2LoadError, match=r"element count -1 != declared 4"):
+        load_storage_blob(legacy_blob(torch.arange(4, dtype=torch.float32), count=-1))
+
+
+def test_blob_with_two_storages_reads_each_in_turn():
+    """Two storages listed in one blob: each count is read right after the previous data (the blob is then
+    refused only because its record is not one storage)."""
+    a, b = object(), object()
+
+    class _P(pickle.Pickler):
+        def persistent_id(self, obj):
+            if obj is a:
+                return ("storage", torch.FloatStorage, "a", "cpu", 2, None)
+            if obj is b:
+                return ("storage", torch.ShortStorage, "b", "cpu", 3, None)
+            return None
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for obj in (MAGIC, 1001, INFO):
+            pickle.dump(obj, buf, protocol=2)
+        _P(buf, protocol=2).dump((a, b))
+        pickle.dump(["a", "b"], buf, protocol=2)
+    buf.write(struct.pack("<q2f", 2, 1.0, 2.0) + struct.pack("<q3h", 3, 7, 8, 9))
+    with pytest.raises(SG2LoadError, match="tensor blob does not hold a storage"):
+        load_storage_blob(buf.getvalue())
+    with pytest.raises(SG2LoadError, match="tensor blob is truncated"):
+        load_storage_blob(buf.getvalue()[:-1])
