@@ -1165,3 +1165,37 @@ def test_blob_with_two_storages_reads_each_in_turn():
         load_storage_blob(buf.getvalue())
     with pytest.raises(SG2LoadError, match="tensor blob is truncated"):
         load_storage_blob(buf.getvalue()[:-1])
+
+
+def test_distinct_blobs_through_one_context():
+    """The context keeps each blob it has read, so a later blob can never reuse a freed blob's id."""
+    blob = legacy_blob(torch.arange(4, dtype=torch.float32))
+    ctx = NP.BlobContext(Budget(10 * len(blob)))
+    for _ in range(6):
+        assert load_storage_blob(memoryview(bytearray(blob)), ctx=ctx).data.tolist() == [0, 1, 2, 3]
+    assert len(ctx.seen) == 6 and all(type(v) is memoryview for v in ctx.seen.values())
+
+
+def test_blob_default_budget(monkeypatch):
+    made = []
+
+    class Recording(Budget):
+        def __init__(self, size, limits=Limits()):
+            super().__init__(size, limits)
+            made.append((self, size, limits))
+
+    monkeypatch.setattr(NP, "Budget", Recording)
+    blob = legacy_blob(torch.arange(4, dtype=torch.float32))
+    load_storage_blob(blob)
+    assert len(made) == 1 and made[0][1] == len(blob) and made[0][2] is NP.LIMITS
+    assert made[0][0].ops < made[0][0].max_ops
+
+
+def test_blob_pickles_use_the_module_limits_and_name_the_blob(monkeypatch):
+    deep = P.PROTO + b"\x02" + P.EMPTY_LIST * 4 + P.APPEND * 3 + P.STOP
+    monkeypatch.setattr(NP, "LIMITS", Limits(max_depth=2))
+    with pytest.raises(SafeLoadError, match="nests deeper than 2 levels"):
+        load_storage_blob(deep + b"\x00" * 64)
+    monkeypatch.setattr(NP, "LIMITS", Limits())
+    with pytest.raises(SafeLoadError, match=r"\(not part of a tensor blob\) at byte 4"):
+        load_storage_blob(P.PROTO + b"\x02" + P.NONE + P.EMPTY_DICT + P.BUILD + P.STOP + b"\x00" * 64)
