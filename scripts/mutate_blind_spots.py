@@ -47,7 +47,7 @@ GROUPS = {
     "gan": (["gandistill/gan/score.py", "gandistill/gan/loss.py", "gandistill/gan/ada.py"],
             ["tests/test_gan_score.py", "tests/test_gan_loss.py", "tests/test_gan_ada.py",
              "tests/test_maths_mutants_gan.py"]),
-    "formats": (["gandistill/io/formats.py"], ["tests/test_mutants_formats.py"]),   # schemas: module-level data
+    "formats": (["gandistill/io/formats.py"], ["tests/test_mutants_formats_schemas.py"]),   # schemas: module-level data
 }
 PROSE_KWARGS = {"note", "caption", "title", "help", "description"}
 
