@@ -12,6 +12,7 @@ Deterministic and fast (tmp_path files, no torch, no CLI)."""
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 from pathlib import Path
 from typing import Any, ClassVar, Dict, List, Literal, Optional, Tuple, Union
@@ -313,6 +314,14 @@ def test_unreadable_files(here):
     with pytest.raises(ConfigError) as e:
         read_config_file("dir.yaml", Small)
     assert str(e.value) == "dir.yaml: cannot read the config file (IsADirectoryError)"
+
+
+def test_files_are_read_as_utf8_whatever_the_locale(here, monkeypatch):
+    # pathlib asks io.text_encoding for the encoding when none is given: pretend a Latin-1 locale
+    monkeypatch.setattr(io, "text_encoding",
+                        lambda encoding, stacklevel=2: encoding or "latin-1")
+    Path("u.yaml").write_bytes("name: caf\u00e9 \u2192 \u00fc\n".encode("utf-8"))
+    assert read_config_file("u.yaml", Small) == {"name": "caf\u00e9 \u2192 \u00fc"}
 
 
 def test_invalid_yaml_names_the_line(here):
