@@ -52,6 +52,7 @@ GROUPS = {
                     "gandistill/objectives/encoder.py", "gandistill/objectives/probe.py",
                     "gandistill/objectives/simsiam.py", "gandistill/objectives/vicreg.py"],
                    ["tests/test_mutants_objectives.py"]),
+    "formats": (["gandistill/io/formats.py"], ["tests/test_mutants_formats_schemas.py"]),   # schemas: module-level data
 }
 PROSE_KWARGS = {"note", "caption", "title", "help", "description"}
 

@@ -12,6 +12,7 @@ import dataclasses
 import inspect
 import json
 import re
+import types
 import typing
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Type, Union
@@ -36,7 +37,7 @@ def field_docs(cls: type) -> Dict[str, str]:
     docs: Dict[str, str] = {}
     last: Optional[str] = None
     for line in lines:
-        m = re.match(r"\s+(\w+)\s*:\s*[^=]+(?:=.*?)?(?:\s#:?\s*(.*))?$", line)
+        m = re.match(r"\s+(\w+)\s*:\s*[^=#]+(?:=.*?)?(?:\s#:?\s*(.*))?$", line)
         if m and m.group(1) in names:
             last = m.group(1)
             if m.group(2):
@@ -85,7 +86,7 @@ def _type_ok(value: Any, tp: Any) -> bool:
     if tp is Any:
         return True
     origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is Union:
+    if origin is Union or origin is types.UnionType:   # Optional[int] and int | None
         return any(_type_ok(value, a) for a in args)
     if tp is type(None):
         return value is None

@@ -179,7 +179,7 @@ class Obj(Schema):
             unknown = [k for k in v if k not in self.required and k not in self.optional]
             if unknown:
                 raise SchemaError(_join(key, one_line(unknown[0], 60)), "is not a known key "
-                                  f"(known: {', '.join(sorted(list(self.required) + list(self.optional)))})")
+                                  f"(known: {', '.join(sorted({*self.required, *self.optional}))})")
         return v
 
 
