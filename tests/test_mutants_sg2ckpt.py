@@ -695,8 +695,8 @@ def test_read_weights_refuses_links_out_of_the_folder(tmp_path):
         C.load_sg2(out, nets="G")
     (out / "G.safetensors").unlink()
     (out / "G.safetensors").symlink_to("missing-target")
-    with pytest.raises((SG2LoadError, FileNotFoundError)):
-        C.load_sg2(out, nets="G")
+    with pytest.raises(SG2LoadError, match=rf"^{out / JSON_NAME}: weights file G\.safetensors is missing$"):
+        C.load_sg2(out, nets="G")  # a dangling link is a broken checkpoint, not a missing path
 
 
 def test_read_weights_size_cap(tmp_path, monkeypatch):
@@ -1076,3 +1076,55 @@ def test_release_unused_after_a_real_load(tmp_path, monkeypatch):
     p = snap_file(tmp_path)
     ck = C.load_sg2(p)
     assert seen == [mmap.mmap] and same_weights(ck.G_ema, gen(1))
+
+
+def test_save_moves_the_old_json_away_before_the_new_weights(tmp_path, monkeypatch):
+    """A crash between moving the weights and the JSON never leaves the old JSON beside new weights."""
+    out = C.save_sg2(tmp_path / "ck", G=gen(1))
+    moves = []
+    real = os.replace
+
+    def spy(a, b):
+        moves.append((Path(a).name, Path(b).parent == out))
+        if Path(a).name == JSON_NAME and Path(b).parent == out:
+            raise OSError("crash")
+        return real(a, b)
+    monkeypatch.setattr(os, "replace", spy)
+    with pytest.raises(OSError, match="crash"):
+        C.save_sg2(out, G=gen(2))
+    assert moves[0][0] == JSON_NAME and moves[0][1] is False
+    assert moves[1:] == [("G.safetensors", True), (JSON_NAME, True)]
+    assert sorted(p.name for p in out.iterdir()) == ["G.safetensors"]  # the stage and the old JSON are gone
+    monkeypatch.setattr(os, "replace", real)
+    C.save_sg2(out, G=gen(3))
+    assert same_weights(C.load_sg2(out, nets="G").G, gen(3))
+
+
+def test_save_names_the_old_json_uniquely(tmp_path, monkeypatch):
+    out = C.save_sg2(tmp_path / "ck", G=gen(1))
+    seen = []
+    real = os.replace
+
+    def spy(a, b):
+        seen.append(Path(b).name)
+        return real(a, b)
+    monkeypatch.setattr(os, "replace", spy)
+    C.save_sg2(out, G=gen(2))
+    import re
+    assert re.fullmatch(r"old-[0-9a-f]{32}\.json", seen[0])
+    seen.clear()
+    C.save_sg2(tmp_path / "fresh", G=gen(2))
+    assert seen == ["G.safetensors", JSON_NAME]
+
+
+def test_save_stage_is_a_hidden_folder_inside_out(tmp_path, monkeypatch):
+    made = []
+    real = C.tempfile.mkdtemp
+
+    def spy(**kw):
+        made.append(kw)
+        return real(**kw)
+    monkeypatch.setattr(C.tempfile, "mkdtemp", spy)
+    out = C.save_sg2(tmp_path / "ck", G=gen(1))
+    assert made == [{"prefix": ".sg2-tmp-", "dir": out}]
+    assert sorted(p.name for p in out.iterdir()) == ["G.safetensors", JSON_NAME]
