@@ -1128,3 +1128,145 @@ def test_save_stage_is_a_hidden_folder_inside_out(tmp_path, monkeypatch):
     out = C.save_sg2(tmp_path / "ck", G=gen(1))
     assert made == [{"prefix": ".sg2-tmp-", "dir": out}]
     assert sorted(p.name for p in out.iterdir()) == ["G.safetensors", JSON_NAME]
+
+
+# ------------------------------------------------------------------------------------------------ second round
+
+
+SG3 = Path(__file__).parent / "fixtures" / "sg3" / "sg3r-tiny-uncond.pkl"
+
+
+def test_lean_init_passes_keyword_arguments_through():
+    with C._LeanInit(100):
+        a = torch.arange(3, dtype=torch.float64)
+        z = torch.zeros(2, dtype=torch.float64)
+        r = torch.randn(2, dtype=torch.float64)
+    assert a.dtype == z.dtype == r.dtype == torch.float64 and a.tolist() == [0.0, 1.0, 2.0]
+
+
+def test_build_messages_name_the_network_and_the_file():
+    state = dict(gen().state_dict())
+    with pytest.raises(SG2LoadError, match=r"^w: cannot build G: img_resolution=32768 is out of range"):
+        C._build("G", {**GK, "img_resolution": 2 ** 15}, state, "w")
+    with pytest.raises(SG2LoadError, match=r"^w: cannot build G \(Generator\) from its kwargs"):
+        C._build("G", {**GK, "bogus": 1}, state, "w")
+    bad = dict(state)
+    bad["mapping.fc0.bias"] = torch.full_like(state["mapping.fc0.bias"], math.inf)
+    with pytest.raises(SG2LoadError, match=r"^w: G mapping\.fc0\.bias holds NaN or infinite values$"):
+        C._build("G", dict(GK), bad, "w")
+
+
+def test_release_unused_only_for_mmaps_that_can_advise():
+    class NoAdvise(mmap.mmap):
+        @property
+        def madvise(self):
+            raise AttributeError("madvise")
+    C._release_unused(C.SG2Checkpoint(), NoAdvise(-1, mmap.PAGESIZE))  # returns before any advice
+
+    class Lookalike:
+        def __init__(self):
+            self.advised = []
+
+        def madvise(self, *a):
+            self.advised.append(a)
+
+        def __len__(self):
+            return mmap.PAGESIZE
+    look = Lookalike()
+    C._release_unused(C.SG2Checkpoint(), look)
+    assert look.advised == []
+
+
+def test_wrong_class_name_is_summarised_to_60(tmp_path):
+    name = "Q" * 100
+    p = W.write_snapshot(tmp_path / "s.pkl", {"G_ema": W.Record(name, {})})
+    with pytest.raises(SG2LoadError) as ei:
+        C.load_sg2(p)
+    assert str(ei.value) == f"{p}: 'G_ema' is a {C.summary(name, 60)}, expected a StyleGAN2-ADA 'Generator'"
+
+
+def test_nvlabs_meta_names_bytes_keys(tmp_path):
+    p = W.write_snapshot(tmp_path / "s.pkl", W.snapshot(G_ema=gen(1)))
+    snap = C.read_snapshot(p.read_bytes())
+    snap[b"X"] = 1
+    assert C._load_nvlabs(p, snap, ("G_ema",)).meta["extra_keys"] == ["b'X"]
+
+
+def test_what_each_file_is_called_in_refusals(tmp_path, monkeypatch):
+    out = folder(tmp_path, G=gen())
+    monkeypatch.setattr(C, "MAX_JSON_BYTES", 10)
+    with pytest.raises(SG2LoadError, match=rf"^{out / JSON_NAME}: the checkpoint JSON is .* over the"):
+        C.load_sg2(out, nets="G")
+    monkeypatch.setattr(C, "MAX_JSON_BYTES", 2 ** 20)
+    monkeypatch.setattr(C, "MAX_WEIGHTS_BYTES", 10)
+    with pytest.raises(SG2LoadError, match=rf"^{out / 'G.safetensors'}: the weights file is .* over the"):
+        C.load_sg2(out, nets="G")
+    p = snap_file(tmp_path)
+    monkeypatch.setattr(C, "MAX_SNAPSHOT_BYTES", 10)
+    with pytest.raises(SG2LoadError, match=rf"^{p}: the checkpoint is .* over the"):
+        C.load_sg2(p)
+    with pytest.raises(SG2LoadError, match=rf"^{p}: the snapshot is .* over the"):
+        C.available_nets(p)
+
+
+def test_links_out_of_the_folder_are_named(tmp_path):
+    out = folder(tmp_path, G=gen())
+    os.replace(out / "G.safetensors", tmp_path / "G.safetensors")
+    (out / "G.safetensors").symlink_to(tmp_path / "G.safetensors")
+    with pytest.raises(SG2LoadError, match=r": the weights file resolves to .*, outside the folder"):
+        C.load_sg2(out, nets="G")
+    os.replace(out / JSON_NAME, tmp_path / JSON_NAME)
+    (out / JSON_NAME).symlink_to(tmp_path / JSON_NAME)
+    with pytest.raises(SG2LoadError, match=r": the checkpoint JSON resolves to .*, outside the folder"):
+        C.load_sg2(out, nets="G")
+
+
+def test_weights_are_opened_without_following_links(tmp_path, monkeypatch):
+    """Even a link that resolve_inside let through (a race) is not followed when the file is opened."""
+    out = folder(tmp_path, G=gen())
+    os.replace(out / "G.safetensors", out / "real.safetensors")
+    (out / "G.safetensors").symlink_to(out / "real.safetensors")
+    assert same_weights(C.load_sg2(out, nets="G").G, gen())  # a link inside the folder is fine
+    monkeypatch.setattr(C, "resolve_inside", lambda folder, name, what: Path(folder) / name)
+    with pytest.raises(SG2LoadError, match="G.safetensors"):
+        C.load_sg2(out, nets="G")
+
+
+def test_handed_over_snapshot_keeps_its_buffer_and_path(tmp_path, monkeypatch):
+    p = snap_file(tmp_path)
+    seen = []
+    real = C._release_unused
+
+    def spy(ck, buf):
+        seen.append(type(buf))
+        return real(ck, buf)
+    monkeypatch.setattr(C, "_release_unused", spy)
+    assert C.available_nets(p) == ("G_ema", "G", "D")
+    ck = C.load_sg2(p)
+    assert seen == [mmap.mmap] and ck.meta["path"] == str(p) and same_weights(ck.G_ema, gen(1))
+
+
+def test_stylegan3_snapshot_builds_sg3_generators():
+    from gandistill.teachers.stylegan3.networks import SG3Generator
+    ck = C.load_sg2(SG3, nets=("G_ema", "G", "D"))
+    assert type(ck.G_ema) is SG3Generator and type(ck.G) is SG3Generator and type(ck.D) is Discriminator
+    assert ck.meta["variant"] == "stylegan3"
+    only_g = C.load_sg2(SG3, nets="G_ema")
+    assert only_g.kwargs == ck.kwargs  # the kwargs of networks not built are those a build uses
+
+
+def test_stylegan3_stored_settings_are_checked(tmp_path):
+    from gandistill.teachers.stylegan3.snapshot import SG3LoadError
+    snap = C.read_snapshot(SG3.read_bytes())
+    syn = snap["G_ema"].state["_modules"]["synthesis"]
+    syn.state["num_ws"] = syn.state["num_ws"] + 1
+    with pytest.raises(SG3LoadError, match=rf"^{tmp_path / 'x.pkl'}: G_ema\.synthesis"):
+        C._load_nvlabs(tmp_path / "x.pkl", snap, ("G_ema",))
+
+
+def test_stylegan3_generator_round_trips_through_our_format(tmp_path):
+    src = C.load_sg2(SG3, nets="G_ema").G_ema
+    out = C.save_sg2(tmp_path / "ck", G_ema=src)
+    assert info_of(out)["nets"]["G_ema"]["class"] == "SG3Generator"
+    back = C.load_sg2(out).G_ema
+    assert type(back) is type(src) and same_weights(back, src)
