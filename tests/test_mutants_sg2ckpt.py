@@ -1270,3 +1270,12 @@ def test_stylegan3_generator_round_trips_through_our_format(tmp_path):
     assert info_of(out)["nets"]["G_ema"]["class"] == "SG3Generator"
     back = C.load_sg2(out).G_ema
     assert type(back) is type(src) and same_weights(back, src)
+
+
+def test_stylegan2_ada_d_kwargs_get_no_stylegan3_defaults(tmp_path):
+    """Only D of the StyleGAN3 repository gets that repository's defaults; an SG2-ADA D keeps its kwargs."""
+    snap = W.snapshot(G_ema=gen(1), D=disc())
+    snap["D"].state["_init_kwargs"] = W.easy(dict(DK))
+    p = W.write_snapshot(tmp_path / "s.pkl", snap)
+    assert C.load_sg2(p, nets="D").kwargs["D"] == DK
+    assert C.load_sg2(p).kwargs["D"] == DK  # not built: the same plan
