@@ -429,10 +429,11 @@ def _resolve_ours(path: Path) -> Path:
 def _read_weights(jpath: Path, fname: str) -> Dict[str, torch.Tensor]:
     """A network's safetensors file: a regular file inside the checkpoint folder, read under a size cap."""
     wfile = jpath.parent / fname
-    if not os.path.lexists(wfile):
-        raise SG2LoadError(f"{jpath}: weights file {fname} is missing")
     target = resolve_inside(jpath.parent, fname, what="weights file")
-    data = read_regular_file(target, MAX_WEIGHTS_BYTES, what="weights file", follow_symlinks=False)
+    try:
+        data = read_regular_file(target, MAX_WEIGHTS_BYTES, what="weights file", follow_symlinks=False)
+    except FileNotFoundError:  # no such file, or a link to nothing: the checkpoint's fault, not a missing path
+        raise SG2LoadError(f"{jpath}: weights file {fname} is missing") from None
     try:
         state = load(data)
     except Exception as e:  # SafetensorError, or anything else from a hostile header
