@@ -150,6 +150,7 @@ def test_probe_student_suite(monkeypatch):
     out = P.probe_student("/run", SUITE, dataset="digits", data_root="/d", device="auto", seed=2, epochs=5,
                           max_train=6, max_test=7)
     assert out == ({"shot10": 3.0}, ["x"]) and ls.calls == [(("/run",), {})]
+    assert [c[0] for c in ld.calls] == [("digits",), ("digits",)]
     assert [c[1]["img_size"] for c in ld.calls] == [24, 24] and [c[1]["root"] for c in ld.calls] == ["/d", "/d"]
     (fn, tr, te, probe), kw = fs.calls[0]
     assert fn is model and len(tr) == 6 and len(te) == 7 and probe is SUITE
@@ -178,6 +179,7 @@ def test_probe_discriminator(monkeypatch):
                                      seed=5, max_train=3, max_test=4)
     assert m == {"top1": 44.5} and type(m["top1"]) is float and notes == [note]
     assert ct.calls == [(("sg2-discriminator",), dict(ckpt="/ck", device="cpu", res=32))]
+    assert [c[0] for c in ld.calls] == [("cifar10",), ("cifar10",)]
     assert [c[1]["img_size"] for c in ld.calls] == [None, None] and [c[1]["root"] for c in ld.calls] == ["/d"] * 2
     (fn, tr, te), kw = lp.calls[0]
     assert isinstance(fn, P._DFeatures) and len(tr) == 3 and len(te) == 4
@@ -189,7 +191,8 @@ def test_probe_discriminator(monkeypatch):
     m, notes = P.probe_discriminator({}, SUITE, ckpt=None, dataset="d", data_root=None, device="cpu", seed=6, epochs=8)
     assert m == {"fast": 3.0} and notes == [note, "suite note"] and len(lp.calls) == 2
     (fn, tr, te, probe), kw = fs.calls[0]
-    assert isinstance(fn, P._DFeatures) and probe is SUITE
+    assert isinstance(fn, P._DFeatures) and probe is SUITE and tr.tag == "train" and te.tag == "test"
+    assert torch.equal(fn(torch.ones(1, 2)), torch.full((1, 2), 2.0))
     assert kw == dict(device="cpu", seed=6, epochs=8, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 
 
@@ -209,6 +212,9 @@ def test_probe_baselines(monkeypatch):
     assert [c[0][3] for c in fs.calls] == [SUITE, SUITE] and fs.calls[1][0][0] is model
     assert all(len(c[0][1]) == 2 and len(c[0][2]) == 3 for c in fs.calls)
     assert [c[1] for c in fs.calls] == [dict(device="cpu", seed=7, epochs=3)] * 2
+    assert [c[0] for c in ld.calls] == [("d",), ("d",)]
+    P.probe_baselines("r", {}, SUITE, dataset="d", data_root=None, device="cpu")
+    assert ls.calls[-1] == (("random:r",), dict(student_kwargs={}, seed=0)) and fs.calls[-1][1]["seed"] == 0
 
 
 class GTeacher:
@@ -367,6 +373,7 @@ class Fig:
     def ensure_trained(self, plan, ccfg, out, say):
         rid = plan.run.id
         self.trained.append((rid, ccfg.teacher_ckpt, ccfg.seed, plan.fit["seed"], plan.fit["device"]))
+        say(f"train {rid}")
         if rid in self.raise_ids:
             raise RuntimeError(f"boom {rid}")
         if rid not in self.top1:
@@ -417,13 +424,16 @@ def test_point_for_failures_and_old_score(tmp_path, monkeypatch):
     old = {"fd": 5.0, "kid": 0.5, "feature_space": "inception"}
     pt = F4._point_for(s, "x", cfg, get_preset("digits"), Path(cfg.out), twin, fk.score_fn, old, fk.said.append)
     assert fk.snap_scores == [] and (pt.fd, pt.kid, pt.feature_space) == (5.0, 0.5, "inception")
+    pt2 = F4._point_for(s, "x", F4.Figure4Config(), get_preset("digits"), Path(cfg.out), {}, fk.score_fn, {"fd": 4.0},
+                       fk.said.append)
+    assert (pt2.fd, pt2.kid, pt2.feature_space) == (4.0, None, "")
     assert pt.top1_seeds == [None, 70.0, None, None] and pt.twin_seeds == [50.0, None, None, None]
     assert pt.delta_seeds == [None, None, None, None] and pt.delta is None and pt.delta_std is None
     assert (pt.top1, pt.top1_std, pt.twin, pt.twin_std) == (70.0, None, 50.0, None)
     assert pt.status == "ok" and pt.metric == "shot10"
     assert pt.notes == ["seed 0: no g-sns@x", "seed 1: note g-sns@x@s1", "seed 2: RuntimeError: boom g-sns@x@s2",
                         "seed 3: no g-sns@x@s3"]
-    # an old entry without fd is scored again; every seed failing the same way keeps that status
+    # an old entry without fd is scored again; seeds failing in different ways: failed
     pt = F4._point_for(s, "y", F4.Figure4Config(seeds=(0, 9)), get_preset("digits"), Path(cfg.out), {},
                        fk.score_fn, {"fd": None, "kid": 1.0}, fk.said.append)
     assert pt.fd == 30.0 and pt.status == "failed" and pt.metric is None and pt.top1 is None
@@ -479,7 +489,10 @@ def test_figure4_flow_and_resume(tmp_path, monkeypatch):
     saved = json.loads((out / "results" / "figure4" / "snapshot-2.json").read_text())
     assert saved["top1_seeds"] == [60.0, 66.0] and saved["seeds"] == [0, 1] and saved["status"] == "ok"
     assert fk.said[0] == "SSL twin (vicreg-real, no teacher): seeds 0, 1 ..."
-    assert fk.said[1] == "[1/3] snapshot-0: scoring the snapshot, then Sq & Sp from it (seeds 0, 1) ..."
+    assert fk.said[1:3] == ["train vicreg-real", "train vicreg-real@s1"]
+    assert fk.said[3] == "[1/3] snapshot-0: scoring the snapshot, then Sq & Sp from it (seeds 0, 1) ..."
+    assert fk.said[4:6] == ["train g-sns@snapshot-0", "train g-sns@snapshot-0@s1"]
+    assert res.wall_s < 60
     # rerun: ok points are skipped (the failed one is retried, its score reused from its JSON)
     fk.trained.clear(), fk.said.clear(), fk.snap_scores.clear()
     res2 = F4.figure4(cfg, log=fk.said.append, score_fn=fk.score_fn)
@@ -551,6 +564,7 @@ def test_figure4_named_checkpoints_failures_and_dry_run(tmp_path, monkeypatch):
                      log=fk.said.append)
     assert dry.dry_run and dry.wall_s == 0.0 and dry.twin_method == "vicreg-real" and dry.seeds == [1, 2]
     assert [(p.snapshot, p.status, p.seeds) for p in dry.points] == [(str(a), "planned", [1, 2])]
+    assert dry.preset == "digits" and dry.out == out
     monkeypatch.setattr(F4, "score_generator", lambda *a, **k: {"fd": 7.0})
     res = F4.figure4(F4.Figure4Config(snapshots=str(tmp_path / "ckA"), out=str(tmp_path / "o2"), device="cpu"),
                      log=fk.said.append)
@@ -565,7 +579,8 @@ def test_twin_reference(tmp_path, monkeypatch):
                    1: (None, None, "failed", ["RuntimeError: boom vicreg-real@s1"]),
                    2: (42.0, "shot10", "ok", ["note vicreg-real@s2"]),
                    3: (None, None, "failed", ["no vicreg-real@s3"])}
-    assert [t[1] for t in fk.trained] == [None] * 4
+    assert [t[1] for t in fk.trained] == [None] * 4 and [t[2:4] for t in fk.trained] == [(0, 0), (1, 1), (2, 2), (3, 3)]
+    assert fk.said == ["train vicreg-real", "train vicreg-real@s1", "train vicreg-real@s2", "train vicreg-real@s3"]
 
 
 def test_errors_are_not_swallowed_on_interrupt(tmp_path, monkeypatch):
@@ -588,7 +603,7 @@ def test_errors_are_not_swallowed_on_interrupt(tmp_path, monkeypatch):
 
 
 def result(tmp_path, points, **kw):
-    base = dict(points=points, preset="digits", out=tmp_path / "out", wall_s=90.0, twin=41.234, twin_std=1.5,
+    base = dict(points=points, preset="digits", out=tmp_path / "out", wall_s=600.0, twin=41.234, twin_std=1.5,
                 twin_method="vicreg-real", seeds=[0, 1])
     base.update(kw)
     return F4.Figure4Result(**base)
@@ -604,6 +619,7 @@ def test_write_figure4(tmp_path, monkeypatch):
                            delta_seeds=[1.0, 2.0], notes=["a", "b"]),
            F4.Figure4Point("rel/snapshot-2", status="failed", seeds=[0, 1], notes=["x"])]
     res = result(tmp_path, pts)
+    (tmp_path / "out").mkdir()                      # an existing out folder is fine
     files = F4.write_figure4(res, command="gandistill compare --figure 4")
     out = tmp_path / "out"
     assert files == {"csv": str(out / "figure4.csv"), "md": str(out / "figure4.md"), "png": str(out / "figure4.png"),
@@ -622,7 +638,7 @@ def test_write_figure4(tmp_path, monkeypatch):
         "Command: `gandistill compare --figure 4`", "",
         "Preset `digits`; seeds 0, 1; teacher quality: Frechet distance in the `digits-judge` feature space (the "
         "paper: FID, Inception features, CIFAR-100). SSL twin: `vicreg-real` (the same student, real data, steps "
-        "and seed, no teacher): 41.23 ± 1.50. Wall time of this call: 1.5 min.", "",
+        "and seed, no teacher): 41.23 ± 1.50. Wall time of this call: 10.0 min.", "",
         "| snapshot | status | FD | KID | probe | Sq & Sp top-1 | twin top-1 | Sq & Sp − twin | notes |",
         "|---|---|---|---|---|---|---|---|---|",
         "| snapshot-1 | ok | 12.35 | 0.0123 | shot10 | 63.00 ± 3.00 | 42.00 ± 2.00 | -1.50 ± 0.25 | a; b |",
@@ -667,3 +683,14 @@ def test_shown_path(tmp_path, monkeypatch):
 def test_pm_and_f():
     assert F4._pm(None, 1.0) == "" and F4._pm(1.234, None) == "1.23" and F4._pm(1.0, 0.5, True) == "+1.00 ± 0.50"
     assert F4._pm(-1.0, None, True) == "-1.00" and F4._f(None) == "" and F4._f(1.23456, 3) == "1.235"
+
+
+def test_figure4_default_log_and_nameless_checkpoint(tmp_path, monkeypatch, capsys):
+    fk = Fig(monkeypatch, {"vicreg-real": 40.0})
+    monkeypatch.setattr(F4, "find_snapshots", lambda cfg: [Path("/")])
+    out = tmp_path / "o"
+    res = F4.figure4(F4.Figure4Config(out=str(out), device="cpu"), score_fn=lambda *a, **k: {"fd": 2.0})
+    assert res.points[0].fd == 2.0 and (out / "results" / "figure4" / "ckpt1.json").exists()
+    said = capsys.readouterr().out.splitlines()
+    assert said[:2] == ["SSL twin (vicreg-real, no teacher): seeds 0 ...", "train vicreg-real"]
+    assert said[2] == "[1/1] ckpt1: scoring the snapshot, then Sq & Sp from it (seeds 0) ..."
