@@ -350,11 +350,11 @@ def test_config_helpers():
     assert F4.Figure4Config(preset="p").out_dir() == Path("runs") / "compare-p"
     assert F4.Figure4Config(out="/x/y").out_dir() == Path("/x/y")
     assert F4._seed_suffix(0) == "" and F4._seed_suffix(2) == "@s2"
-    cc = F4._compare_cfg(F4.Figure4Config(preset="digits", data_root="/d", budget=0.5, out="/o", device="cpu",
+    cc = F4._compare_cfg(F4.Figure4Config(preset="cifar10", data_root="/d", budget=0.5, out="/o", device="cpu",
                                           probe_epochs=3, probe_max_train=4, probe_max_test=5,
                                           fit_overrides={"lr": 1}), Path("/ck"), 2)
     assert (cc.table, cc.preset, cc.teacher_ckpt, cc.data_root, cc.budget, cc.out, cc.device, cc.seed) == \
-        (2, "digits", "/ck", "/d", 0.5, "/o", "cpu", 2)
+        (2, "cifar10", "/ck", "/d", 0.5, "/o", "cpu", 2)
     assert (cc.probe_epochs, cc.probe_max_train, cc.probe_max_test, cc.fit_overrides) == (3, 4, 5, {"lr": 1})
     assert F4._compare_cfg(F4.Figure4Config(), None, 0).teacher_ckpt is None
 
@@ -365,7 +365,7 @@ class Fig:
 
     def __init__(self, monkeypatch, top1, raise_ids=(), metrics=None):
         self.top1, self.raise_ids, self.metric = top1, set(raise_ids), metrics
-        self.trained, self.scored, self.snap_scores, self.said = [], [], [], []
+        self.trained, self.scored, self.snap_scores, self.said, self.plans = [], [], [], [], []
         monkeypatch.setattr(F4, "ensure_trained", self.ensure_trained)
         monkeypatch.setattr(F4, "score", self.score)
         monkeypatch.setattr(F4.probing.torch.cuda, "is_available", lambda: False)
@@ -382,6 +382,7 @@ class Fig:
 
     def score(self, run_dir, table, plan, ccfg, preset):
         self.scored.append((Path(run_dir).name, table.number, ccfg.seed))
+        self.plans.append((plan.run.id, plan.fit, preset.name))
         rid = Path(run_dir).name
         if self.metric is not None:
             return self.metric(rid), [f"note {rid}"]
@@ -579,6 +580,8 @@ def test_twin_reference(tmp_path, monkeypatch):
                    1: (None, None, "failed", ["RuntimeError: boom vicreg-real@s1"]),
                    2: (42.0, "shot10", "ok", ["note vicreg-real@s2"]),
                    3: (None, None, "failed", ["no vicreg-real@s3"])}
+    assert [t[4] for t in fk.trained] == ["cpu"] * 4
+    assert [(r, n) for r, _, n in fk.plans] == [("vicreg-real", "digits"), ("vicreg-real@s2", "digits")]
     assert [t[1] for t in fk.trained] == [None] * 4 and [t[2:4] for t in fk.trained] == [(0, 0), (1, 1), (2, 2), (3, 3)]
     assert fk.said == ["train vicreg-real", "train vicreg-real@s1", "train vicreg-real@s2", "train vicreg-real@s3"]
 
@@ -694,3 +697,12 @@ def test_figure4_default_log_and_nameless_checkpoint(tmp_path, monkeypatch, caps
     said = capsys.readouterr().out.splitlines()
     assert said[:2] == ["SSL twin (vicreg-real, no teacher): seeds 0 ...", "train vicreg-real"]
     assert said[2] == "[1/1] ckpt1: scoring the snapshot, then Sq & Sp from it (seeds 0) ..."
+
+
+def test_train_and_probe_budget(tmp_path, monkeypatch):
+    fk = Fig(monkeypatch, {"g-sns@b": 1.0})
+    pre = get_preset("digits")
+    for budget in (1.0, 0.25):
+        F4._train_and_probe("g-sns@b", "g-sns", None, 0, F4.Figure4Config(budget=budget), pre, tmp_path, fk.said.append)
+    full, quarter = fk.plans[0][1], fk.plans[1][1]
+    assert quarter["steps"] == max(1, round(full["steps"] * 0.25)) and quarter["steps"] < full["steps"]
