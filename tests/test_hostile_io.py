@@ -361,3 +361,36 @@ def test_bank_with_nan_targets_is_refused(tmp_path):
         f.write(np.full(4 * 5, np.nan, dtype="<f2").tobytes())
     with pytest.raises(BankError, match="non-finite"):
         BankTeacher(path).sample(4)
+
+
+def test_log_appends_refuse_a_fifo_at_once(tmp_path):
+    """A FIFO planted under a log's name (metrics.jsonl, errors.log, the twin's log) would block a plain
+    open(..., "a") forever; the writer refuses it at once, and a regular log is appended to."""
+    import os
+    import threading
+
+    from gandistill.io.errors import UnsafeFileError
+    from gandistill.io.files import open_append
+
+    fifo = tmp_path / "metrics.jsonl"
+    os.mkfifo(fifo)
+    done = []
+
+    def attempt():
+        try:
+            open_append(fifo, "metrics log")
+        except UnsafeFileError as e:
+            done.append(str(e))
+
+    t = threading.Thread(target=attempt, daemon=True)
+    t.start()
+    t.join(5)
+    assert done and "metrics log" in done[0] and "metrics.jsonl" in done[0]
+    (tmp_path / "d").mkdir()
+    with pytest.raises(UnsafeFileError, match="not a regular file|cannot open"):
+        open_append(tmp_path / "d", "error log")
+    log = tmp_path / "log.txt"
+    for line in ("a", "b"):
+        with open_append(log) as f:
+            f.write(line + "\n")
+    assert log.read_text() == "a\nb\n"

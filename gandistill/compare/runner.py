@@ -36,7 +36,7 @@ from gandistill.io.jsonable import jsonable  # noqa: E402
 from gandistill.methods import get_method
 from gandistill.teachers.conditioning import conditional_warning
 from gandistill.io.errors import GandistillError
-from gandistill.io.files import atomic_write_json
+from gandistill.io.files import atomic_write_json, open_append
 from gandistill.io.formats import CHECKPOINT
 from gandistill.io.schema import Bool, Int, Map, Num, Obj, Opt, Schema, Str, load_json
 from gandistill.io.schema import List as JList
@@ -248,7 +248,7 @@ def run_row(table: TableSpec, row: RowSpec, plan: RowPlan, cfg: CompareConfig, p
         res.status = "failed"
         res.notes.append(f"{type(e).__name__}: {e}")
         (out / "results").mkdir(parents=True, exist_ok=True)
-        with open(out / "results" / "errors.log", "a") as f:
+        with open_append(out / "results" / "errors.log", "error log") as f:
             f.write(f"--- table {table.number} row {row.key}\n{traceback.format_exc()}\n")
     res.headline = "chance" if res.status == "collapsed" and res.metrics else (
         "mmd2" if table.metric == "mmd2" and "mmd2" in res.metrics else probing.headline_key(plan.probe, res.metrics))

@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, Optional
 import torch
 
 from gandistill.engine.config import FitConfig
+from gandistill.io.files import open_append
 from gandistill.methods import get_method
 
 TWIN_DIR = "twin"
@@ -103,7 +104,7 @@ def _twin_process(cfg: FitConfig, threads: int, log_path: str, fit: Callable[...
 
     threading.Thread(target=orphan_watch, daemon=True, name="twin-orphan-watch").start()
     torch.set_num_threads(max(1, threads))
-    with open(log_path, "a", buffering=1) as f:
+    with open_append(log_path, "twin log") as f:
         fit(cfg, log=lambda s: f.write(s + "\n"))
 
 

@@ -35,6 +35,7 @@ from gandistill.data import load_all, load_dataset
 from gandistill.gan.ada import AdaAugment, AdaController
 from gandistill.gan.config import GanConfig
 from gandistill.engine.loggers import RunLoggers
+from gandistill.io.files import open_append
 from gandistill.gan.loss import StyleGAN2Loss, ema_beta, tie_grey, update_ema
 from gandistill.gan.snapshot import (load_state, resolve_snapshot, save_snapshot, snapshot_name,
                                      write_json_atomic)
@@ -370,7 +371,7 @@ class _GanRun:
                    rt=self.ada.last_rt if self.ada is not None else None,
                    img_per_s=round((self.cur_nimg - nimg_tick) / max(now - t_tick, 1e-9), 2),
                    wall_s=round(self.wall(now), 1))
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
+        with open_append(self.run_dir / "metrics.jsonl", "metrics log") as f:
             f.write(json.dumps(rec) + "\n")
         if self.logs is not None:
             self.logs.log_scalars(self.step, {k: v for k, v in rec.items() if k != "step"})

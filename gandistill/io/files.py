@@ -22,7 +22,7 @@ import json
 import os
 import stat
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Tuple, Union
+from typing import IO, Any, Callable, Optional, Sequence, Tuple, Union
 
 from gandistill.io.errors import UnsafeFileError, show_path
 
@@ -115,6 +115,29 @@ def open_regular(path: PathLike, what: str = "file", max_bytes: Optional[int] = 
         os.close(fd)
         raise
     return fd, st
+
+
+def open_append(path: PathLike, what: str = "log file") -> IO[str]:
+    """``path`` opened for appending text (created if missing), if it is a regular file: a FIFO or device
+    planted under a log's name in a run folder is refused at once instead of blocking the run."""
+    p = Path(path)
+    flags = (os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NONBLOCK", 0)
+             | getattr(os, "O_CLOEXEC", 0))
+    try:
+        fd = os.open(p, flags, 0o644)
+    except OSError as e:   # a FIFO without a reader: ENXIO, at once
+        raise _open_error(p, what, e) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafeFileError(f"the {what} is {file_kind(st.st_mode)}, not a regular file; refusing to "
+                                  "write to it", path=p)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "a", buffering=1)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def read_bytes(path: PathLike, what: str = "file", max_bytes: Optional[int] = None, kind: str = "json") -> bytes:
