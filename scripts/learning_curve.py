@@ -20,7 +20,9 @@ over seeds), in the background on one thread per process:
         --png docs/img/learning_curve_ssl.png > runs/lc-ssl.log 2>&1 &
 
 Rerunning the same command skips every point already in ``OUT/curve.jsonl`` and continues a point
-whose training was interrupted from its last checkpoint.
+whose training was interrupted from its last checkpoint. To use both cores, start the same command
+twice: the two workers share ``OUT`` and each takes the next point the other has not claimed
+(``OUT/<point>.claim``).
 """
 from __future__ import annotations
 
@@ -99,7 +101,6 @@ def _key(cand: str, steps: int, method: str, batch: int, seed: int) -> Dict[str,
 def run_points(a: Any, out: Path, log: Path, cands: List[str], method: str, seed: int, steps: int) -> None:
     """The missing ``steps`` point of ``method`` at ``seed`` for every candidate (baselines once per candidate
     and seed)."""
-    done = {json.dumps(r["key"]) for r in _read(log)}
     from gandistill.engine import FitConfig, fit
     from gandistill.evaluation.loading import load_student
     from gandistill.evaluation.suite import RAW_PIXELS
@@ -117,9 +118,9 @@ def run_points(a: Any, out: Path, log: Path, cands: List[str], method: str, seed
             res = _probe({"random init": rnd, "raw pixels": RAW_PIXELS}, size, seed, a.probes)
             _append(log, {"key": key, "train_s": 0.0, "probes": res})
         key = _key(cand, steps, method, a.batch, seed)
-        if json.dumps(key) not in done:
-            run = out / (f"{name}-{size}-{stem}{'-lr' + parts[3] if base_lr else ''}-{method}-b{a.batch}-s{steps}"
-                         + (f"-seed{seed}" if seed else ""))
+        run = out / (f"{name}-{size}-{stem}{'-lr' + parts[3] if base_lr else ''}-{method}-b{a.batch}-s{steps}"
+                     + (f"-seed{seed}" if seed else ""))
+        if json.dumps(key) not in {json.dumps(r["key"]) for r in _read(log)} and _claim(run):
             t0 = time.perf_counter()
             # resume="auto": a point whose training was interrupted continues from its checkpoint
             fit(FitConfig(method=method, student=name, cifar_stem=cifar, img_size=size, batch=a.batch, seed=seed,
@@ -130,6 +131,41 @@ def run_points(a: Any, out: Path, log: Path, cands: List[str], method: str, seed
             res = _probe({"distilled": load_student(run).model}, size, seed, a.probes)
             _append(log, {"key": key, "train_s": round(train_s, 1), "load": os.getloadavg()[0], "probes": res})
             print(cand, method, f"seed {seed}", steps, f"{train_s:.0f}s", res["distilled"], flush=True)
+
+
+def _claim(run: Path) -> bool:
+    """Whether this process may train ``run``: several workers may share one ``--out`` (one per core),
+    each taking the next point nobody holds. A claim is ``RUN.claim`` holding the worker's pid, made with
+    O_EXCL; a claim whose process is gone (a killed job) is taken over."""
+    claim = run.with_name(run.name + ".claim")
+    for _ in range(2):
+        try:
+            fd = os.open(claim, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            try:
+                pid = int(claim.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid == os.getpid():
+                return True
+            if pid and _alive(pid):
+                return False
+            claim.unlink(missing_ok=True)     # stale: its worker died; try once more
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return True
+    return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _read(p: Path) -> List[Dict[str, Any]]:

@@ -148,3 +148,39 @@ def test_clamp_fakes_and_range_penalty_in_g_loss():
     # D sees the clamped image (all ones); excess = sum relu(3 - 2) over 20 pixels = 20 per sample
     assert logs["range_excess"] == pytest.approx(20.0)
     assert lc.item() == pytest.approx(softplus(-D(ones, c)).mean().item() + 0.5 * 20.0, rel=1e-6)
+
+
+def test_pack_inputs_stacks_consecutive_images_along_channels():
+    from gandistill.gan.loss import pack_inputs
+
+    x, c = torch.randn(6, 3, 4, 4), torch.randn(6, 2)
+    px, pc = pack_inputs(x, c, 3)
+    # independent statement: pack i is torch.cat of images 3i, 3i+1, 3i+2 along channels (labels alike)
+    for i in range(2):
+        assert torch.equal(px[i], torch.cat([x[3 * i], x[3 * i + 1], x[3 * i + 2]], dim=0))
+        assert torch.equal(pc[i], torch.cat([c[3 * i], c[3 * i + 1], c[3 * i + 2]]))
+    assert pack_inputs(x, c, 1)[0] is x
+    with pytest.raises(ValueError, match="groups of 4"):
+        pack_inputs(x, c, 4)
+
+
+def test_packed_losses_and_r1_average_over_packs():
+    G, D2 = StubG(), LinearD((2, 4, 5))          # pack 2 of [1, 4, 5] "images" -> [2, 4, 5]
+    loss = StyleGAN2Loss(G, D2, augment=lambda x: 2 * x, r1_gamma=0.3, pack=2)
+    z, c = torch.randn(6, 5), torch.zeros(6, 0)
+    real = torch.randn(6, 1, 4, 5)
+    fake = G.synthesis(G.mapping(z, c))
+    packed = lambda t: torch.stack([torch.cat([t[2 * i], t[2 * i + 1]]) for i in range(3)])  # noqa: E731
+    logits = D2(packed(2 * fake), None)
+    assert logits.shape == (3, 1)
+    lg, _ = loss.g_main(z, c)
+    assert lg.item() == pytest.approx(softplus(-logits).mean().item(), rel=1e-6)
+    ld, _, real_logits = loss.d_main(z, c, real, c)
+    expect = softplus(logits).mean() + softplus(-D2(packed(2 * real), None)).mean()
+    assert ld.item() == pytest.approx(expect.item(), rel=1e-6) and real_logits.shape == (3, 1)
+    # R1 for D(pack) = <w, pack(2x)>: each image's gradient is 2 * (its half of w); mean over the 6 images
+    lr1, logs = loss.d_reg(real, c, gain=4)
+    half = D2.w.detach().square().sum(dim=(1, 2))   # ||w_first||^2, ||w_second||^2
+    per_image = 4 * half.repeat(3)                  # images alternate first / second slot
+    assert logs["r1_penalty"] == pytest.approx(per_image.mean().item(), rel=1e-5)
+    assert lr1.item() == pytest.approx(0.3 / 2 * per_image.mean().item() * 4, rel=1e-5)

@@ -110,6 +110,29 @@ def test_conditional_run_and_sampling(tmp_path):
     assert im.size[0] > 8 * 3 and im.mode == "RGB"
 
 
+def test_pacgan_run_packs_d_inputs_and_its_d_still_serves_as_a_teacher(tmp_path):
+    run = train_gan(toy(tmp_path / "pac", steps=2, pack=2, snap_kimg=1.0, r1_interval=1))
+    snap = next(run.glob("snapshot-*"))
+    meta = json.loads((snap / "gandistill_sg2.json").read_text())
+    assert meta["nets"]["D"]["kwargs"]["img_channels"] == 6 and meta["nets"]["G"]["kwargs"]["img_channels"] == 3
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all(torch.isfinite(torch.tensor([r["loss_G"], r["loss_D"], r["r1_penalty"]])).all() for r in lines)
+    from gandistill.teachers import create_teacher
+    from gandistill.teachers.stylegan2.checkpoint import load_sg2
+
+    t = create_teacher("sg2-discriminator", ckpt=str(snap), mode="single")
+    x = torch.rand(3, 3, 8, 8) * 2 - 1
+    assert t.img_channels == 3 and t.pack == 2
+    D = load_sg2(snap, nets=("D",)).D.float()
+    for m in D.modules():                      # the teacher's whole-batch minibatch-std
+        if hasattr(m, "group_size") and hasattr(m, "num_channels"):
+            m.group_size = None
+    _, feats = D(torch.cat([x, x], dim=1), torch.zeros(3, 0), return_features=True)
+    assert torch.allclose(t.features(x), feats["b4.fc"], atol=1e-5)   # one row per image: a pack of copies
+    with pytest.raises(ValueError, match="pack 2, not 1"):       # resuming with another pack is refused
+        train_gan(toy(tmp_path / "pac", steps=3, resume=str(run)))
+
+
 def test_bad_config_errors(tmp_path):
     with pytest.raises(KeyError, match="unknown GAN config"):
         gan_config("tinyy")
@@ -119,6 +142,13 @@ def test_bad_config_errors(tmp_path):
         gan_config("tiny", pl_weight=2.0)
     with pytest.raises(ValueError, match="unknown GanConfig"):
         gan_config("tiny", lr=0.1)
+    with pytest.raises(ValueError, match="pack must be >= 1 and divide batch 32"):
+        gan_config("tiny", pack=3)
+    with pytest.raises(ValueError, match="pack must be"):
+        gan_config("tiny", pack=0)
+    with pytest.raises(ValueError, match="batch / pack must be >= 2"):
+        gan_config("tiny", batch=4, pack=4)
+    assert gan_config("tiny", batch=4, pack=2).pack == 2
     with pytest.raises(FileNotFoundError, match="resume"):
         train_gan(toy(tmp_path / "r", steps=1, resume=str(tmp_path / "missing")))
     with pytest.raises(ValueError, match="net_overrides"):

@@ -34,6 +34,7 @@ GAN_FLAGS: Dict[str, Flag] = {
     "range_weight": Flag("with --clamp-fakes: weight of sum relu(|x| - margin)"),
     "range_margin": Flag("with --clamp-fakes: free overshoot of raw outputs"),
     "batch": Flag("batch size (default: the preset's)"),
+    "pack": Flag("PacGAN: D judges this many images at once, stacked along channels (against mode dropping)"),
     "glr": Flag("G learning rate (default: the preset's)"),
     "dlr": Flag("D learning rate (default: the preset's)"),
     "gamma": Flag("R1 weight gamma (default: the preset's)", field="r1_gamma"),

@@ -58,6 +58,8 @@ class GanConfig:
     clamp_fakes: bool = False            #: D sees G's images clamped to [-1, 1] (straight-through gradient)
     range_weight: float = 0.0            #: with clamp_fakes: weight of sum relu(|G(z)| - range_margin) in L_G
     range_margin: float = 4.0            #: raw outputs may overshoot to +-margin for free
+    pack: int = 1                        #: PacGAN (Lin et al. 2018): D judges ``pack`` images at once, stacked
+    #: along channels (D's input has 3 * pack channels); > 1 makes a G that drops modes easier to spot
     # --- adaptive discriminator augmentation
     augment: str = "ada"                 #: ``ada`` (adaptive p) | ``fixed`` (p = augment_p) | ``none``
     augment_ops: Tuple[str, ...] = DEFAULT_ADA_OPS
@@ -101,6 +103,10 @@ class GanConfig:
             raise ValueError(f"style_mixing_prob must be in [0, 1], got {self.style_mixing_prob}")
         if self.r1_interval < 0 or self.ada_interval < 1:
             raise ValueError("r1_interval must be >= 0 and ada_interval >= 1")
+        if self.pack < 1 or self.batch % self.pack:
+            raise ValueError(f"pack must be >= 1 and divide batch {self.batch}, got {self.pack}")
+        if self.batch // self.pack < 2:
+            raise ValueError(f"batch / pack must be >= 2 (D's minibatch-std needs it), got {self.batch}/{self.pack}")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.glr <= 0 or self.dlr <= 0:

@@ -69,6 +69,9 @@ def network_kwargs(cfg: GanConfig, resolution: int, c_dim: int) -> Tuple[dict, d
         D_kw.setdefault("epilogue_kwargs", {})["mbstd_group_size"] = int(ov["mbstd_group"])
     if "d_architecture" in ov:
         D_kw["architecture"] = ov["d_architecture"]
+    if cfg.pack > 1:   # PacGAN: D reads `pack` images stacked along channels (and their labels side by side)
+        D_kw["img_channels"] = int(D_kw["img_channels"]) * cfg.pack
+        D_kw["c_dim"] = int(D_kw["c_dim"]) * cfg.pack
     return G_kw, D_kw
 
 
@@ -210,6 +213,10 @@ def _networks(cfg: GanConfig, data: "InMemoryImages", device: str
         if G.img_resolution != data.resolution or G.c_dim != data.c_dim:
             raise ValueError(f"snapshot {snap} is {G.img_resolution}px/c_dim={G.c_dim} but the data is "
                              f"{data.resolution}px/c_dim={data.c_dim}")
+        if D.img_channels != G.img_channels * cfg.pack:
+            raise ValueError(f"snapshot {snap}'s D reads {D.img_channels} channels, so it was trained with pack "
+                             f"{D.img_channels // G.img_channels}, not {cfg.pack}; resume with --pack "
+                             f"{D.img_channels // G.img_channels}")
         resume_state = load_state(snap)
     else:
         G_kw, D_kw = network_kwargs(cfg, data.resolution, data.c_dim)
@@ -272,7 +279,7 @@ class _GanRun:
                     if cfg.augment == "ada" else None)
         self.loss = StyleGAN2Loss(self.G, self.D, self.aug, r1_gamma=cfg.r1_gamma,
                                   style_mixing_prob=cfg.style_mixing_prob, clamp_fakes=cfg.clamp_fakes,
-                                  range_weight=cfg.range_weight, range_margin=cfg.range_margin)
+                                  range_weight=cfg.range_weight, range_margin=cfg.range_margin, pack=cfg.pack)
         self.opt_G, self.opt_D = _optimizers(cfg, self.G, self.D)
         self.autocast = _autocast_factory(cfg.precision, self.device)
         self.logs: Optional[RunLoggers] = None  #: the optional loggers, set by train_gan

@@ -14,6 +14,11 @@ Options for greyscale, saturated data such as digits (off by default, not part o
 ``clamp_fakes`` shows D ``clamp(G(z), -1, 1)`` with a straight-through gradient (every consumer of a
 teacher clamps its images) and adds ``range_weight * sum relu(|G(z)| - range_margin)`` to L_G so the raw
 outputs stay bounded; :func:`tie_grey` ties the toRGB output rows (R = G = B).
+
+PacGAN (Lin et al. 2018, against mode dropping): with ``pack = k > 1`` D judges k images of the same
+kind (all real or all fake) at once: each image is augmented on its own, then consecutive groups of k
+are stacked along channels (:func:`pack_inputs`), so D sees N/k samples of 3k channels and the losses
+above average over those N/k logits. R1's gradient is still taken w.r.t. each un-augmented real image.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor, nn
 
 
@@ -40,8 +46,19 @@ def generate(G: nn.Module, z: Tensor, c: Tensor, style_mixing_prob: float = 0.0,
     return G.synthesis(ws, noise_mode="random", force_fp32=True, update_emas=update_emas)
 
 
-def r1_penalty(D: nn.Module, real: Tensor, c: Tensor, augment: Callable[[Tensor], Tensor]) -> tuple[Tensor, Tensor]:
-    """Per-sample ``||grad_x D(aug(x))||^2`` (summed over C,H,W) and the logits, with a graph for backprop."""
+def pack_inputs(x: Tensor, c: Tensor, pack: int) -> tuple[Tensor, Tensor]:
+    """PacGAN packing: images ``[N, C, H, W] -> [N/k, k*C, H, W]`` (images ``i*k .. i*k+k-1`` stacked along
+    channels, in order) and labels ``[N, D] -> [N/k, k*D]`` alike; ``pack = 1`` returns the inputs as they are."""
+    if pack == 1:
+        return x, c
+    if x.shape[0] % pack:
+        raise ValueError(f"PacGAN: a batch of {x.shape[0]} images cannot be packed in groups of {pack}")
+    return rearrange(x, "(n k) c h w -> n (k c) h w", k=pack), rearrange(c, "(n k) d -> n (k d)", k=pack)
+
+
+def r1_penalty(D: Callable[[Tensor, Tensor], Tensor], real: Tensor, c: Tensor,
+               augment: Callable[[Tensor], Tensor]) -> tuple[Tensor, Tensor]:
+    """Per-image ``||grad_x D(aug(x))||^2`` (summed over C,H,W) and the logits, with a graph for backprop."""
     x = real.detach().requires_grad_(True)
     logits = D(augment(x), c)
     (g,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
@@ -65,6 +82,11 @@ class StyleGAN2Loss:
     clamp_fakes: bool = False  #: D sees clamp(G(z), -1, 1) (straight-through gradient), as consumers of the teacher do
     range_weight: float = 0.0  #: with clamp_fakes: weight of sum(relu(|G(z)| - range_margin)) bounding raw outputs
     range_margin: float = 4.0  #: raw outputs may overshoot to +-margin for free (so clamping gives exact black/white)
+    pack: int = 1              #: PacGAN: D judges this many images at once (stacked along channels)
+
+    def judge(self, img: Tensor, c: Tensor) -> Tensor:
+        """D's logits for (augmented) images: one per image, or one per pack of ``pack`` images."""
+        return self.D(*pack_inputs(img, c, self.pack))
 
     def _fake(self, z: Tensor, c: Tensor, update_emas: bool = False) -> tuple[Tensor, Tensor]:
         img = generate(self.G, z, c, self.style_mixing_prob, update_emas=update_emas)
@@ -76,7 +98,7 @@ class StyleGAN2Loss:
     def g_main(self, z: Tensor, c: Tensor) -> tuple[Tensor, dict]:
         """Non-saturating G loss ``mean softplus(-D(aug(G(z))))``."""
         fake, excess = self._fake(z, c)
-        logits = self.D(self.augment(fake), c)
+        logits = self.judge(self.augment(fake), c)
         loss = F.softplus(-logits).mean()
         logs = {"loss_G": float(loss.detach()), "score_fake_G": float(logits.detach().mean())}
         if self.clamp_fakes:
@@ -88,8 +110,8 @@ class StyleGAN2Loss:
         """Logistic D loss; also returns the real logits (for the ADA heuristic)."""
         with torch.no_grad():
             fake, _ = self._fake(z, gen_c, update_emas=True)
-        logits_fake = self.D(self.augment(fake), gen_c)
-        logits_real = self.D(self.augment(real), real_c)
+        logits_fake = self.judge(self.augment(fake), gen_c)
+        logits_real = self.judge(self.augment(real), real_c)
         loss_fake = F.softplus(logits_fake).mean()
         loss_real = F.softplus(-logits_real).mean()
         loss = loss_fake + loss_real
@@ -99,7 +121,7 @@ class StyleGAN2Loss:
 
     def d_reg(self, real: Tensor, real_c: Tensor, gain: float) -> tuple[Tensor, dict]:
         """Lazy R1: ``gamma/2 * mean ||grad||^2 * gain`` (gain = the R1 interval)."""
-        pen, logits = r1_penalty(self.D, real, real_c, self.augment)
+        pen, logits = r1_penalty(self.judge, real, real_c, self.augment)
         loss = (pen.mean() * (self.r1_gamma / 2) + logits.mean() * 0) * gain
         return loss, {"r1_penalty": float(pen.detach().mean())}
 

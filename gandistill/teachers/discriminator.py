@@ -5,6 +5,8 @@ penultimate ``b4.fc`` output; ``mode="multi"`` concatenates the pooled block out
 as SnS's ``eval_discriminator.py --regex "b32|b16|b8|b4.fc$"`` does: for a 32 px D that is every
 block (b32, b16, b8); above 32 px the first (highest-resolution) block is dropped.
 The minibatch-std group is the whole batch (SnS sets ``mbstd.group_size`` to the batch size).
+A PacGAN D (``gan train --pack k``: its input has 3k channels) judged packs of k images; as a feature
+extractor it is shown each image k times over (a pack of copies), so there is one feature row per image.
 """
 from __future__ import annotations
 
@@ -69,7 +71,9 @@ class DiscriminatorTeacher(Teacher):
         self.mode = mode
         self.c_dim = int(getattr(D, "c_dim", 0))
         self.img_resolution = int(D.img_resolution)
-        self.img_channels = int(getattr(D, "img_channels", 3))
+        d_channels = int(getattr(D, "img_channels", 3))
+        self.pack = d_channels // 3 if d_channels > 3 and d_channels % 3 == 0 else 1   # PacGAN D: 3k channels
+        self.img_channels = d_channels // self.pack
         channels = D.feature_channels()
         res = list(getattr(D, "block_resolutions", [int(k[1:]) for k in channels if k[1:].isdigit()]))
         if blocks is None:
@@ -93,6 +97,8 @@ class DiscriminatorTeacher(Teacher):
             raise ValueError(f"D expects images [N,{self.img_channels},H,W] in [-1,1], got {tuple(x.shape)}")
         if x.shape[-1] != self.img_resolution or x.shape[-2] != self.img_resolution:
             x = nn.functional.interpolate(x, size=(self.img_resolution,) * 2, mode="bilinear", align_corners=False)
+        if self.pack > 1:
+            x = x.repeat(1, self.pack, 1, 1)          # a pack of copies: [N, 3k, H, W]
         c = torch.zeros(x.shape[0], self.c_dim, device=x.device)
         force_fp32 = not use_fast_path(x.device)
         kw = {"force_fp32": force_fp32}
