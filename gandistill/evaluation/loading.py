@@ -208,9 +208,6 @@ def load_student(run_or_ckpt: Union[str, Path], *, img_size: Optional[int] = Non
     if kwargs.get("name", name) != name:
         raise CheckpointError(f"{json_path}: names student '{name}' but its kwargs say '{kwargs['name']}'")
     kwargs.pop("name", None)
-    if kwargs.get("name", name) != name:
-        raise CheckpointError(f"{json_path}: student '{name}' but kwargs name '{kwargs['name']}'")
-    kwargs.pop("name", None)
     weights = _weights_path(meta, json_path, path if path.is_file() else None)
     check_widths(kwargs, weights)
     try:
