@@ -70,6 +70,7 @@ def main() -> None:
     ap.add_argument("--png", default=None, help="the plot (default OUT/learning_curve.png)")
     ap.add_argument("--shots", default="1,10,100", help="few-shot label counts per class")
     ap.add_argument("--plot-only", action="store_true")
+    ap.add_argument("--summary", default=None, help="also write the mean ± std table (Markdown) to this file")
     ap.add_argument("--probes", default="fewshot,knn", help="probes (registered names, comma-separated)")
     a = ap.parse_args()
     global SHOTS
@@ -89,6 +90,9 @@ def main() -> None:
                 for seed in seeds:                             # unfinished curve has error bars where it stops
                     run_points(a, out, log, cands, method, seed, steps)
     plot(_read(log), Path(a.png) if a.png else out / "learning_curve.png")
+    if a.summary:
+        Path(a.summary).write_text(summarise(_read(log)))
+        print(f"wrote {a.summary}")
 
 
 def _key(cand: str, steps: int, method: str, batch: int, seed: int) -> Dict[str, Any]:
@@ -191,6 +195,71 @@ def _series(recs: List[Dict[str, Any]], cand: str, method: str, metric: str):
     stds = [(sum((v - m) ** 2 for v in by_steps[x]) / (len(by_steps[x]) - 1)) ** 0.5 if len(by_steps[x]) > 1 else 0.0
             for x, m in zip(xs, means)]
     return xs, means, stds, [len(by_steps[x]) for x in xs]
+
+
+def _paired(recs: List[Dict[str, Any]], cand: str, a: str, b: str, steps: int, metric: str) -> List[float]:
+    """``a - b`` per seed at ``steps`` over the seeds both methods have (paired differences)."""
+    def by_seed(m: str) -> Dict[int, float]:
+        return {r["key"].get("seed", 0): _metric(r["probes"]["distilled"], metric) for r in recs
+                if r["key"]["candidate"] == cand and r["key"].get("method", "sns") == m and r["key"]["steps"] == steps}
+    va, vb = by_seed(a), by_seed(b)
+    return [va[s] - vb[s] for s in sorted(set(va) & set(vb)) if va[s] is not None and vb[s] is not None]
+
+
+def summarise(recs: List[Dict[str, Any]], metrics=("shot1", "shot10", "knn")) -> str:
+    """Markdown: per step budget, each method's mean ± std over seeds (n seeds), then the paired
+    differences of the first method against each other one (per seed, mean ± std)."""
+    lines = []
+    for cand in sorted({r["key"]["candidate"] for r in recs}):
+        methods = list(dict.fromkeys(r["key"].get("method", "sns") for r in recs
+                                     if r["key"]["candidate"] == cand and r["key"]["steps"] > 0))
+        steps = sorted({r["key"]["steps"] for r in recs if r["key"]["candidate"] == cand and r["key"]["steps"] > 0})
+        lines += [f"### {cand}", "", "| steps | method | seeds | " + " | ".join(metrics) + " |",
+                  "|---|---|---|" + "---|" * len(metrics)]
+        for row in ("raw pixels", "random init"):     # the baselines, measured per seed in the same job
+            vals = [[_metric(r["probes"][row], metric) for r in recs if r["key"]["candidate"] == cand
+                     and r["key"]["steps"] == 0 and row in r["probes"]] for metric in metrics]
+            if vals[0]:
+                lines.append(f"| – | {row} | {len(vals[0])} | " + " | ".join(_plain(v) for v in vals) + " |")
+        for st in steps:
+            for m in methods:
+                cols = []
+                n = 0
+                for metric in metrics:
+                    xs, ys, es, ns = _series(recs, cand, m, metric)
+                    if st in xs:
+                        i = xs.index(st)
+                        n = ns[i]
+                        cols.append(f"{ys[i]:.1f}" + (f" ± {es[i]:.1f}" if ns[i] > 1 else ""))
+                    else:
+                        cols.append("–")
+                if n:
+                    lines.append(f"| {st} | {m} | {n} | " + " | ".join(cols) + " |")
+        if len(methods) > 1:
+            ref = methods[0]
+            lines += ["", f"Paired per seed: {ref} minus each other method (mean ± std over common seeds).", "",
+                      "| steps | difference | seeds | " + " | ".join(metrics) + " |", "|---|---|---|" + "---|" * len(metrics)]
+            for st in steps:
+                for m in methods[1:]:
+                    diffs = [_paired(recs, cand, ref, m, st, metric) for metric in metrics]
+                    if diffs[0]:
+                        lines.append(f"| {st} | {ref} − {m} | {len(diffs[0])} | "
+                                     + " | ".join(_signed(d) for d in diffs) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _plain(v: List[float]) -> str:
+    m = sum(v) / len(v)
+    return f"{m:.1f}" + (f" ± {(sum((x - m) ** 2 for x in v) / (len(v) - 1)) ** 0.5:.1f}" if len(v) > 1 else "")
+
+
+def _signed(v: List[float]) -> str:
+    if not v:
+        return "–"
+    m = sum(v) / len(v)
+    sd = (sum((x - m) ** 2 for x in v) / (len(v) - 1)) ** 0.5 if len(v) > 1 else None
+    return f"{m:+.1f}" + (f" ± {sd:.1f}" if sd is not None else "")
 
 
 def plot(recs: List[Dict[str, Any]], png: Path) -> None:

@@ -40,3 +40,45 @@ def test_curve_methods_seeds_resume_and_plot(tmp_path):
     assert len((tmp_path / "lc" / "curve.jsonl").read_text().splitlines()) == len(recs)
     assert "test_resnet:16:std" not in again.stdout and "wrote" in again.stdout
     assert png.exists()
+
+
+def _script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("learning_curve_script", ROOT / "scripts" / "learning_curve.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _rec(method, seed, steps, shot1, shot10=90.0, knn=95.0):
+    key = {"candidate": "c", "steps": steps, "method": method, "batch": 64, **({"seed": seed} if seed else {})}
+    return {"key": key, "probes": {"distilled": {"shot1": shot1, "shot10": shot10, "knn20": knn}}}
+
+
+def test_summary_means_stds_and_paired_differences():
+    lc = _script()
+    base = {"key": {"candidate": "c", "steps": 0, "method": "sns", "batch": 64},
+            "probes": {"raw pixels": {"shot1": 30.0, "shot10": 70.0, "knn20": 90.0},
+                       "random init": {"shot1": 20.0, "shot10": 50.0, "knn20": 70.0}}}
+    recs = [base, _rec("sns", 0, 100, 50.0), _rec("sns", 1, 100, 54.0), _rec("sns", 2, 100, 58.0),
+            _rec("vicreg-real", 0, 100, 51.0), _rec("vicreg-real", 2, 100, 62.0)]
+    text = lc.summarise(recs)
+    assert "| – | raw pixels | 1 | 30.0 | 70.0 | 90.0 |" in text
+    assert "| 100 | sns | 3 | 54.0 ± 4.0 | 90.0 ± 0.0 | 95.0 ± 0.0 |" in text       # sample std of 50, 54, 58
+    assert "| 100 | vicreg-real | 2 | 56.5 ± 7.8 |" in text
+    # paired over the seeds both have (0 and 2): -1 and -4 -> mean -2.5, sample std 2.1
+    assert "| 100 | sns − vicreg-real | 2 | -2.5 ± 2.1 | +0.0 ± 0.0 | +0.0 ± 0.0 |" in text
+
+
+def test_workers_share_points_through_claims(tmp_path):
+    lc = _script()
+    run = tmp_path / "point-a"
+    assert lc._claim(run)                                   # first worker takes it
+    assert (tmp_path / "point-a.claim").read_text() == str(os.getpid())
+    assert lc._claim(run)                                   # its own claim
+    other = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / "point-b.claim").write_text(other.stdout.strip())   # a finished (dead) worker's claim
+    assert lc._claim(tmp_path / "point-b")                  # is taken over
+    (tmp_path / "point-c.claim").write_text("1")            # a live process (pid 1) holds this one
+    assert not lc._claim(tmp_path / "point-c")
