@@ -85,10 +85,11 @@ def main() -> None:
     methods = [m.strip() for m in (a.methods or a.method or "sns").split(",") if m.strip()]
     seeds = [int(x) for x in a.seeds.split(",") if x.strip()]
     if not a.plot_only:
-        for steps in (int(x) for x in a.steps.split(",")):   # breadth first: every method and seed at a
-            for method in methods:                             # budget before the next budget, so that an
-                for seed in seeds:                             # unfinished curve has error bars where it stops
-                    run_points(a, out, log, cands, method, seed, steps)
+        for _ in range(2):   # the second pass takes the points of a worker that died while this one ran
+            for steps in (int(x) for x in a.steps.split(",")):   # breadth first: every method and seed at a
+                for method in methods:                             # budget before the next budget, so that an
+                    for seed in seeds:                             # unfinished curve has error bars where it stops
+                        run_points(a, out, log, cands, method, seed, steps)
     plot(_read(log), Path(a.png) if a.png else out / "learning_curve.png")
     if a.summary:
         Path(a.summary).write_text(summarise(_read(log)))
