@@ -767,3 +767,54 @@ def test_open_regular_defaults_and_names(tmp_path):
     with pytest.raises(UnsafeFileError) as info:
         RegionReader(tmp_path, "bank")
     assert str(info.value) == f"{tmp_path}: the bank is a directory, not a regular file; refusing to read it"
+
+
+def test_open_append_creates_appends_line_buffered_and_blocking(tmp_path):
+    from gandistill.io.files import open_append
+
+    log = tmp_path / "metrics.jsonl"
+    old = os.umask(0)
+    try:
+        f = open_append(log, "metrics log")
+    finally:
+        os.umask(old)
+    with f:
+        assert (log.stat().st_mode & 0o777) == 0o644           # created rw-r--r--
+        assert os.get_blocking(f.fileno())                       # O_NONBLOCK was only for the open
+        f.write("a\n")
+        assert log.read_text() == "a\n"                          # line-buffered: visible before close
+    log.write_text("xyz\n")
+    with open_append(log) as f:                                  # appends, never truncates
+        f.write("b\n")
+    assert log.read_text() == "xyz\nb\n"
+
+
+def test_open_append_refuses_a_device_without_leaking_its_descriptor(tmp_path):
+    from gandistill.io.files import open_append
+
+    if not os.path.exists("/dev/null") or not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /dev/null and /proc")
+    before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(UnsafeFileError) as e:
+        open_append("/dev/null", "error log")
+    assert str(e.value) == "/dev/null: the error log is a character device, not a regular file; refusing to write to it"
+    assert len(os.listdir("/proc/self/fd")) == before
+    with pytest.raises(UnsafeFileError, match="error log"):
+        open_append(tmp_path / "missing-dir" / "x.log", "error log")
+    with pytest.raises(UnsafeFileError, match="^/dev/null: the log file is a character device"):
+        open_append("/dev/null")
+
+
+def test_open_append_refuses_a_fifo_without_blocking(tmp_path):
+    import threading
+
+    from gandistill.io.files import open_append
+
+    fifo = tmp_path / "errors.log"
+    os.mkfifo(fifo)
+    out = []
+    t = threading.Thread(target=lambda: out.append(pytest.raises(UnsafeFileError, open_append, fifo)), daemon=True)
+    t.start()
+    t.join(5)                                  # without O_NONBLOCK, open() waits for a reader forever
+    assert out and "errors.log" in str(out[0].value)
+    assert not os.path.isfile(fifo)

@@ -121,8 +121,7 @@ def open_append(path: PathLike, what: str = "log file") -> IO[str]:
     """``path`` opened for appending text (created if missing), if it is a regular file: a FIFO or device
     planted under a log's name in a run folder is refused at once instead of blocking the run."""
     p = Path(path)
-    flags = (os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NONBLOCK", 0)
-             | getattr(os, "O_CLOEXEC", 0))
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NONBLOCK", 0)   # (os.open: never inherited)
     try:
         fd = os.open(p, flags, 0o644)
     except OSError as e:   # a FIFO without a reader: ENXIO, at once
