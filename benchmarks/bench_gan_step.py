@@ -1,4 +1,5 @@
-"""Time one StyleGAN2-ADA training step (G main + D main, no R1) per network size, fp32 vs bf16 autocast.
+"""Time one StyleGAN2-ADA training step (G main + D main, no R1) per network size, fp32 vs bf16 autocast
+(and teacher v3's PacGAN D, pack 2).
 
 Answers two questions for training the digits teacher on a CPU: what a wider G/D costs per image, and
 whether bf16 autocast (AVX512-BF16 on this machine) speeds the step. Interleaved rounds, medians.
@@ -19,19 +20,22 @@ from gandistill.gan.config import gan_config
 from gandistill.gan.loop import build_networks, network_kwargs
 from gandistill.gan.loss import StyleGAN2Loss
 
-SIZES = {  # name -> net_overrides
-    "tiny (64 ch)": {},
-    "96 ch": {"channel_base": 3072, "channel_max": 96},
-    "128 ch": {"channel_base": 4096, "channel_max": 128},
+_128 = {"channel_base": 4096, "channel_max": 128}
+SIZES = {  # name -> (net_overrides, PacGAN pack)
+    "tiny (64 ch)": ({}, 1),
+    "96 ch": ({"channel_base": 3072, "channel_max": 96}, 1),
+    "128 ch": (_128, 1),
+    "128 ch pack 2": ({**_128, "mbstd_group": 2}, 2),   # teacher v3's D (scripts/train_teacher.sh v3)
 }
 
 
 def make(name: str):
-    cfg = gan_config("tiny", net_overrides=SIZES[name], clamp_fakes=True, range_weight=0.02)
+    net, pack = SIZES[name]
+    cfg = gan_config("tiny", net_overrides=net, clamp_fakes=True, range_weight=0.02, pack=pack)
     G_kw, D_kw = network_kwargs(cfg, 32, 0)
     G, D = build_networks(G_kw, D_kw, "cpu")
     aug = AdaAugment(cfg.augment_ops, p=0.2)
-    loss = StyleGAN2Loss(G, D, aug, r1_gamma=cfg.r1_gamma, clamp_fakes=True, range_weight=0.02)
+    loss = StyleGAN2Loss(G, D, aug, r1_gamma=cfg.r1_gamma, clamp_fakes=True, range_weight=0.02, pack=pack)
     nparams = sum(p.numel() for p in G.parameters()) + sum(p.numel() for p in D.parameters())
     return G, D, loss, nparams
 
