@@ -15,7 +15,12 @@ Uses the shipped digits judge (``gandistill/assets/digits-judge``, see :mod:`gan
   labelled by the judge, for every CKPT; ``--model-card FILE`` writes their table into FILE between the
   markers ``<!-- teacher-diagnostics:start -->`` and ``<!-- teacher-diagnostics:end -->`` (appended once).
 
+* with ``--trajectory``: no measuring; the CKPT arguments are quality JSONs written by ``--out`` (one
+  per snapshot of a run) and the output is their Markdown table by training length, written into
+  ``--model-card`` between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` (``--marker NAME``).
+
 usage: python scripts/teacher_quality.py [CKPT ...] [--n 2000] [--out quality.json]
+       python scripts/teacher_quality.py q*.json --trajectory [--model-card MD --marker v3-trajectory]
        python scripts/teacher_quality.py CKPT ... --diagnostics [--diag-n 4000] [--names a,b] [--model-card MD]
        (CKPT defaults to the bundled teacher; a GAN run folder uses its latest snapshot)
 """
@@ -38,6 +43,8 @@ def main() -> None:
     ap.add_argument("--inception", default=None)
     ap.add_argument("--out", default=None, help="write the JSON here too")
     ap.add_argument("--diagnostics", action="store_true", help="the teacher diagnostics instead of FD/KID")
+    ap.add_argument("--trajectory", action="store_true", help="tabulate quality JSONs (the CKPT arguments)")
+    ap.add_argument("--marker", default="trajectory", help="with --trajectory --model-card: the block's name")
     ap.add_argument("--diag-n", type=int, default=4000)
     ap.add_argument("--names", default=None, help="comma list: the teachers' names in the table")
     ap.add_argument("--model-card", default=None, help="write the diagnostics table into this markdown file")
@@ -46,6 +53,12 @@ def main() -> None:
     ckpts = args.ckpt or [None]
     if args.diagnostics:
         diagnostics(ckpts, args)
+        return
+    if args.trajectory:
+        table = trajectory_markdown([json.loads(Path(p).read_text()) for p in ckpts if p])
+        print(table)
+        if args.model_card:
+            write_block(Path(args.model_card), args.marker, table)
         return
     if len(ckpts) > 1:
         ap.error("FD/KID figures take one CKPT (several only with --diagnostics)")
@@ -74,6 +87,36 @@ def main() -> None:
 
 
 START, END = "<!-- teacher-diagnostics:start -->", "<!-- teacher-diagnostics:end -->"
+
+
+def _kimg(report: dict) -> float:
+    """Training length of a report's snapshot, from its folder name ``snapshot-<nimg>``."""
+    name = Path(report["checkpoint"]).name
+    return int(name.split("-")[-1]) / 1000 if name.startswith("snapshot-") else float("nan")
+
+
+def trajectory_markdown(reports) -> str:
+    """The quality figures of a run's snapshots, one row each, by training length."""
+    rows = ["| kimg | FD | KID | smallest class | classes >= 3 % | largest class | confident (> 0.9) |",
+            "|---|---|---|---|---|---|---|"]
+    for r in sorted(reports, key=_kimg):
+        g = r["generated_labels"]
+        rows.append(f"| {_kimg(r):g} | {r['fd']:.1f} | {r['kid']:.1f} | {100 * g['class_share_min']:.2f} % | "
+                    f"{g['classes_with_3pct']} | {100 * max(g['class_histogram']) / g['n']:.1f} % | "
+                    f"{100 * g['share_confident_0.9']:.1f} % |")
+    return "\n".join(rows) + "\n"
+
+
+def write_block(card: Path, name: str, body: str) -> None:
+    """Put ``body`` between ``<!-- name:start -->`` and ``<!-- name:end -->`` in ``card`` (appended once)."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    text = card.read_text() if card.exists() else ""
+    block = f"{start}\n{body.rstrip()}\n{end}"
+    if start in text and end in text:
+        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    card.write_text(text)
 
 
 def diagnostics(ckpts, args) -> None:
