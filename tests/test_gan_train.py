@@ -75,6 +75,20 @@ def test_resume_is_bit_identical(tmp_path):
     assert ma["kimg"] == 0.016
 
 
+def test_resume_with_new_learning_rates_uses_them(tmp_path):
+    """The optimiser state saved in a snapshot carries its lr; a resume given other rates must use them
+    (a silently kept old lr would make `--resume RUN --glr 0.001` a no-op)."""
+    half = train_gan(toy(tmp_path / "half", steps=1, snap_kimg=1.0, r1_interval=4))
+    resumed = train_gan(toy(tmp_path / "resumed", steps=2, snap_kimg=1.0, r1_interval=4, resume=str(half),
+                            glr=0.0007, dlr=0.0005, betas=(0.1, 0.9)))
+    st = torch.load(next(resumed.glob("snapshot-*")) / "training_state.pt", weights_only=True)
+    g, d = st["opt_G"]["param_groups"], st["opt_D"]["param_groups"]
+    assert all(x["lr"] == 0.0007 and tuple(x["betas"]) == (0.1, 0.9) for x in g)
+    ratio = 4 / 5                                             # lazy R1 every 4 steps
+    assert all(x["lr"] == pytest.approx(0.0005 * ratio) for x in d)
+    assert all(tuple(x["betas"]) == pytest.approx((0.1 ** ratio, 0.9 ** ratio)) for x in d)
+
+
 @pytest.mark.parametrize("offset,direction", [(+100.0, 1), (-100.0, -1)])
 def test_ada_p_follows_an_overfitting_discriminator(tmp_path, monkeypatch, offset, direction):
     """A D that is sure every real is real (logits +100) must get more augmentation; one sure of the

@@ -233,13 +233,18 @@ def _networks(cfg: GanConfig, data: "InMemoryImages", device: str
     return G, D, G_ema, resume_state, grey
 
 
-def _optimizers(cfg: GanConfig, G: nn.Module, D: nn.Module) -> Tuple[torch.optim.Adam, torch.optim.Adam]:
-    """Adam for G and D; D's rate and betas adjusted for lazy R1 (``lazy_adjust``)."""
+def _adam_settings(cfg: GanConfig) -> Tuple[dict, dict]:
+    """``(G's, D's)`` Adam lr and betas; D's adjusted for lazy R1 (``lazy_adjust``)."""
     ratio = cfg.r1_interval / (cfg.r1_interval + 1) if (cfg.r1_interval and cfg.lazy_adjust) else 1.0
-    opt_G = torch.optim.Adam(G.parameters(), lr=cfg.glr, betas=(float(cfg.betas[0]), float(cfg.betas[1])), eps=1e-8)
-    opt_D = torch.optim.Adam(D.parameters(), lr=cfg.dlr * ratio,
-                             betas=(float(cfg.betas[0]) ** ratio, float(cfg.betas[1]) ** ratio), eps=1e-8)
-    return opt_G, opt_D
+    g = dict(lr=cfg.glr, betas=(float(cfg.betas[0]), float(cfg.betas[1])))
+    d = dict(lr=cfg.dlr * ratio, betas=(float(cfg.betas[0]) ** ratio, float(cfg.betas[1]) ** ratio))
+    return g, d
+
+
+def _optimizers(cfg: GanConfig, G: nn.Module, D: nn.Module) -> Tuple[torch.optim.Adam, torch.optim.Adam]:
+    """Adam for G and D (:func:`_adam_settings`)."""
+    g, d = _adam_settings(cfg)
+    return torch.optim.Adam(G.parameters(), eps=1e-8, **g), torch.optim.Adam(D.parameters(), eps=1e-8, **d)
 
 
 def _autocast_factory(precision: str, device: str):
@@ -291,6 +296,11 @@ class _GanRun:
     def _restore(self, st: Dict[str, Any]) -> None:
         self.opt_G.load_state_dict(st["opt_G"])
         self.opt_D.load_state_dict(st["opt_D"])
+        # the saved state carries the old lr and betas: this run's config wins (e.g. --resume RUN --glr 0.001;
+        # with an unchanged config the values are the same and the resume stays bit-identical)
+        for opt, settings in zip((self.opt_G, self.opt_D), _adam_settings(self.cfg)):
+            for group in opt.param_groups:
+                group.update(settings)
         torch.set_rng_state(st["rng_cpu"])
         if str(self.device).startswith("cuda") and st.get("rng_cuda"):
             torch.cuda.set_rng_state_all(st["rng_cuda"])
