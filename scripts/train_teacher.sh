@@ -9,6 +9,8 @@
 #     AVX512-BF16 CPU, benchmarks/bench_gan_step.py), minibatch-std group 4.
 # v3: v2 plus the coverage fixes v2's mode dropping pointed at (model card): PacGAN (D judges 2 images at
 #     once, `--pack 2`) and minibatch-std group 2 (over the 16 packs of a batch of 32).
+# v3b: v3 continued from its committed snapshot (jobs/teacher-v3) with G and D learning rates halved
+#     (0.002 -> 0.001), after v3's FD stopped improving (40-56 from 40 to 136 kimg).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VER=${1:?usage: scripts/train_teacher.sh v2|v3 [--save] [RUN_DIR]}; shift
@@ -19,21 +21,26 @@ COMMON=(--data digits --split train --preset tiny --grey --clamp-fakes --range-w
 case "$VER" in
   v2) EXTRA=(--net mbstd_group=4) ;;
   v3) EXTRA=(--net mbstd_group=2 --pack 2) ;;
+  v3b) EXTRA=(--net mbstd_group=2 --pack 2 --glr 0.001 --dlr 0.001); FROM=jobs/teacher-v3 ;;
   *) echo "unknown teacher version '$VER' (v2 | v3)" >&2; exit 2 ;;
 esac
 JOBS=jobs/teacher-$VER
 if [ "${1:-}" = "--save" ]; then
   RUN=${2:-runs/teacher-$VER}
   SNAP=$(ls -d "$RUN"/snapshot-* | sort | tail -1)
-  rm -rf "$JOBS" && mkdir -p "$JOBS"
+  mkdir -p "$JOBS" && rm -rf "$JOBS"/snapshot-* "$JOBS"/grid-*.png   # (other files there, e.g. quality/, stay)
   cp -r "$SNAP" "$JOBS"/ && cp "$RUN"/metrics.jsonl "$RUN"/train.log "$RUN"/config.json "$JOBS"/
   cp "$RUN"/grid-*.png "$JOBS"/ 2>/dev/null || true
   echo "saved $SNAP to $JOBS/"; exit 0
 fi
 RUN=${1:-runs/teacher-$VER}
 mkdir -p "$RUN"
+FROM=${FROM:-$JOBS}
 if ! ls -d "$RUN"/snapshot-* >/dev/null 2>&1 && ls -d "$JOBS"/snapshot-* >/dev/null 2>&1; then
-  cp -r "$JOBS"/snapshot-* "$RUN"/ && cp "$JOBS"/metrics.jsonl "$JOBS"/train.log "$RUN"/ 2>/dev/null || true
+  FROM=$JOBS                                   # this version's own committed state comes first
+fi
+if ! ls -d "$RUN"/snapshot-* >/dev/null 2>&1 && ls -d "$FROM"/snapshot-* >/dev/null 2>&1; then
+  cp -r "$FROM"/snapshot-* "$RUN"/ && cp "$FROM"/metrics.jsonl "$FROM"/train.log "$RUN"/ 2>/dev/null || true
 fi
 RES=()
 if ls -d "$RUN"/snapshot-* >/dev/null 2>&1; then RES=(--resume "$RUN"); fi
