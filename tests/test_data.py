@@ -1,7 +1,6 @@
 """Tests of gandistill.data: bundled digits, CIFAR/STL10 roots in torchvision layout, image folders."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import pickle
 from pathlib import Path
@@ -64,9 +63,9 @@ def test_digits_pixels_match_source_file(digits_npz):
 def test_digits_splits_disjoint_and_reproducible_from_script(digits_npz):
     tr, te = digits_npz["train_idx"], digits_npz["test_idx"]
     assert len(set(tr.tolist()) | set(te.tolist())) == 5000 and not set(tr.tolist()) & set(te.tolist())
-    spec = importlib.util.spec_from_file_location("make_digits", REPO / "scripts" / "make_digits.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    from repo_scripts import load_script
+
+    mod = load_script("scripts/make_digits.py", "make_digits")
     tr2, te2 = mod.stratified_split(digits_npz["labels"])
     assert np.array_equal(tr, tr2) and np.array_equal(te, te2)
     a, b = load_dataset("digits"), load_dataset("digits")

@@ -1,17 +1,12 @@
 """benchmarks/gpu_check.py cannot rot: its dry run (every part on CPU at tiny sizes) completes with every
 part ok, and a failing or overrunning part becomes one error row while the others go on."""
-import importlib.util
+from repo_scripts import load_script
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/gpu_check.py", "gpu_check")
 
 
 def test_dry_run_every_part_ok_and_table_written(tmp_path, monkeypatch, capsys):

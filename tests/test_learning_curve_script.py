@@ -43,12 +43,9 @@ def test_curve_methods_seeds_resume_and_plot(tmp_path):
 
 
 def _script():
-    import importlib.util
+    from repo_scripts import load_script
 
-    spec = importlib.util.spec_from_file_location("learning_curve_script", ROOT / "scripts" / "learning_curve.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/learning_curve.py", "learning_curve_script")
 
 
 def _rec(method, seed, steps, shot1, shot10=90.0, knn=95.0):

@@ -1,15 +1,9 @@
 """scripts/teacher_quality.py --trajectory: the table of a run's snapshot quality JSONs, and the model-card block."""
-import importlib.util
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
+from repo_scripts import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("teacher_quality_script", ROOT / "scripts" / "teacher_quality.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/teacher_quality.py", "teacher_quality_script")
 
 
 def _report(nimg, fd, hist):
