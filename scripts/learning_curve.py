@@ -19,6 +19,9 @@ over seeds), in the background on one thread per process:
         --methods sns,vicreg-real,vicreg-mixed --seeds 0,1,2 --steps 250,500,1000,2000,4000 \
         --png docs/img/learning_curve_ssl.png > runs/lc-ssl.log 2>&1 &
 
+``--methods sns:sg2-d-on-g,...`` trains a method with another teacher (here: D's features of G's
+samples as the squeeze targets); the point is keyed and plotted under that name.
+
 Rerunning the same command skips every point already in ``OUT/curve.jsonl`` and continues a point
 whose training was interrupted from its last checkpoint. To use both cores, start the same command
 twice: the two workers share ``OUT`` and each takes the next point the other has not claimed
@@ -62,7 +65,8 @@ def main() -> None:
     ap.add_argument("--steps", default="150,300,600,1200")
     ap.add_argument("--candidate", action="append", default=None)
     ap.add_argument("--method", default=None, help="one method (older spelling of --methods)")
-    ap.add_argument("--methods", default=None, help="comma list of methods, e.g. sns,vicreg-real,vicreg-mixed")
+    ap.add_argument("--methods", default=None, help="comma list of methods, e.g. sns,vicreg-real,vicreg-mixed; "
+                    "METHOD:TEACHER picks the teacher (sns:sg2-d-on-g: D's features of G's samples)")
     ap.add_argument("--seeds", default="0", help="comma list of seeds (error bars: mean ± std over them)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--teacher-ckpt", default=None)
@@ -123,12 +127,13 @@ def run_points(a: Any, out: Path, log: Path, cands: List[str], method: str, seed
             res = _probe({"random init": rnd, "raw pixels": RAW_PIXELS}, size, seed, a.probes)
             _append(log, {"key": key, "train_s": 0.0, "probes": res})
         key = _key(cand, steps, method, a.batch, seed)
-        run = out / (f"{name}-{size}-{stem}{'-lr' + parts[3] if base_lr else ''}-{method}-b{a.batch}-s{steps}"
-                     + (f"-seed{seed}" if seed else ""))
+        run = out / (f"{name}-{size}-{stem}{'-lr' + parts[3] if base_lr else ''}-{method.replace(':', '-')}"
+                     f"-b{a.batch}-s{steps}" + (f"-seed{seed}" if seed else ""))
         if json.dumps(key) not in {json.dumps(r["key"]) for r in _read(log)} and _claim(run):
             t0 = time.perf_counter()
             # resume="auto": a point whose training was interrupted continues from its checkpoint
-            fit(FitConfig(method=method, student=name, cifar_stem=cifar, img_size=size, batch=a.batch, seed=seed,
+            meth, _, teacher = method.partition(":")       # METHOD:TEACHER, e.g. sns:sg2-d-on-g
+            fit(FitConfig(method=meth, teacher=teacher or None, student=name, cifar_stem=cifar, img_size=size, batch=a.batch, seed=seed,
                           steps=steps, base_lr=base_lr, eval="none", out=str(run), teacher_ckpt=a.teacher_ckpt,
                           progress=False, ssl_twin=False, resume="auto"),
                 log=lambda s: None)

@@ -52,6 +52,7 @@ def tiny_teacher_kwargs(teacher):
         "sg2-latent": lambda: {"G": tiny_G()},
         "sg2-encoder": lambda: {"G": tiny_G(), "perceptual": "random-conv"},
         "sg2-discriminator": lambda: {"D": tiny_D(), "mode": "multi"},
+        "sg2-d-on-g": lambda: {"G": tiny_G(), "D": tiny_D(), "mode": "multi"},
         "sg3-generator": lambda: {"ckpt": str(FIXTURE_DIR / "sg3" / "sg3t-tiny-uncond.pkl")},
         "sg3-latent": lambda: {"ckpt": str(FIXTURE_DIR / "sg3" / "sg3t-tiny-uncond.pkl")},
         "sg3-discriminator": lambda: {"ckpt": str(FIXTURE_DIR / "sg3" / "sg3r-tiny-uncond.pkl")},

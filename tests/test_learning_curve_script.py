@@ -42,6 +42,18 @@ def test_curve_methods_seeds_resume_and_plot(tmp_path):
     assert png.exists()
 
 
+def test_method_colon_teacher_trains_with_that_teacher(tmp_path):
+    pytest.importorskip("matplotlib")
+    r = run("--out", str(tmp_path / "lc"), "--methods", "sns:sg2-d-on-g", "--steps", "1", "--candidate",
+            "test_resnet:16:std", "--batch", "8", "--shots", "1", "--probes", "fewshot", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    recs = [json.loads(x) for x in (tmp_path / "lc" / "curve.jsonl").read_text().splitlines()]
+    assert [x["key"]["method"] for x in recs if x["key"]["steps"]] == ["sns:sg2-d-on-g"]
+    cfg = json.loads((tmp_path / "lc" / "test_resnet-16-std-sns-sg2-d-on-g-b8-s1" / "config.json").read_text())
+    assert (cfg["method"]["name"], cfg["resolved"]["teacher"]) == ("sns", "sg2-d-on-g")
+    assert cfg["teacher"]["class"] == "DiscriminatorOnSamplesTeacher"
+
+
 def _script():
     from repo_scripts import load_script
 

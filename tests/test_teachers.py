@@ -216,3 +216,40 @@ def test_default_checkpoint_is_the_bundled_teacher():
     t = create_teacher("sg2-generator")
     assert t.img_resolution == 32 and t.ckpt_path == str(bundled_teacher_path())
     assert t.sample(2).images.shape == (2, 3, 32, 32)
+
+
+def test_d_on_g_targets_are_d_features_of_g_samples():
+    G, D = tiny_G(), tiny_D()
+    t = create_teacher("sg2-d-on-g", G=G, D=D, mode="multi", noise_mode="const")
+    assert t.target_names == ("b16", "b8", "b4.fc") and t.can_sample
+    s = t.sample(5, generator=torch.Generator().manual_seed(4))
+    # independent recomputation: the same z through G (psi 1, const noise), then D with one mbstd group
+    z = torch.randn(5, 16, generator=torch.Generator().manual_seed(4))
+    ref_d = tiny_D()
+    ref_d.load_state_dict(D.state_dict())
+    ref_d.b4.mbstd.group_size = None
+    with torch.no_grad():
+        img = G.synthesis(G.mapping(z, None), noise_mode="const").clamp(-1, 1)
+        _, taps = ref_d(img, None, return_features=True)
+    torch.testing.assert_close(s.images, img)
+    want = [taps["b16"].mean(dim=(2, 3)), taps["b8"].mean(dim=(2, 3)), taps["b4.fc"]]
+    for got, ref in zip(s.targets, want):
+        torch.testing.assert_close(got, ref)
+    assert [x.shape[1] for x in s.targets] == list(t.target_dims)
+    single = create_teacher("sg2-d-on-g", G=G, D=D, mode="single")
+    assert single.target_names == ("b4.fc",) and single.describe()["mode"] == "single"
+
+
+def test_d_on_g_loads_both_nets_and_needs_d(tmp_path):
+    from gandistill.teachers.stylegan2.checkpoint import save_sg2
+
+    G, D = tiny_G(), tiny_D()
+    save_sg2(tmp_path / "ck", G_ema=G, D=D)
+    t = create_teacher("sg2-d-on-g", ckpt=str(tmp_path / "ck"), noise_mode="const")
+    ref = create_teacher("sg2-discriminator", D=D, mode="multi")
+    s = t.sample(3, torch.Generator().manual_seed(2))
+    torch.testing.assert_close(torch.cat(s.targets, 1), ref.features(s.images))
+    assert t.describe()["ckpt"].endswith("ck")
+    save_sg2(tmp_path / "g", G_ema=tiny_G())
+    with pytest.raises(ValueError, match="no discriminator D.*sg2-d-on-g"):
+        create_teacher("sg2-d-on-g", ckpt=str(tmp_path / "g"))
