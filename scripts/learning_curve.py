@@ -96,7 +96,7 @@ def main() -> None:
                         run_points(a, out, log, cands, method, seed, steps)
     plot(_read(log), Path(a.png) if a.png else out / "learning_curve.png")
     if a.summary:
-        Path(a.summary).write_text(summarise(_read(log)))
+        Path(a.summary).write_text(summarise(_read(log), order=methods))
         print(f"wrote {a.summary}")
 
 
@@ -212,13 +212,15 @@ def _paired(recs: List[Dict[str, Any]], cand: str, a: str, b: str, steps: int, m
     return [va[s] - vb[s] for s in sorted(set(va) & set(vb)) if va[s] is not None and vb[s] is not None]
 
 
-def summarise(recs: List[Dict[str, Any]], metrics=("shot1", "shot10", "knn")) -> str:
+def summarise(recs: List[Dict[str, Any]], metrics=("shot1", "shot10", "knn"), order=()) -> str:
     """Markdown: per step budget, each method's mean ± std over seeds (n seeds), then the paired
-    differences of the first method against each other one (per seed, mean ± std)."""
+    differences of the first method against each other one (per seed, mean ± std). Methods come in
+    ``order`` (the command's ``--methods``), then any others in the order the curve met them."""
     lines = []
     for cand in sorted({r["key"]["candidate"] for r in recs}):
-        methods = list(dict.fromkeys(r["key"].get("method", "sns") for r in recs
-                                     if r["key"]["candidate"] == cand and r["key"]["steps"] > 0))
+        seen = list(dict.fromkeys(r["key"].get("method", "sns") for r in recs
+                                  if r["key"]["candidate"] == cand and r["key"]["steps"] > 0))
+        methods = [m for m in order if m in seen] + [m for m in seen if m not in order]
         steps = sorted({r["key"]["steps"] for r in recs if r["key"]["candidate"] == cand and r["key"]["steps"] > 0})
         lines += [f"### {cand}", "", "| steps | method | seeds | " + " | ".join(metrics) + " |",
                   "|---|---|---|" + "---|" * len(metrics)]

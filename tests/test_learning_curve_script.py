@@ -78,6 +78,10 @@ def test_summary_means_stds_and_paired_differences():
     assert "| 100 | vicreg-real | 2 | 56.5 ± 7.8 |" in text
     # paired over the seeds both have (0 and 2): -1 and -4 -> mean -2.5, sample std 2.1
     assert "| 100 | sns − vicreg-real | 2 | -2.5 ± 2.1 | +0.0 ± 0.0 | +0.0 ± 0.0 |" in text
+    # --methods order picks the reference: vicreg-real minus sns over seeds 0 and 2, listed first
+    again = lc.summarise(recs, order=["vicreg-real", "sns"])
+    assert "| 100 | vicreg-real − sns | 2 | +2.5 ± 2.1 |" in again and "sns − vicreg-real" not in again
+    assert again.index("| 100 | vicreg-real | 2") < again.index("| 100 | sns | 3")
 
 
 def test_workers_share_points_through_claims(tmp_path):
