@@ -253,3 +253,36 @@ def test_d_on_g_loads_both_nets_and_needs_d(tmp_path):
     save_sg2(tmp_path / "g", G_ema=tiny_G())
     with pytest.raises(ValueError, match="no discriminator D.*sg2-d-on-g"):
         create_teacher("sg2-d-on-g", ckpt=str(tmp_path / "g"))
+    save_sg2(tmp_path / "d", D=tiny_D())                # D alone: refused, not filled with the bundled G
+    with pytest.raises(ValueError, match="has no generator"):
+        create_teacher("sg2-d-on-g", ckpt=str(tmp_path / "d"))
+
+
+def test_d_on_g_takes_g_ema_given_nets_and_options(tmp_path):
+    from gandistill.teachers.stylegan2.checkpoint import save_sg2
+
+    def images(t, seed=5):
+        return t.sample(2, torch.Generator().manual_seed(seed)).images
+
+    G_ema, G_raw, D, D2 = tiny_G(), tiny_G(seed=7), tiny_D(), tiny_D(seed=8)
+    save_sg2(tmp_path / "ck", G_ema=G_ema, G=G_raw, D=D)
+    gen = create_teacher("sg2-generator", G=G_ema, noise_mode="const")
+    t = create_teacher("sg2-d-on-g", ckpt=str(tmp_path / "ck"), noise_mode="const")     # G_ema, not G
+    assert t.noise_mode == "const"
+    torch.testing.assert_close(images(t), images(gen))
+    assert not torch.allclose(images(t), images(create_teacher("sg2-generator", G=G_raw, noise_mode="const")))
+    save_sg2(tmp_path / "g-only", G=G_raw, D=D)                                            # no G_ema: G
+    t_raw = create_teacher("sg2-d-on-g", ckpt=str(tmp_path / "g-only"), noise_mode="const")
+    torch.testing.assert_close(images(t_raw), images(create_teacher("sg2-generator", G=G_raw, noise_mode="const")))
+    # a network passed in wins over the checkpoint's; the other one comes from the checkpoint
+    mixed = create_teacher("sg2-d-on-g", ckpt=str(tmp_path / "ck"), G=G_raw, noise_mode="const")
+    torch.testing.assert_close(images(mixed), images(t_raw))
+    own_d = create_teacher("sg2-d-on-g", ckpt=str(tmp_path / "ck"), D=D2, noise_mode="const")
+    s = own_d.sample(2, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(s.images, images(gen))
+    torch.testing.assert_close(torch.cat(s.targets, 1), create_teacher("sg2-discriminator", D=D2).features(s.images))
+    assert not torch.allclose(torch.cat(s.targets, 1), create_teacher("sg2-discriminator", D=D).features(s.images))
+    assert own_d.describe()["ckpt"].endswith("ck")
+    given = create_teacher("sg2-d-on-g", G=G_ema, D=D, blocks="b8,b4.fc")
+    assert given.describe()["ckpt"] is None and given.target_names == ("b8", "b4.fc")
+    assert [x.shape[1] for x in given.sample(2).targets] == list(given.target_dims)

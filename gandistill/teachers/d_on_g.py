@@ -27,13 +27,16 @@ from gandistill.teachers.stylegan2.checkpoint import available_nets
 
 
 def _load_g_and_d(ckpt: Optional[str]):
-    """``(G, D, path)`` from one checkpoint, refusing one without D in one line that names it."""
+    """``(G, D, path)`` from one checkpoint, refusing one without D or without G in one line naming it."""
     path = resolve_ckpt(ckpt)
     if "D" not in available_nets(path):
         raise ValueError(f"{path} has no discriminator D; the sg2-d-on-g teacher needs a checkpoint with D "
                          "(a gan train snapshot, the bundled teacher or an NVlabs snapshot .pkl)")
     ck, path = load_sg2_nets(ckpt, ("G_ema", "D"))
-    return (ck.G_ema if ck.G_ema is not None else ck.G), ck.D, path
+    G = ck.G_ema if ck.G_ema is not None else ck.G
+    if G is None:       # never fall back to another checkpoint's generator
+        raise ValueError(f"{path} has no generator (G_ema or G); the sg2-d-on-g teacher needs one")
+    return G, ck.D, path
 
 
 @register_teacher("sg2-d-on-g", help="StyleGAN2 G's samples with D's pooled features of them (h^d) as targets")
