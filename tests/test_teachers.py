@@ -283,6 +283,11 @@ def test_d_on_g_takes_g_ema_given_nets_and_options(tmp_path):
     torch.testing.assert_close(torch.cat(s.targets, 1), create_teacher("sg2-discriminator", D=D2).features(s.images))
     assert not torch.allclose(torch.cat(s.targets, 1), create_teacher("sg2-discriminator", D=D).features(s.images))
     assert own_d.describe()["ckpt"].endswith("ck")
+    on_meta = create_teacher("sg2-d-on-g", G=tiny_G(), D=tiny_D(), device="meta")     # both nets follow device
+    assert {p.device.type for p in on_meta.parameters()} == {"meta"}
+    from gandistill.teachers.d_on_g import DiscriminatorOnSamplesTeacher
+
+    assert {p.device.type for p in DiscriminatorOnSamplesTeacher(G=tiny_G(), D=tiny_D()).parameters()} == {"cpu"}
     given = create_teacher("sg2-d-on-g", G=G_ema, D=D, blocks="b8,b4.fc")
     assert given.describe()["ckpt"] is None and given.target_names == ("b8", "b4.fc")
     assert [x.shape[1] for x in given.sample(2).targets] == list(given.target_dims)
