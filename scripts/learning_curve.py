@@ -257,6 +257,12 @@ def summarise(recs: List[Dict[str, Any]], metrics=("shot1", "shot10", "knn"), or
     return "\n".join(lines)
 
 
+def _mean_of(recs: List[Dict[str, Any]], row: str, metric: str) -> Any:
+    """Mean of ``row``'s ``metric`` over the records that have it (None when none does)."""
+    vals = [v for v in (_metric(r["probes"].get(row, {}), metric) for r in recs) if v is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
 def _plain(v: List[float]) -> str:
     m = sum(v) / len(v)
     return f"{m:.1f}" + (f" ± {(sum((x - m) ** 2 for x in v) / (len(v) - 1)) ** 0.5:.1f}" if len(v) > 1 else "")
@@ -298,9 +304,9 @@ def plot(recs: List[Dict[str, Any]], png: Path) -> None:
                     ax.errorbar(xs, ys, yerr=es, fmt="o-", capsize=3,
                                 label=f"{m}" + (f" ({c})" if len(cands) > 1 else ""))
             base = [r for r in recs if r["key"]["candidate"] == c and r["key"]["steps"] == 0]
-            if base:
-                raw = _metric(base[0]["probes"]["raw pixels"], metric)
-                rnd = _metric(base[0]["probes"]["random init"], metric)
+            if base:                               # the baselines' mean over seeds, as in the summary table
+                raw = _mean_of(base, "raw pixels", metric)
+                rnd = _mean_of(base, "random init", metric)
         if raw is not None:
             ax.axhline(raw, ls="--", color="k", lw=1, label="raw pixels")
         if rnd is not None:

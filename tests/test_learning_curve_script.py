@@ -95,3 +95,11 @@ def test_workers_share_points_through_claims(tmp_path):
     assert lc._claim(tmp_path / "point-b")                  # is taken over
     (tmp_path / "point-c.claim").write_text("1")            # a live process (pid 1) holds this one
     assert not lc._claim(tmp_path / "point-c")
+
+
+def test_plot_baselines_are_the_mean_over_seeds():
+    lc = _script()
+    recs = [{"key": {"candidate": "c", "steps": 0, "method": "sns", "batch": 64, **({"seed": s} if s else {})},
+             "probes": {"raw pixels": {"shot1": v}, "random init": {"shot1": v - 10}}} for s, v in ((0, 30.0), (1, 36.0))]
+    assert lc._mean_of(recs, "raw pixels", "shot1") == 33.0 and lc._mean_of(recs, "random init", "shot1") == 23.0
+    assert lc._mean_of(recs, "raw pixels", "knn") is None
