@@ -133,8 +133,8 @@ def run_points(a: Any, out: Path, log: Path, cands: List[str], method: str, seed
             t0 = time.perf_counter()
             # resume="auto": a point whose training was interrupted continues from its checkpoint
             meth, _, teacher = method.partition(":")       # METHOD:TEACHER, e.g. sns:sg2-d-on-g
-            fit(FitConfig(method=meth, teacher=teacher or None, student=name, cifar_stem=cifar, img_size=size, batch=a.batch, seed=seed,
-                          steps=steps, base_lr=base_lr, eval="none", out=str(run), teacher_ckpt=a.teacher_ckpt,
+            fit(FitConfig(method=meth, teacher=teacher or None, student=name, cifar_stem=cifar, img_size=size,
+                          batch=a.batch, seed=seed, steps=steps, base_lr=base_lr, eval="none", out=str(run), teacher_ckpt=a.teacher_ckpt,
                           progress=False, ssl_twin=False, resume="auto"),
                 log=lambda s: None)
             train_s = time.perf_counter() - t0

@@ -19,20 +19,19 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from gandistill.teachers.base import TeacherSample, load_sg2_nets, resolve_ckpt
+from gandistill.teachers.base import TeacherSample, load_sg2_nets
 from gandistill.teachers.discriminator import DiscriminatorTeacher
 from gandistill.teachers.generator import SG2SamplingTeacher
 from gandistill.teachers.registry import register_teacher
-from gandistill.teachers.stylegan2.checkpoint import available_nets
 
 
 def _load_g_and_d(ckpt: Optional[str]):
-    """``(G, D, path)`` from one checkpoint, refusing one without D or without G in one line naming it."""
-    path = resolve_ckpt(ckpt)
-    if "D" not in available_nets(path):
+    """``(G, D, path)`` from one checkpoint (read once), refusing one without D or without G in one line
+    naming it."""
+    ck, path = load_sg2_nets(ckpt, ("G_ema", "D"))
+    if ck.D is None:
         raise ValueError(f"{path} has no discriminator D; the sg2-d-on-g teacher needs a checkpoint with D "
                          "(a gan train snapshot, the bundled teacher or an NVlabs snapshot .pkl)")
-    ck, path = load_sg2_nets(ckpt, ("G_ema", "D"))
     G = ck.G_ema if ck.G_ema is not None else ck.G
     if G is None:       # never fall back to another checkpoint's generator
         raise ValueError(f"{path} has no generator (G_ema or G); the sg2-d-on-g teacher needs one")
